@@ -1,0 +1,66 @@
+// swift-tools-version:6.0
+// csgd-dist: Centripetal SGD, data-parallel over MPI, on OpenBLAS.
+//
+// Dependency direction (never the other way):
+//   CSGDCore ← CSGDKernels ← CSGDModels ← CSGDCentripetal
+//   CSGDCore ← CSGDData,  CSGDCore ← CSGDDistributed
+//   all of the above ← CSGDTraining ← CSGDDistCLI (the `csgd-dist` executable)
+// Only CSGDKernels imports CBLAS, only CSGDDistributed imports CMPI, only CSGDData imports CZlib.
+import PackageDescription
+
+// -Ounchecked drops bounds checks in the hot loops of release builds; the checks that
+// must survive are explicit `if … { throw / fatalError }`, never `precondition`.
+let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "csgd-dist",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "csgd-dist", targets: ["CSGDDistCLI"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(
+            name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "CSGDCore", swiftSettings: fast),
+        .target(name: "CSGDKernels", dependencies: ["CSGDCore", "CBLAS"], swiftSettings: fast),
+        .target(name: "CSGDModels", dependencies: ["CSGDCore", "CSGDKernels"], swiftSettings: fast),
+        .target(name: "CSGDData", dependencies: ["CSGDCore", "CZlib"], swiftSettings: fast),
+        .target(
+            name: "CSGDCentripetal", dependencies: ["CSGDCore", "CSGDModels"],
+            swiftSettings: fast),
+        .target(name: "CSGDDistributed", dependencies: ["CSGDCore", "CMPI"], swiftSettings: fast),
+        .target(
+            name: "CSGDTraining",
+            dependencies: [
+                "CSGDCore", "CSGDKernels", "CSGDModels", "CSGDData", "CSGDCentripetal",
+                "CSGDDistributed", .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: fast),
+        .executableTarget(
+            name: "CSGDDistCLI",
+            dependencies: [
+                "CSGDTraining", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: fast),
+        .testTarget(name: "CSGDCoreTests", dependencies: ["CSGDCore"]),
+        .testTarget(name: "CSGDKernelsTests", dependencies: ["CSGDKernels"]),
+        .testTarget(name: "CSGDModelsTests", dependencies: ["CSGDModels"]),
+        .testTarget(name: "CSGDDataTests", dependencies: ["CSGDData"]),
+        .testTarget(name: "CSGDCentripetalTests", dependencies: ["CSGDCentripetal", "CSGDData"]),
+        .testTarget(name: "CSGDDistributedTests", dependencies: ["CSGDDistributed"]),
+        .testTarget(name: "CSGDTrainingTests", dependencies: ["CSGDTraining"]),
+        .testTarget(name: "CSGDCLITests", dependencies: []),
+    ],
+    swiftLanguageModes: [.v5]
+)

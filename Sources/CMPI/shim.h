@@ -1,0 +1,19 @@
+// Re-exports the Open MPI handle macros that Swift's ClangImporter cannot see
+// (they are casts over &ompi_mpi_* globals). Only CSGDDistributed imports this module.
+#ifndef CSGD_MPI_SHIM_H
+#define CSGD_MPI_SHIM_H
+#include <mpi.h>
+static inline MPI_Comm csgd_mpi_comm_world(void) { return MPI_COMM_WORLD; }
+static inline MPI_Datatype csgd_mpi_float(void) { return MPI_FLOAT; }
+static inline MPI_Datatype csgd_mpi_double(void) { return MPI_DOUBLE; }
+static inline MPI_Datatype csgd_mpi_int(void) { return MPI_INT; }
+static inline MPI_Datatype csgd_mpi_uint64(void) { return MPI_UINT64_T; }
+static inline MPI_Datatype csgd_mpi_byte(void) { return MPI_BYTE; }
+static inline MPI_Op csgd_mpi_sum(void) { return MPI_SUM; }
+static inline MPI_Op csgd_mpi_max(void) { return MPI_MAX; }
+static inline MPI_Op csgd_mpi_min(void) { return MPI_MIN; }
+static inline void *csgd_mpi_in_place(void) { return MPI_IN_PLACE; }
+static inline MPI_Status *csgd_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
+static inline MPI_Errhandler csgd_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
+static inline MPI_Request csgd_mpi_request_null(void) { return MPI_REQUEST_NULL; }
+#endif

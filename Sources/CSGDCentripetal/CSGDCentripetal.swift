@@ -1,0 +1,1 @@
+// CSGDCentripetal: see Package.swift for the target's responsibility.

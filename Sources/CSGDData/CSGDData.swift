@@ -1,0 +1,1 @@
+// CSGDData: see Package.swift for the target's responsibility.

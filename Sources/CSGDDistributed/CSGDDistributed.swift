@@ -1,0 +1,1 @@
+// CSGDDistributed: see Package.swift for the target's responsibility.

@@ -1,0 +1,1 @@
+// CSGDKernels: see Package.swift for the target's responsibility.

@@ -1,0 +1,1 @@
+// CSGDModels: see Package.swift for the target's responsibility.

@@ -1,0 +1,1 @@
+// CSGDTraining: see Package.swift for the target's responsibility.
