@@ -1,0 +1,136 @@
+// Batch normalization over (N, H, W) per channel, PyTorch BatchNorm2d semantics:
+// training uses batch statistics (biased variance to normalise), updates running stats with
+// `momentum` (default 0.1) and the UNBIASED batch variance; eval uses the running stats.
+// Sums are accumulated in Double: a 64×32×32 channel has 65536 terms.
+
+/// Hyper-parameters of a BatchNorm layer.
+public struct BatchNormConfig: Sendable, Equatable {
+    /// Added to the variance before the square root.
+    public var eps: Float = 1e-5
+    /// Running-stat update weight: `running = (1 − momentum)·running + momentum·batch`.
+    public var momentum: Float = 0.1
+    /// PyTorch defaults (eps 1e-5, momentum 0.1).
+    public init(eps: Float = 1e-5, momentum: Float = 0.1) {
+        self.eps = eps
+        self.momentum = momentum
+    }
+}
+
+/// BatchNorm forward in training mode.
+/// - Parameters:
+///   - output: `[N, C, H·W]`, overwritten (may alias nothing).
+///   - saveMean, saveInvStd: `[C]`, overwritten with the batch mean and 1/√(var+eps) for backward.
+///   - runningMean, runningVar: `[C]`, updated in place.
+///   - input: `[N, C, H·W]`.
+///   - scale, shift: γ and β, `[C]`.
+public func batchNormForwardTraining(
+    output: UnsafeMutablePointer<Float>, saveMean: UnsafeMutablePointer<Float>,
+    saveInvStd: UnsafeMutablePointer<Float>, runningMean: UnsafeMutablePointer<Float>,
+    runningVar: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
+    scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, n: Int, c: Int, hw: Int,
+    config: BatchNormConfig = .init()
+) {
+    let m = n * hw
+    for ch in 0..<c {
+        var sum = 0.0
+        for i in 0..<n {
+            let x = input + (i * c + ch) * hw
+            var s: Float = 0
+            for j in 0..<hw { s += x[j] }
+            sum += Double(s)
+        }
+        let mean = sum / Double(m)
+        let meanF = Float(mean)
+        var sq = 0.0
+        for i in 0..<n {
+            let x = input + (i * c + ch) * hw
+            var s: Float = 0
+            for j in 0..<hw {
+                let d = x[j] - meanF
+                s += d * d
+            }
+            sq += Double(s)
+        }
+        let variance = sq / Double(m)
+        let invStd = Float(1.0 / (variance + Double(config.eps)).squareRoot())
+        saveMean[ch] = meanF
+        saveInvStd[ch] = invStd
+        let a = scale[ch] * invStd
+        let b = shift[ch] - meanF * a
+        for i in 0..<n {
+            let x = input + (i * c + ch) * hw
+            let y = output + (i * c + ch) * hw
+            for j in 0..<hw { y[j] = x[j] * a + b }
+        }
+        let unbiased = m > 1 ? variance * Double(m) / Double(m - 1) : variance
+        let mom = config.momentum
+        runningMean[ch] = (1 - mom) * runningMean[ch] + mom * meanF
+        runningVar[ch] = (1 - mom) * runningVar[ch] + mom * Float(unbiased)
+    }
+}
+
+/// BatchNorm forward in eval mode: `y = (x − running_mean)/√(running_var + eps)·γ + β`.
+public func batchNormForwardEval(
+    output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
+    runningMean: UnsafePointer<Float>, runningVar: UnsafePointer<Float>,
+    scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, n: Int, c: Int, hw: Int,
+    config: BatchNormConfig = .init()
+) {
+    for ch in 0..<c {
+        let invStd = 1 / (runningVar[ch] + config.eps).squareRoot()
+        let a = scale[ch] * invStd
+        let b = shift[ch] - runningMean[ch] * a
+        for i in 0..<n {
+            let x = input + (i * c + ch) * hw
+            let y = output + (i * c + ch) * hw
+            for j in 0..<hw { y[j] = x[j] * a + b }
+        }
+    }
+}
+
+/// BatchNorm backward (training mode). ACCUMULATES into `dInput`, `dScale`, `dShift`.
+///
+/// With x̂ = (x − mean)·invStd: dβ = Σ dy, dγ = Σ dy·x̂,
+/// dx = γ·invStd·(dy − mean(dy) − x̂·mean(dy·x̂)).
+public func batchNormBackward(
+    dInput: UnsafeMutablePointer<Float>, dScale: UnsafeMutablePointer<Float>,
+    dShift: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
+    input: UnsafePointer<Float>, scale: UnsafePointer<Float>, saveMean: UnsafePointer<Float>,
+    saveInvStd: UnsafePointer<Float>, n: Int, c: Int, hw: Int
+) {
+    let m = Float(n * hw)
+    for ch in 0..<c {
+        let mean = saveMean[ch]
+        let invStd = saveInvStd[ch]
+        var sumDy = 0.0
+        var sumDyXhat = 0.0
+        for i in 0..<n {
+            let x = input + (i * c + ch) * hw
+            let dy = dOutput + (i * c + ch) * hw
+            var s1: Float = 0
+            var s2: Float = 0
+            for j in 0..<hw {
+                s1 += dy[j]
+                s2 += dy[j] * (x[j] - mean)
+            }
+            sumDy += Double(s1)
+            sumDyXhat += Double(s2)
+        }
+        let sDy = Float(sumDy)
+        let sDyXhat = Float(sumDyXhat) * invStd
+        dShift[ch] += sDy
+        dScale[ch] += sDyXhat
+        let g = scale[ch] * invStd
+        let meanDy = sDy / m
+        let meanDyXhat = sDyXhat / m
+        for i in 0..<n {
+            let x = input + (i * c + ch) * hw
+            let dy = dOutput + (i * c + ch) * hw
+            let dx = dInput + (i * c + ch) * hw
+            for j in 0..<hw {
+                let xhat = (x[j] - mean) * invStd
+                dx[j] += g * (dy[j] - meanDy - xhat * meanDyXhat)
+            }
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// CSGDKernels: see Package.swift for the target's responsibility.

@@ -1,0 +1,43 @@
+// ReLU and the residual add. ReLU's backward reads the forward OUTPUT (y > 0 ⇔ x > 0), so a
+// ReLU may run in place on its input and the graph needs no extra mask buffer.
+
+/// `output = max(input, 0)`; `output` may equal `input` (in place).
+public func reluForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int)
+{
+    for i in 0..<count { output[i] = max(input[i], 0) }
+}
+
+/// ReLU backward from the forward output. ACCUMULATES: `dInput += dOutput · [output > 0]`.
+public func reluBackward(
+    dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
+    output: UnsafePointer<Float>, count: Int
+) {
+    for i in 0..<count where output[i] > 0 { dInput[i] += dOutput[i] }
+}
+
+/// Zeroes `dOutput` where the forward output was not positive (in-place ReLU backward, used
+/// when a ReLU is fused after BatchNorm or an add and shares its tensor).
+public func reluMaskInPlace(
+    dOutput: UnsafeMutablePointer<Float>, output: UnsafePointer<Float>, count: Int
+) {
+    for i in 0..<count where !(output[i] > 0) { dOutput[i] = 0 }
+}
+
+/// Residual add: `output = a + b`.
+public func addForward(
+    output: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+    count: Int
+) {
+    for i in 0..<count { output[i] = a[i] + b[i] }
+}
+
+/// Residual add backward. ACCUMULATES `dOutput` into both `dA` and `dB`.
+public func addBackward(
+    dA: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>,
+    dOutput: UnsafePointer<Float>, count: Int
+) {
+    for i in 0..<count {
+        dA[i] += dOutput[i]
+        dB[i] += dOutput[i]
+    }
+}

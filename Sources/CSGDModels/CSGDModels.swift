@@ -1,1 +1,0 @@
-// CSGDModels: see Package.swift for the target's responsibility.

@@ -1,0 +1,256 @@
+// The network as data: a straight-line list of layers over numbered activation tensors.
+//
+// Models are built once into this form (ResNet.swift), and everything else reads it: the
+// executor runs `layers` forward and in reverse for backward (Network.swift), the topology
+// analysis derives residual groups and consumers from it (Topology.swift), and the pruner
+// rewrites widths. Nothing keys off layer names except checkpoint I/O.
+
+import CSGDCore
+import CSGDKernels
+
+/// Index of an activation tensor in a graph.
+public struct TensorID: Hashable, Sendable {
+    /// Position in `Graph.tensors`.
+    public let index: Int
+}
+
+/// Per-image shape of an activation tensor: C × H × W.
+public struct ActivationShape: Equatable, Sendable {
+    public let c: Int, h: Int, w: Int
+    /// A C × H × W shape.
+    public init(c: Int, h: Int, w: Int) {
+        self.c = c
+        self.h = h
+        self.w = w
+    }
+    /// Floats per image.
+    public var count: Int { c * h * w }
+}
+
+/// A convolution node.
+public struct ConvLayer: Sendable {
+    /// Module name, e.g. `layer1.0.conv1` (checkpoint names append `.weight`).
+    public let name: String
+    public let input: TensorID, output: TensorID
+    public let weight: ParameterID
+    public let bias: ParameterID?
+    /// Geometry for batch 1 (use `shape.with(batch:)`).
+    public let shape: Conv2dShape
+}
+
+/// A BatchNorm node, optionally with a fused ReLU on its output.
+public struct BatchNormLayer: Sendable {
+    /// Module name, e.g. `layer1.0.bn1`.
+    public let name: String
+    public let input: TensorID, output: TensorID
+    public let scale: ParameterID, shift: ParameterID
+    public let runningMean: BufferID, runningVar: BufferID
+    public let channels: Int, hw: Int
+    /// Whether a ReLU follows (applied in place on `output`).
+    public let relu: Bool
+}
+
+/// A residual add node `output = a + b`, optionally followed by an in-place ReLU.
+public struct AddLayer: Sendable {
+    public let a: TensorID, b: TensorID, output: TensorID
+    public let relu: Bool
+}
+
+/// A max-pool node.
+public struct MaxPoolLayer: Sendable {
+    public let input: TensorID, output: TensorID
+    /// Geometry for batch 1.
+    public let shape: PoolShape
+}
+
+/// Global average pooling to `[N, C]`.
+public struct GlobalAvgPoolLayer: Sendable {
+    public let input: TensorID, output: TensorID
+    public let channels: Int, hw: Int
+}
+
+/// A fully-connected node (`fc`).
+public struct LinearLayer: Sendable {
+    public let name: String
+    public let input: TensorID, output: TensorID
+    public let weight: ParameterID, bias: ParameterID?
+    public let inFeatures: Int, outFeatures: Int
+}
+
+/// One node of the graph.
+public enum Layer: Sendable {
+    case conv(ConvLayer)
+    case batchNorm(BatchNormLayer)
+    case add(AddLayer)
+    case maxPool(MaxPoolLayer)
+    case globalAvgPool(GlobalAvgPoolLayer)
+    case linear(LinearLayer)
+
+    /// Tensors this layer reads.
+    public var inputs: [TensorID] {
+        switch self {
+        case .conv(let l): return [l.input]
+        case .batchNorm(let l): return [l.input]
+        case .add(let l): return [l.a, l.b]
+        case .maxPool(let l): return [l.input]
+        case .globalAvgPool(let l): return [l.input]
+        case .linear(let l): return [l.input]
+        }
+    }
+
+    /// The tensor this layer writes.
+    public var output: TensorID {
+        switch self {
+        case .conv(let l): return l.output
+        case .batchNorm(let l): return l.output
+        case .add(let l): return l.output
+        case .maxPool(let l): return l.output
+        case .globalAvgPool(let l): return l.output
+        case .linear(let l): return l.output
+        }
+    }
+}
+
+/// A built model graph: layers in execution order, tensor shapes, and the parameter layout.
+public struct Graph: Sendable {
+    /// Layers in forward order.
+    public let layers: [Layer]
+    /// Per-image shape of every tensor.
+    public let tensors: [ActivationShape]
+    /// The image input tensor.
+    public let input: TensorID
+    /// The logits tensor `[N, classes]`.
+    public let logits: TensorID
+    /// Tensor names and roles, in declaration order.
+    public let specs: [ParameterSpec]
+    /// Buffer names and roles.
+    public let bufferSpecs: [BufferSpec]
+
+    /// Indices (into `layers`) of the conv layers, in order: the order of the width array.
+    public var convLayerIndices: [Int] {
+        layers.indices.filter { if case .conv = layers[$0] { return true } else { return false } }
+    }
+
+    /// Multiply-adds per image (convs + FC), the convention of the C-SGD papers.
+    public var flopsPerImage: Int {
+        var total = 0
+        for layer in layers {
+            switch layer {
+            case .conv(let l): total += l.shape.flops
+            case .linear(let l): total += l.inFeatures * l.outFeatures
+            default: break
+            }
+        }
+        return total
+    }
+
+    /// Trainable parameter count.
+    public var parameterCount: Int { specs.reduce(0) { $0 + $1.count } }
+}
+
+/// Incrementally builds a `Graph` (used by the model definitions).
+public struct GraphBuilder {
+    private(set) var layers: [Layer] = []
+    private(set) var tensors: [ActivationShape] = []
+    private var params = ParameterStoreBuilder()
+
+    /// Starts a graph whose input has the given per-image shape.
+    public init(input: ActivationShape) { tensors.append(input) }
+
+    /// The input tensor.
+    public var input: TensorID { TensorID(index: 0) }
+
+    /// Shape of a tensor.
+    public func shape(_ t: TensorID) -> ActivationShape { tensors[t.index] }
+
+    private mutating func newTensor(_ s: ActivationShape) -> TensorID {
+        tensors.append(s)
+        return TensorID(index: tensors.count - 1)
+    }
+
+    /// Appends a convolution (no bias unless asked) and returns its output tensor.
+    public mutating func conv(
+        _ name: String, _ x: TensorID, outChannels k: Int, kernel: Int, stride: Int, pad: Int,
+        bias: Bool = false
+    ) throws -> TensorID {
+        let s = shape(x)
+        let g = try Conv2dShape(
+            n: 1, c: s.c, h: s.h, w: s.w, k: k, r: kernel, s: kernel, stride: stride, pad: pad)
+        let w = params.addParameter(
+            name + ".weight", shape: [k, s.c, kernel, kernel], role: .convWeight)
+        let b = bias ? params.addParameter(name + ".bias", shape: [k], role: .convBias) : nil
+        let y = newTensor(ActivationShape(c: k, h: g.p, w: g.q))
+        layers.append(.conv(ConvLayer(name: name, input: x, output: y, weight: w, bias: b, shape: g)))
+        return y
+    }
+
+    /// Appends BatchNorm (+ optional fused ReLU) and returns its output tensor.
+    public mutating func batchNorm(_ name: String, _ x: TensorID, relu: Bool) -> TensorID {
+        let s = shape(x)
+        let g = params.addParameter(name + ".weight", shape: [s.c], role: .bnScale)
+        let b = params.addParameter(name + ".bias", shape: [s.c], role: .bnShift)
+        let m = params.addBuffer(name + ".running_mean", shape: [s.c], role: .bnRunningMean)
+        let v = params.addBuffer(name + ".running_var", shape: [s.c], role: .bnRunningVar)
+        let y = newTensor(s)
+        layers.append(
+            .batchNorm(
+                BatchNormLayer(
+                    name: name, input: x, output: y, scale: g, shift: b, runningMean: m,
+                    runningVar: v, channels: s.c, hw: s.h * s.w, relu: relu)))
+        return y
+    }
+
+    /// Appends `a + b` (+ optional ReLU); the shapes must match.
+    public mutating func add(_ a: TensorID, _ b: TensorID, relu: Bool) throws -> TensorID {
+        if shape(a) != shape(b) {
+            throw CSGDError(
+                "residual add: shapes differ (\(shape(a)) vs \(shape(b))); the width array "
+                    + "gives tied convs different widths")
+        }
+        let y = newTensor(shape(a))
+        layers.append(.add(AddLayer(a: a, b: b, output: y, relu: relu)))
+        return y
+    }
+
+    /// Appends a max pool.
+    public mutating func maxPool(_ x: TensorID, kernel: Int, stride: Int, pad: Int) throws
+        -> TensorID
+    {
+        let s = shape(x)
+        let g = try PoolShape(n: 1, c: s.c, h: s.h, w: s.w, kernel: kernel, stride: stride, pad: pad)
+        let y = newTensor(ActivationShape(c: s.c, h: g.p, w: g.q))
+        layers.append(.maxPool(MaxPoolLayer(input: x, output: y, shape: g)))
+        return y
+    }
+
+    /// Appends global average pooling.
+    public mutating func globalAvgPool(_ x: TensorID) -> TensorID {
+        let s = shape(x)
+        let y = newTensor(ActivationShape(c: s.c, h: 1, w: 1))
+        layers.append(
+            .globalAvgPool(GlobalAvgPoolLayer(input: x, output: y, channels: s.c, hw: s.h * s.w)))
+        return y
+    }
+
+    /// Appends a fully-connected layer over the flattened input.
+    public mutating func linear(_ name: String, _ x: TensorID, outFeatures: Int) -> TensorID {
+        let inF = shape(x).count
+        let w = params.addParameter(name + ".weight", shape: [outFeatures, inF], role: .fcWeight)
+        let b = params.addParameter(name + ".bias", shape: [outFeatures], role: .fcBias)
+        let y = newTensor(ActivationShape(c: outFeatures, h: 1, w: 1))
+        layers.append(
+            .linear(
+                LinearLayer(
+                    name: name, input: x, output: y, weight: w, bias: b, inFeatures: inF,
+                    outFeatures: outFeatures)))
+        return y
+    }
+
+    /// Finishes the graph with `logits` as its output.
+    public func finish(logits: TensorID) -> Graph {
+        let store = params
+        return Graph(
+            layers: layers, tensors: tensors, input: input, logits: logits, specs: store.specs,
+            bufferSpecs: store.bufferSpecs)
+    }
+}

@@ -1,0 +1,258 @@
+// The executor: runs a Graph forward and backward over one ParameterStore.
+//
+// Activations live in an arena sized for the current batch (one per (batch, mode), reused
+// across steps, so steady-state training allocates nothing). Forward saves what backward needs
+// (every layer's input tensor, BN batch mean/invstd, max-pool argmax); backward walks the layers
+// in reverse, llm.c style, and ACCUMULATES parameter gradients into `store.grads`.
+
+import CSGDCore
+import CSGDKernels
+
+/// A model instance: architecture, graph, parameters and the activation arenas.
+public final class Network {
+    /// The widths and sizes this network was built from.
+    public let architecture: Architecture
+    /// The layer graph.
+    public let graph: Graph
+    /// Parameters, gradients, momentum and BN buffers.
+    public let store: ParameterStore
+    /// BatchNorm eps and running-stat momentum.
+    public var batchNorm = BatchNormConfig()
+    private var arenas: [ArenaKey: Arena] = [:]
+    private var lastTrainingBatch: Int?
+
+    /// Builds the network with zeroed parameters (call `initialize(seed:)` or load weights).
+    public init(architecture: Architecture) throws {
+        self.architecture = architecture
+        graph = try architecture.graph()
+        store = ParameterStore(specs: graph.specs, bufferSpecs: graph.bufferSpecs)
+    }
+
+    /// Number of classes (logit width).
+    public var numClasses: Int { architecture.numClasses }
+    /// Floats per input image.
+    public var imageCount: Int { graph.tensors[graph.input.index].count }
+
+    /// PyTorch/torchvision-style initialisation, deterministic in `seed`:
+    /// conv weights ~ N(0, 2/(K·R·S)) (Kaiming normal, fan-out, ReLU gain, as torchvision's
+    /// ResNet); BN γ = 1, β = 0, running mean 0, running var 1; FC weight and bias
+    /// ~ U(−1/√in, 1/√in) (nn.Linear's default); conv bias 0.
+    public func initialize(seed: UInt64) {
+        var rng = Rng.derived(seed: seed, 0x1417)
+        for (i, spec) in store.specs.enumerated() {
+            let p = store.value(ParameterID(i))
+            switch spec.role {
+            case .convWeight:
+                let fanOut = spec.shape[0] * spec.shape[2] * spec.shape[3]
+                let std = Float((2.0 / Double(fanOut)).squareRoot())
+                for j in 0..<spec.count { p[j] = rng.nextGaussian() * std }
+            case .bnScale:
+                p.update(repeating: 1, count: spec.count)
+            case .bnShift, .convBias:
+                p.update(repeating: 0, count: spec.count)
+            case .fcWeight, .fcBias:
+                let fanIn = spec.role == .fcWeight ? spec.shape[1] : fcInFeatures(spec)
+                let bound = Float(1 / Double(fanIn).squareRoot())
+                for j in 0..<spec.count { p[j] = (rng.nextFloat() * 2 - 1) * bound }
+            }
+        }
+        for (i, spec) in store.bufferSpecs.enumerated() {
+            store.buffer(BufferID(i)).update(
+                repeating: spec.role == .bnRunningVar ? 1 : 0, count: spec.count)
+        }
+        store.momentum.zero()
+        store.grads.zero()
+    }
+
+    private func fcInFeatures(_ bias: ParameterSpec) -> Int {
+        for case .linear(let l) in graph.layers where store[l.bias!].name == bias.name {
+            return l.inFeatures
+        }
+        return 1
+    }
+
+    // MARK: - forward
+
+    /// Runs the network on `batch` images (`[batch, C, H, W]`, normalised).
+    /// - Parameter training: batch statistics and running-stat updates in BN, and saves what
+    ///   `backward` needs; otherwise eval mode (running statistics).
+    /// - Returns: the logits `[batch, classes]`, valid until the next call.
+    @discardableResult
+    public func forward(images: UnsafePointer<Float>, batch: Int, training: Bool)
+        -> UnsafeMutablePointer<Float>
+    {
+        let arena = self.arena(batch: batch, training: training)
+        arena.values[graph.input.index].pointer.update(from: images, count: batch * imageCount)
+        let v = arena.values
+        for (li, layer) in graph.layers.enumerated() {
+            switch layer {
+            case .conv(let l):
+                conv2dForward(
+                    output: v[l.output.index].pointer, input: v[l.input.index].pointer,
+                    weight: store.value(l.weight), bias: l.bias.map { store.value($0) },
+                    shape: arena.convShapes[li]!, workspace: arena.workspace.pointer)
+            case .batchNorm(let l):
+                let y = v[l.output.index].pointer
+                if training {
+                    batchNormForwardTraining(
+                        output: y, saveMean: arena.bnMean[li]!.pointer,
+                        saveInvStd: arena.bnInvStd[li]!.pointer,
+                        runningMean: store.buffer(l.runningMean),
+                        runningVar: store.buffer(l.runningVar), input: v[l.input.index].pointer,
+                        scale: store.value(l.scale), shift: store.value(l.shift), n: batch,
+                        c: l.channels, hw: l.hw, config: batchNorm)
+                } else {
+                    batchNormForwardEval(
+                        output: y, input: v[l.input.index].pointer,
+                        runningMean: store.buffer(l.runningMean),
+                        runningVar: store.buffer(l.runningVar), scale: store.value(l.scale),
+                        shift: store.value(l.shift), n: batch, c: l.channels, hw: l.hw,
+                        config: batchNorm)
+                }
+                if l.relu { reluForward(output: y, input: y, count: batch * l.channels * l.hw) }
+            case .add(let l):
+                let y = v[l.output.index].pointer
+                let n = batch * graph.tensors[l.output.index].count
+                addForward(output: y, a: v[l.a.index].pointer, b: v[l.b.index].pointer, count: n)
+                if l.relu { reluForward(output: y, input: y, count: n) }
+            case .maxPool(let l):
+                maxPoolForward(
+                    output: v[l.output.index].pointer, argmax: arena.argmax[li]!,
+                    input: v[l.input.index].pointer, shape: l.shape.with(batch: batch))
+            case .globalAvgPool(let l):
+                globalAvgPoolForward(
+                    output: v[l.output.index].pointer, input: v[l.input.index].pointer,
+                    nc: batch * l.channels, hw: l.hw)
+            case .linear(let l):
+                linearForward(
+                    output: v[l.output.index].pointer, input: v[l.input.index].pointer,
+                    weight: store.value(l.weight), bias: l.bias.map { store.value($0) }, n: batch,
+                    inFeatures: l.inFeatures, outFeatures: l.outFeatures)
+            }
+        }
+        if training { lastTrainingBatch = batch }
+        return v[graph.logits.index].pointer
+    }
+
+    // MARK: - backward
+
+    /// Backpropagates `dLogits` (`[batch, classes]`) through the last training-mode forward.
+    /// ACCUMULATES parameter gradients into `store.grads` (zero them once per optimizer step).
+    public func backward(dLogits: UnsafePointer<Float>) {
+        guard let batch = lastTrainingBatch,
+            let arena = arenas[ArenaKey(batch: batch, training: true)]
+        else { fatalError("Network.backward called without a training-mode forward") }
+        let v = arena.values
+        let d = arena.grads
+        // Activation gradients are zeroed lazily, right before the first layer that adds to them.
+        var fresh = [Bool](repeating: true, count: graph.tensors.count)
+        func grad(_ t: TensorID) -> UnsafeMutablePointer<Float>? {
+            if t == graph.input { return nil }
+            let buf = d[t.index]!
+            if fresh[t.index] {
+                buf.zero()
+                fresh[t.index] = false
+            }
+            return buf.pointer
+        }
+        let logits = d[graph.logits.index]!
+        logits.pointer.update(from: dLogits, count: logits.count)
+        fresh[graph.logits.index] = false
+        for li in graph.layers.indices.reversed() {
+            switch graph.layers[li] {
+            case .conv(let l):
+                conv2dBackward(
+                    dInput: grad(l.input), dWeight: store.grad(l.weight),
+                    dBias: l.bias.map { store.grad($0) }, dOutput: d[l.output.index]!.pointer,
+                    input: v[l.input.index].pointer, weight: store.value(l.weight),
+                    shape: arena.convShapes[li]!, workspace: arena.workspace.pointer)
+            case .batchNorm(let l):
+                let dy = d[l.output.index]!.pointer
+                if l.relu {
+                    reluMaskInPlace(
+                        dOutput: dy, output: v[l.output.index].pointer,
+                        count: batch * l.channels * l.hw)
+                }
+                batchNormBackward(
+                    dInput: grad(l.input)!, dScale: store.grad(l.scale),
+                    dShift: store.grad(l.shift), dOutput: dy, input: v[l.input.index].pointer,
+                    scale: store.value(l.scale), saveMean: arena.bnMean[li]!.pointer,
+                    saveInvStd: arena.bnInvStd[li]!.pointer, n: batch, c: l.channels, hw: l.hw)
+            case .add(let l):
+                let dy = d[l.output.index]!.pointer
+                let n = batch * graph.tensors[l.output.index].count
+                if l.relu { reluMaskInPlace(dOutput: dy, output: v[l.output.index].pointer, count: n) }
+                addBackward(dA: grad(l.a)!, dB: grad(l.b)!, dOutput: dy, count: n)
+            case .maxPool(let l):
+                if let dx = grad(l.input) {
+                    maxPoolBackward(
+                        dInput: dx, dOutput: d[l.output.index]!.pointer,
+                        argmax: arena.argmax[li]!, shape: l.shape.with(batch: batch))
+                }
+            case .globalAvgPool(let l):
+                globalAvgPoolBackward(
+                    dInput: grad(l.input)!, dOutput: d[l.output.index]!.pointer,
+                    nc: batch * l.channels, hw: l.hw)
+            case .linear(let l):
+                linearBackward(
+                    dInput: grad(l.input), dWeight: store.grad(l.weight),
+                    dBias: l.bias.map { store.grad($0) }, dOutput: d[l.output.index]!.pointer,
+                    input: v[l.input.index].pointer, weight: store.value(l.weight), n: batch,
+                    inFeatures: l.inFeatures, outFeatures: l.outFeatures)
+            }
+        }
+    }
+
+    /// Frees all activation arenas (e.g. after training, before a large eval).
+    public func releaseActivations() {
+        arenas.removeAll()
+        lastTrainingBatch = nil
+    }
+
+    // MARK: - arena
+
+    private struct ArenaKey: Hashable {
+        let batch: Int
+        let training: Bool
+    }
+
+    private final class Arena {
+        var values: [FloatBuffer] = []
+        var grads: [FloatBuffer?] = []
+        var convShapes: [Int: Conv2dShape] = [:]
+        var bnMean: [Int: FloatBuffer] = [:]
+        var bnInvStd: [Int: FloatBuffer] = [:]
+        var argmax: [Int: UnsafeMutablePointer<Int32>] = [:]
+        var workspace = FloatBuffer(count: 0)
+        deinit { for p in argmax.values { p.deallocate() } }
+    }
+
+    private func arena(batch: Int, training: Bool) -> Arena {
+        let key = ArenaKey(batch: batch, training: training)
+        if let a = arenas[key] { return a }
+        let a = Arena()
+        a.values = graph.tensors.map { FloatBuffer(count: batch * $0.count) }
+        a.grads = graph.tensors.enumerated().map { i, s in
+            training && i != graph.input.index ? FloatBuffer(count: batch * s.count) : nil
+        }
+        var ws = 0
+        for (li, layer) in graph.layers.enumerated() {
+            switch layer {
+            case .conv(let l):
+                let s = l.shape.with(batch: batch)
+                a.convShapes[li] = s
+                ws = max(ws, s.workspaceCount)
+            case .batchNorm(let l) where training:
+                a.bnMean[li] = FloatBuffer(count: l.channels)
+                a.bnInvStd[li] = FloatBuffer(count: l.channels)
+            case .maxPool(let l):
+                let n = batch * graph.tensors[l.output.index].count
+                a.argmax[li] = .allocate(capacity: n)
+            default: break
+            }
+        }
+        a.workspace = FloatBuffer(count: ws)
+        arenas[key] = a
+        return a
+    }
+}
