@@ -73,6 +73,14 @@ public struct Conv2dShape: Equatable, Sendable, Codable {
 
 // MARK: - im2col / col2im
 
+/// One past the last output column whose input column q·stride − pad + s is inside the image.
+/// (Swift's `/` truncates toward zero, so a negative numerator must not reach the division.)
+@inline(__always)
+func validEnd(_ g: Conv2dShape, _ s: Int) -> Int {
+    let last = g.w - 1 + g.pad - s
+    return last < 0 ? 0 : min(g.q, last / g.stride + 1)
+}
+
 /// Writes the columns of images `n0..<n0+nb` into `col` laid out (C·R·S, nb·P·Q).
 func im2col(
     col: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, shape g: Conv2dShape,
@@ -87,7 +95,7 @@ func im2col(
                 let row = col + ((c * g.r + r) * g.s + s) * ld
                 // Valid q range: 0 ≤ q·stride − pad + s < W.
                 let qLo = max(0, (g.pad - s + g.stride - 1) / g.stride)
-                let qHi = min(g.q, (g.w - 1 + g.pad - s) / g.stride + 1)  // exclusive
+                let qHi = validEnd(g, s)  // exclusive
                 for i in 0..<nb {
                     let img = input + ((n0 + i) * g.c + c) * hw
                     let dst0 = row + i * pq
@@ -126,7 +134,7 @@ func col2imAccumulate(
             for s in 0..<g.s {
                 let row = col + ((c * g.r + r) * g.s + s) * ld
                 let qLo = max(0, (g.pad - s + g.stride - 1) / g.stride)
-                let qHi = min(g.q, (g.w - 1 + g.pad - s) / g.stride + 1)
+                let qHi = validEnd(g, s)
                 if qHi <= qLo { continue }
                 for i in 0..<nb {
                     let img = dInput + ((n0 + i) * g.c + c) * hw

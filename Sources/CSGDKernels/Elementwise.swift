@@ -2,8 +2,9 @@
 // ReLU may run in place on its input and the graph needs no extra mask buffer.
 
 /// `output = max(input, 0)`; `output` may equal `input` (in place).
-public func reluForward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int)
-{
+public func reluForward(
+    output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int
+) {
     for i in 0..<count { output[i] = max(input[i], 0) }
 }
 

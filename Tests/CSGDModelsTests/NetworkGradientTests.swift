@@ -20,58 +20,83 @@ final class NetworkGradientTests: XCTestCase {
         return r.loss
     }
 
-    func checkNetwork(_ a: Architecture, batch: Int, file: StaticString = #filePath, line: UInt = #line)
-        throws
-    {
+    /// - Parameter awayFromKinks: shift every BN's β to +3 so no ReLU input and no max-pool
+    ///   window sits near a switching point; finite differences then see a smooth function.
+    ///   With β = 0 about half of all ReLU inputs sit near 0 and a direction over a whole tensor
+    ///   straddles hundreds of kinks, so the quotient measures the kinks, not the backward
+    ///   (it converges to the analytic value as h → 0, below Float's noise floor). ReLU's
+    ///   masking rule itself is checked element-wise in the kernel tests.
+    func checkNetwork(
+        _ a: Architecture, batch: Int, awayFromKinks: Bool = false, rtol: Double = 1e-2,
+        atol: Double = 2e-4, file: StaticString = #filePath,
+        line: UInt = #line
+    ) throws {
         let net = try Network(architecture: a)
         net.initialize(seed: 11)
+        if awayFromKinks {
+            for (i, spec) in net.store.specs.enumerated() where spec.role == .bnShift {
+                net.store.value(ParameterID(i)).update(repeating: 3, count: spec.count)
+            }
+        }
         var rng = Rng(seed: 5)
         let x = FloatBuffer(count: batch * net.imageCount)
         for i in 0..<x.count { x[i] = rng.nextGaussian() }
         let labels = (0..<batch).map { _ in Int32(rng.nextInt(below: a.numClasses)) }
         net.store.zeroGrad()
         _ = lossAndGrad(net, x, labels, batch: batch, grad: true)
-        // Float32 forward through ~20 layers: h = 1e-2 keeps the rounding noise of the loss
-        // (~1e-7 relative) well below the O(h²) truncation error, which stays under 1e-3 of
-        // typical gradients; kinks of ReLU are the remaining risk, so a few of 300 samples may
-        // disagree and the check demands 98% agreement within 2%.
-        let h: Float = 1e-3
+        // Per-tensor directional derivative: for a random unit direction v over one tensor,
+        // (L(θ+hv) − L(θ−hv))/2h must equal ⟨∇L, v⟩. Summing over the whole tensor makes the
+        // check insensitive to the odd ReLU kink a single-element probe can straddle, while a
+        // missing or wrong backward term still shifts the dot product by O(1). With h = 1e-2 and
+        // ‖v‖ = 1 each element moves by ~1e-2/√n. The Float32 loss of a ~60-layer net carries
+        // ~1e-6 of rounding noise, i.e. up to ~1e-4 on the quotient: hence the absolute floor
+        // of 2e-4 (tensors whose true gradient is ~0, like a β in front of another BN). The
+        // ImageNet-layout nets (18 and 50 layers, 4–16 channels, BN over as few as 16 values)
+        // are measured to sit at ~4e-4 noise and a few % curvature at this h, so they use 5% and
+        // 1e-3; a dropped backward term moves the dot product by O(100%).
+        let h: Float = 1e-2
         var bad: [String] = []
-        var checked = 0
         for (pi, spec) in net.store.specs.enumerated() {
-            let samples = min(spec.count, 12)
-            for _ in 0..<samples {
-                let j = rng.nextInt(below: spec.count)
-                let p = net.store.value(ParameterID(pi)) + j
-                let analytic = Double(net.store.grad(ParameterID(pi))[j])
-                let saved = p.pointee
-                p.pointee = saved + h
-                let lp = lossAndGrad(net, x, labels, batch: batch, grad: false)
-                p.pointee = saved - h
-                let lm = lossAndGrad(net, x, labels, batch: batch, grad: false)
-                p.pointee = saved
-                let numeric = (lp - lm) / Double(2 * h)
-                let err = abs(analytic - numeric) / max(1e-3, abs(analytic) + abs(numeric))
-                checked += 1
-                if err > 2e-2 { bad.append("\(spec.name)[\(j)] analytic \(analytic) numeric \(numeric)") }
+            let p = net.store.value(ParameterID(pi))
+            let g = net.store.grad(ParameterID(pi))
+            var v = (0..<spec.count).map { _ in rng.nextGaussian() }
+            let norm = v.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot()
+            v = v.map { $0 / norm }
+            var analytic = 0.0
+            for j in 0..<spec.count { analytic += Double(g[j]) * Double(v[j]) }
+            let saved = Array(UnsafeBufferPointer(start: p, count: spec.count))
+            for j in 0..<spec.count { p[j] = saved[j] + h * v[j] }
+            let lp = lossAndGrad(net, x, labels, batch: batch, grad: false)
+            for j in 0..<spec.count { p[j] = saved[j] - h * v[j] }
+            let lm = lossAndGrad(net, x, labels, batch: batch, grad: false)
+            p.update(from: saved, count: spec.count)
+            let numeric = (lp - lm) / Double(2 * h)
+            if abs(analytic - numeric) > rtol * max(abs(analytic), abs(numeric)) + atol {
+                bad.append("\(spec.name): analytic \(analytic) numeric \(numeric)")
             }
         }
-        XCTAssertLessThanOrEqual(
-            bad.count, checked / 50, "mismatches:\n" + bad.joined(separator: "\n"), file: file,
-            line: line)
+        XCTAssertTrue(
+            bad.isEmpty, "mismatches:\n" + bad.joined(separator: "\n"), file: file, line: line)
     }
 
     func testCifarResNetBackwardMatchesFiniteDifferences() throws {
         var a = try Architecture.standard(
             model: "resnet8", inputChannels: 1, imageSize: 8, numClasses: 5)
         a.widths = a.widths.map { $0 / 4 + 1 }  // 5/9/17: odd widths, tied convs equal
-        try checkNetwork(a, batch: 3)
+        try checkNetwork(a, batch: 4, awayFromKinks: true)
     }
 
     func testBottleneckResNetBackwardMatchesFiniteDifferences() throws {
         var a = try Architecture.standard(
             model: "resnet50", inputChannels: 3, imageSize: 64, numClasses: 4)
-        a.widths = a.widths.map { max(2, $0 / 32) }
-        try checkNetwork(a, batch: 4)
+        a.widths = a.widths.map { max(4, $0 / 16) }
+        try checkNetwork(a, batch: 4, awayFromKinks: true, rtol: 5e-2, atol: 1e-3)
+    }
+
+    func testBasicImageNetResNetBackwardMatchesFiniteDifferences() throws {
+        var a = try Architecture.standard(
+            model: "resnet18", inputChannels: 3, imageSize: 64, numClasses: 4)
+        a.widths = a.widths.map { max(4, $0 / 8) }
+        try checkNetwork(a, batch: 4, awayFromKinks: true, rtol: 5e-2, atol: 1e-3)
     }
 }

@@ -31,8 +31,9 @@ final class ResNetTests: XCTestCase {
     }
 
     func testWidthArraysAndOutputShapes() throws {
-        for (name, convs) in [("resnet20", 21), ("resnet32", 33), ("resnet56", 57), ("resnet110", 111)]
-        {
+        for (name, convs) in [
+            ("resnet20", 21), ("resnet32", 33), ("resnet56", 57), ("resnet110", 111),
+        ] {
             let a = try cifar(name)
             XCTAssertEqual(a.widths.count, convs, name)
             let g = try a.graph()

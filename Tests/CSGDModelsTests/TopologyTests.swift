@@ -25,15 +25,19 @@ final class TopologyTests: XCTestCase {
         }
         // The last stream feeds the FC, one column per channel after global pooling.
         let last = residual[2]
-        XCTAssertTrue(last.consumers.contains(.linear(layerIndex: a.graphLayerCount - 1, featuresPerChannel: 1)))
+        XCTAssertTrue(
+            last.consumers.contains(
+                .linear(layerIndex: a.graphLayerCount - 1, featuresPerChannel: 1)))
         // Stage-1 stream feeds layer1 conv1s, layer2.0.conv1 and the stage-2 projection.
         let firstConsumers = residual[0].consumers.compactMap { c -> String? in
             if case .conv(let i) = c { return t.convs[i].name } else { return nil }
         }
         XCTAssertEqual(
             firstConsumers.sorted(),
-            ["layer1.0.conv1", "layer1.1.conv1", "layer1.2.conv1", "layer2.0.conv1",
-             "layer2.0.downsample.0"].sorted())
+            [
+                "layer1.0.conv1", "layer1.1.conv1", "layer1.2.conv1", "layer2.0.conv1",
+                "layer2.0.downsample.0",
+            ].sorted())
         // Every conv has its own BN.
         XCTAssertTrue(t.convs.allSatisfy { $0.bnScale != nil })
     }

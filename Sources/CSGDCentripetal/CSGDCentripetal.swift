@@ -1,1 +1,0 @@
-// CSGDCentripetal: see Package.swift for the target's responsibility.

@@ -1,1 +1,0 @@
-// CSGDData: see Package.swift for the target's responsibility.

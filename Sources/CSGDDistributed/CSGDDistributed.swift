@@ -1,1 +1,0 @@
-// CSGDDistributed: see Package.swift for the target's responsibility.

@@ -1,0 +1,121 @@
+// The collective-communication interface the trainer is written against.
+//
+// Training code only ever sees `Communicator`: the same algorithm runs as rank 0 of 1 (plain
+// binary, MPI singleton) or as one of N ranks under mpirun. Only this target imports CMPI, so
+// everything MPI-specific stays behind this protocol.
+
+import CSGDCore
+import Foundation
+
+/// Largest number of elements handed to one MPI call; longer buffers are sent in pieces so the
+/// `Int32` element counts of the MPI C API never overflow.
+public let maxCollectiveChunkElements = 64 << 20
+
+/// Collective operations over a fixed group of ranks (data parallelism over MPI_COMM_WORLD).
+///
+/// Every collective must be called by every rank in the same order with matching counts and
+/// roots. Calls are made from one thread (MPI is initialised with `MPI_THREAD_FUNNELED`).
+/// Failures never return: the implementation reports them and ends the whole job.
+public protocol Communicator: AnyObject {
+    /// This process's index, `0..<size`.
+    var rank: Int { get }
+    /// Number of ranks in the job.
+    var size: Int { get }
+    /// Whether this is rank 0, the rank that logs and writes checkpoints.
+    var isRoot: Bool { get }
+    /// Host name as MPI reports it (`MPI_Get_processor_name`).
+    var processorName: String { get }
+
+    /// Replaces `buffer[0..<count]` on every rank by the element-wise sum over all ranks.
+    /// Large counts are reduced in pieces of at most `maxCollectiveChunkElements`.
+    func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int)
+    /// Replaces `values` on every rank by the element-wise sum over all ranks (metrics).
+    /// Every rank must pass the same number of values.
+    func allreduceSum(_ values: inout [Double])
+    /// The maximum of `value` over all ranks.
+    func allreduceMax(_ value: Double) -> Double
+    /// Copies `buffer[0..<count]` of rank `root` into `buffer` on every other rank.
+    /// Large counts are sent in pieces of at most `maxCollectiveChunkElements`.
+    func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int)
+    /// Replaces `bytes` on every rank by `root`'s bytes; the length need not match beforehand.
+    func broadcast(bytes: inout [UInt8], root: Int)
+    /// Every rank's `value`, indexed by rank (e.g. weight checksums, to detect replica drift).
+    func allgather(_ value: UInt64) -> [UInt64]
+    /// Blocks until every rank has reached the barrier.
+    func barrier()
+    /// Prints `rank R: message` to stderr and ends the whole job with `code`; never hangs.
+    func abort(code: Int32, message: String) -> Never
+}
+
+extension Communicator {
+    /// Whether this is rank 0.
+    public var isRoot: Bool { rank == 0 }
+
+    /// Sums a whole `FloatBuffer` over all ranks, in place.
+    public func allreduceSum(_ buffer: FloatBuffer) {
+        allreduceSum(buffer.pointer, count: buffer.count)
+    }
+
+    /// Copies `root`'s `FloatBuffer` contents to every rank.
+    public func broadcast(_ buffer: FloatBuffer, root: Int = 0) {
+        broadcast(buffer.pointer, count: buffer.count, root: root)
+    }
+}
+
+/// What the launcher told this process through its environment (Open MPI's
+/// `OMPI_COMM_WORLD_*` variables). For logging only: the algorithm never branches on it.
+public struct LaunchEnvironment: Sendable, Equatable {
+    /// `OMPI_COMM_WORLD_SIZE`, or nil when not started by mpirun.
+    public let worldSize: Int?
+    /// `OMPI_COMM_WORLD_RANK`, or nil when not started by mpirun.
+    public let worldRank: Int?
+
+    /// Reads the launcher variables from `environment` (the process environment by default).
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        worldSize = environment["OMPI_COMM_WORLD_SIZE"].flatMap { Int($0) }
+        worldRank = environment["OMPI_COMM_WORLD_RANK"].flatMap { Int($0) }
+    }
+
+    /// Whether the process was started by Open MPI's mpirun/mpiexec.
+    public var underMPIRun: Bool { worldSize != nil }
+
+    /// A few words for logs: `started by mpirun` or `MPI singleton, no mpirun`.
+    public var summary: String {
+        underMPIRun ? "started by mpirun" : "MPI singleton, no mpirun"
+    }
+}
+
+/// Creates the job's communicator: always an `MPICommunicator`, which is rank 0 of 1 when the
+/// binary runs without mpirun. Warns on stderr if mpirun's advertised size disagrees with
+/// MPI_COMM_WORLD (a binary linked against a different MPI than the launcher).
+/// - Throws: `CSGDError` if MPI cannot be initialised.
+public func makeCommunicator() throws -> Communicator {
+    let launch = LaunchEnvironment()
+    let comm = try MPICommunicator.initialize()
+    if let expected = launch.worldSize, expected != comm.size {
+        writeStderr(
+            "rank \(comm.rank): warning: mpirun started \(expected) ranks but MPI_COMM_WORLD "
+                + "has \(comm.size); is csgd-dist linked against the same MPI as mpirun?")
+    }
+    return comm
+}
+
+/// Prints `items` (space-separated, like `print`) on rank 0 only, then flushes stdout.
+public func print0(_ comm: Communicator, _ items: Any...) {
+    if !comm.isRoot { return }
+    print(items.map { "\($0)" }.joined(separator: " "))
+    fflush(stdout)
+}
+
+/// Writes one line to stderr, unbuffered.
+func writeStderr(_ line: String) {
+    fflush(stdout)
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+/// This machine's host name (`gethostname`), or `localhost` if it cannot be read.
+func localHostName() -> String {
+    var name = [CChar](repeating: 0, count: 256)
+    if gethostname(&name, name.count - 1) != 0 { return "localhost" }
+    return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

@@ -1,0 +1,265 @@
+// The Communicator over Open MPI's MPI_COMM_WORLD, and the one place MPI return codes are checked.
+//
+// MPI is initialised once per process (it cannot be re-initialised), with MPI_THREAD_FUNNELED
+// and MPI_ERRORS_RETURN, so every failure comes back as a code to `mpiCheck`, which names the
+// call and the rank and then aborts the whole job instead of letting the other ranks hang.
+// Without mpirun the same code runs as an MPI singleton: rank 0 of 1.
+//
+// No side effect sits inside `precondition`/`assert`: release builds use -Ounchecked, which
+// drops them.
+
+import CMPI
+import CSGDCore
+import Foundation
+
+/// Exit code of a job ended by a failed MPI call.
+let mpiFailureExitCode: Int32 = 1
+
+/// This process's rank once known, for error messages (`-1` before MPI_Comm_rank).
+nonisolated(unsafe) private var knownWorldRank = -1
+
+/// Checks an MPI return code. On failure prints `rank R: MPI_<what> failed: <MPI_Error_string>`
+/// to stderr and aborts the whole job; it never returns in that case.
+@inline(__always)
+func mpiCheck(_ code: Int32, _ what: String) {
+    if code != MPI_SUCCESS { mpiFailed(code, what) }
+}
+
+@inline(never)
+private func mpiFailed(_ code: Int32, _ what: String) -> Never {
+    mpiAbort(code: mpiFailureExitCode, message: "MPI_\(what) failed: \(mpiErrorString(code))")
+}
+
+/// The text `MPI_Error_string` gives for `code` (callable before MPI_Init).
+func mpiErrorString(_ code: Int32) -> String {
+    var text = [CChar](repeating: 0, count: Int(MPI_MAX_ERROR_STRING) + 1)
+    var length: Int32 = 0
+    if MPI_Error_string(code, &text, &length) != MPI_SUCCESS { return "MPI error code \(code)" }
+    let bytes = text.prefix(Int(max(0, length))).map { UInt8(bitPattern: $0) }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// Whether MPI is initialised and not yet finalised, i.e. MPI_Abort is allowed.
+private func mpiIsActive() -> Bool {
+    var initialized: Int32 = 0
+    var finalized: Int32 = 0
+    if MPI_Initialized(&initialized) != MPI_SUCCESS { return false }
+    if MPI_Finalized(&finalized) != MPI_SUCCESS { return false }
+    return initialized != 0 && finalized == 0
+}
+
+/// Prints `rank R: message` to stderr, then ends every rank of the job (MPI_Abort), or just
+/// this process if MPI is not running.
+func mpiAbort(code: Int32, message: String) -> Never {
+    let rank: String
+    if knownWorldRank >= 0 {
+        rank = "\(knownWorldRank)"
+    } else {
+        rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"] ?? "?"
+    }
+    writeStderr("rank \(rank): \(message)")
+    if mpiIsActive() { _ = MPI_Abort(csgd_mpi_comm_world(), code) }
+    exit(code)
+}
+
+/// The communicator over MPI_COMM_WORLD; one instance per process (see `initialize()`).
+///
+/// Not thread-safe: make every call from the thread that initialised MPI (FUNNELED).
+public final class MPICommunicator: Communicator {
+    /// This process's rank in MPI_COMM_WORLD.
+    public let rank: Int
+    /// Number of ranks in MPI_COMM_WORLD (1 without mpirun).
+    public let size: Int
+    /// `MPI_Get_processor_name`.
+    public let processorName: String
+    /// The thread support level MPI provided (`MPI_THREAD_FUNNELED` or higher).
+    public let threadLevel: Int
+    /// Elements per MPI call for long buffers; at most `maxCollectiveChunkElements` is sensible.
+    /// Must be the same on every rank. Tests lower it to exercise the chunking across ranks.
+    public var maxChunkElements = maxCollectiveChunkElements
+    /// Whether `finalize()` has run; no collective may be called afterwards.
+    public private(set) var isFinalized = false
+
+    private let world: MPI_Comm?
+
+    nonisolated(unsafe) private static var shared: MPICommunicator?
+    private static let lock = NSLock()
+
+    private init(rank: Int, size: Int, processorName: String, threadLevel: Int) {
+        self.rank = rank
+        self.size = size
+        self.processorName = processorName
+        self.threadLevel = threadLevel
+        world = csgd_mpi_comm_world()
+    }
+
+    /// Initialises MPI once per process (`MPI_Init_thread` with FUNNELED, skipped if something
+    /// else already initialised it) and sets MPI_ERRORS_RETURN on MPI_COMM_WORLD. Later calls
+    /// return the same instance.
+    /// - Throws: `CSGDError` if MPI was already finalised (it cannot be re-initialised) or
+    ///   cannot provide FUNNELED thread support.
+    public static func initialize() throws -> MPICommunicator {
+        lock.lock()
+        defer { lock.unlock() }
+        if let comm = shared {
+            if comm.isFinalized {
+                throw CSGDError("MPI was finalized in this process and cannot be initialised again")
+            }
+            return comm
+        }
+        var flag: Int32 = 0
+        mpiCheck(MPI_Finalized(&flag), "Finalized")
+        if flag != 0 {
+            throw CSGDError("MPI was finalized in this process and cannot be initialised again")
+        }
+        mpiCheck(MPI_Initialized(&flag), "Initialized")
+        var provided: Int32 = 0
+        if flag == 0 {
+            let required = Int32(MPI_THREAD_FUNNELED)
+            mpiCheck(MPI_Init_thread(nil, nil, required, &provided), "Init_thread")
+        } else {
+            mpiCheck(MPI_Query_thread(&provided), "Query_thread")
+        }
+        let world = csgd_mpi_comm_world()
+        mpiCheck(MPI_Comm_set_errhandler(world, csgd_mpi_errors_return()), "Comm_set_errhandler")
+        var rank: Int32 = 0
+        var size: Int32 = 0
+        mpiCheck(MPI_Comm_rank(world, &rank), "Comm_rank")
+        knownWorldRank = Int(rank)
+        mpiCheck(MPI_Comm_size(world, &size), "Comm_size")
+        if Int(provided) < Int(MPI_THREAD_FUNNELED) {
+            throw CSGDError(
+                "MPI provides thread level \(provided); csgd-dist needs MPI_THREAD_FUNNELED",
+                hint: "use an MPI build with thread support")
+        }
+        var name = [CChar](repeating: 0, count: Int(MPI_MAX_PROCESSOR_NAME) + 1)
+        var length: Int32 = 0
+        mpiCheck(MPI_Get_processor_name(&name, &length), "Get_processor_name")
+        let nameBytes = name.prefix(Int(max(0, length))).map { UInt8(bitPattern: $0) }
+        let comm = MPICommunicator(
+            rank: Int(rank), size: Int(size),
+            processorName: String(decoding: nameBytes, as: UTF8.self),
+            threadLevel: Int(provided))
+        shared = comm
+        return comm
+    }
+
+    /// Calls `MPI_Finalize` (collective: every rank must call it). Idempotent. Call it once at
+    /// the end of the program; MPI cannot be used or initialised again afterwards.
+    public func finalize() {
+        if isFinalized { return }
+        var flag: Int32 = 0
+        mpiCheck(MPI_Finalized(&flag), "Finalized")
+        if flag == 0 { mpiCheck(MPI_Finalize(), "Finalize") }
+        isFinalized = true
+    }
+
+    /// In-place `MPI_Allreduce` (SUM) in pieces of at most `maxChunkElements`.
+    public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
+        forEachChunk(count, "Allreduce") { offset, n in
+            mpiCheck(
+                MPI_Allreduce(
+                    csgd_mpi_in_place(), buffer + offset, n, csgd_mpi_float(), csgd_mpi_sum(),
+                    world),
+                "Allreduce")
+        }
+    }
+
+    /// In-place `MPI_Allreduce` (SUM) of doubles.
+    public func allreduceSum(_ values: inout [Double]) {
+        let count = values.count
+        values.withUnsafeMutableBufferPointer { p in
+            forEachChunk(count, "Allreduce") { offset, n in
+                mpiCheck(
+                    MPI_Allreduce(
+                        csgd_mpi_in_place(), p.baseAddress! + offset, n, csgd_mpi_double(),
+                        csgd_mpi_sum(), world),
+                    "Allreduce")
+            }
+        }
+    }
+
+    /// `MPI_Allreduce` (MAX) of one double.
+    public func allreduceMax(_ value: Double) -> Double {
+        requireActive("Allreduce")
+        var input = value
+        var output = 0.0
+        mpiCheck(
+            MPI_Allreduce(&input, &output, 1, csgd_mpi_double(), csgd_mpi_max(), world),
+            "Allreduce")
+        return output
+    }
+
+    /// `MPI_Bcast` of floats in pieces of at most `maxChunkElements`. An invalid root is
+    /// reported by MPI and aborts the job.
+    public func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) {
+        forEachChunk(count, "Bcast") { offset, n in
+            mpiCheck(
+                MPI_Bcast(buffer + offset, n, csgd_mpi_float(), Int32(clamping: root), world),
+                "Bcast")
+        }
+    }
+
+    /// Broadcasts the length, resizes `bytes` on the other ranks, then broadcasts the bytes.
+    public func broadcast(bytes: inout [UInt8], root: Int) {
+        requireActive("Bcast")
+        let root32 = Int32(clamping: root)
+        var length = UInt64(bytes.count)
+        mpiCheck(MPI_Bcast(&length, 1, csgd_mpi_uint64(), root32, world), "Bcast")
+        if length > UInt64(Int.max) {
+            mpiAbort(code: mpiFailureExitCode, message: "broadcast: impossible length \(length)")
+        }
+        let count = Int(length)
+        if rank != root { bytes = [UInt8](repeating: 0, count: count) }
+        bytes.withUnsafeMutableBytes { raw in
+            forEachChunk(count, "Bcast") { offset, n in
+                mpiCheck(
+                    MPI_Bcast(raw.baseAddress! + offset, n, csgd_mpi_byte(), root32, world),
+                    "Bcast")
+            }
+        }
+    }
+
+    /// `MPI_Allgather` of one `UInt64` per rank.
+    public func allgather(_ value: UInt64) -> [UInt64] {
+        requireActive("Allgather")
+        var input = value
+        var output = [UInt64](repeating: 0, count: size)
+        mpiCheck(
+            MPI_Allgather(&input, 1, csgd_mpi_uint64(), &output, 1, csgd_mpi_uint64(), world),
+            "Allgather")
+        return output
+    }
+
+    /// `MPI_Barrier`.
+    public func barrier() {
+        requireActive("Barrier")
+        mpiCheck(MPI_Barrier(world), "Barrier")
+    }
+
+    /// Prints `rank R: message` to stderr and calls `MPI_Abort`, which ends every rank.
+    public func abort(code: Int32, message: String) -> Never {
+        mpiAbort(code: code, message: message)
+    }
+
+    private func requireActive(_ what: String) {
+        if isFinalized {
+            mpiAbort(code: mpiFailureExitCode, message: "MPI_\(what) called after finalize()")
+        }
+    }
+
+    /// Calls `body(offset, n)` for consecutive pieces covering `0..<count`.
+    private func forEachChunk(_ count: Int, _ what: String, _ body: (Int, Int32) -> Void) {
+        requireActive(what)
+        if count < 0 {
+            mpiAbort(code: mpiFailureExitCode, message: "MPI_\(what): negative count \(count)")
+        }
+        let step = max(1, min(maxChunkElements, Int(Int32.max)))
+        var offset = 0
+        while offset < count {
+            let n = min(step, count - offset)
+            body(offset, Int32(n))
+            offset += n
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// CSGDTraining: see Package.swift for the target's responsibility.

@@ -1,0 +1,351 @@
+// The experiment configuration: every knob of a run in one Equatable value, loaded from a YAML
+// file, overridden from the command line (any key), validated, and serialised back to YAML so a
+// checkpoint carries the exact configuration that produced it.
+//
+// All behaviour is driven by the key table in RunConfigKeys.swift (name, type, default, doc,
+// rule): YAML parsing, `--key value` overrides, validation messages, `describeKeys()` and
+// `yaml()`. Adding a key means adding a stored property here and one entry there.
+
+import CSGDCore
+import Foundation
+import Yams
+
+/// Everything that defines a training / C-SGD run. Defaults are a short Fashion-MNIST ResNet-20
+/// run that fits a 2-core machine; see `RunConfig.describeKeys()` for every key.
+///
+/// YAML keys and flags are the snake_case (or kebab-case) forms of the property names, e.g.
+/// `batch_size:` / `--batch-size` for `batchSize`.
+public struct RunConfig: Equatable {
+    // Model and data.
+    /// Network: resnet20/32/44/56/110 (CIFAR-style) or resnet18/34/50 (ImageNet-style).
+    public var model = "resnet20"
+    /// Multiplies every layer width (1 = the standard network).
+    public var widthMultiplier = 1.0
+    /// Dataset: "fashion-mnist", "cifar10" or "cifar100".
+    public var dataset = "fashion-mnist"
+    /// Folder with the dataset files; "" means the dataset's default location.
+    public var dataDir = ""
+    /// Use only the first N training images (0 = all).
+    public var trainLimit = 0
+    /// Use only the first N test images (0 = all).
+    public var testLimit = 0
+    /// Random crop / flip augmentation of training images.
+    public var augment = true
+
+    // Optimisation.
+    /// Training epochs (per C-SGD round).
+    public var epochs = 4
+    /// Global batch size, summed over ranks and micro-batches.
+    public var batchSize = 64
+    /// Gradient accumulation: each rank's batch is split into this many micro-batches.
+    public var microBatches = 1
+    /// Base learning rate.
+    public var lr = 0.05
+    /// SGD momentum.
+    public var momentum = 0.9
+    /// Nesterov momentum.
+    public var nesterov = true
+    /// Weight decay of kernels and FC weights (non-clustered tensors).
+    public var weightDecay = 1e-4
+    /// Learning-rate multiplier of bias-like tensors (conv/FC bias, BN shift).
+    public var biasLrFactor = 2.0
+    /// Weight decay of bias-like tensors.
+    public var biasWeightDecay = 0.0
+    /// Learning-rate schedule: "cosine", "multistep" or "constant".
+    public var lrSchedule = "cosine"
+    /// Epochs at which the multistep schedule multiplies the LR by `lrGamma`.
+    public var milestones: [Int] = []
+    /// Multistep decay factor.
+    public var lrGamma = 0.1
+    /// Linear warmup from 0, in epochs (fractions allowed).
+    public var warmupEpochs = 0.0
+    /// Seed of every random stream (init, shuffling, augmentation, k-means).
+    public var seed: UInt64 = 1
+    /// OpenBLAS threads per rank (0 = leave the OpenBLAS default).
+    public var threads = 0
+
+    // Evaluation, checkpoints, logging.
+    /// Evaluate on the test set every N epochs.
+    public var evalEvery = 1
+    /// Write a checkpoint every N epochs.
+    public var checkpointEvery = 1
+    /// Also write a checkpoint every N steps (0 = off).
+    public var checkpointEverySteps = 0
+    /// Log training loss every N steps.
+    public var logEvery = 50
+    /// Output folder for logs, checkpoints and the resolved config.
+    public var outDir = "runs/default"
+
+    // Centripetal SGD.
+    /// Centripetal strength ε on kernels.
+    public var centripetalStrength = 3e-3
+    /// Weight decay η of clustered kernels (carried by the decay matrix D).
+    public var csgdWeightDecay = 1e-4
+    /// ε for per-channel vectors (bias, BN) = `vectorStrengthFactor` × `centripetalStrength`.
+    public var vectorStrengthFactor = 0.1
+    /// Target width of each C-SGD round as a fraction of the original width ("a/b" or decimal).
+    public var rounds = ["5/8"]
+    /// How filters are clustered: "kmeans" or "even".
+    public var clusterMethod = "kmeans"
+    /// Train this many times wider, then squeeze back with C-SGD (1 = off).
+    public var widen = 1
+    /// Largest |logit difference| the pruned-vs-unpruned equivalence check accepts.
+    public var pruneTolerance = 1e-3
+
+    // Distributed.
+    /// Who applies the update: "rank0" (then broadcast weights) or "replicated" (every rank).
+    public var update = "rank0"
+    /// Verify replica checksums every N steps.
+    public var verifyEvery = 100
+    /// Extra checks and logging.
+    public var debug = false
+
+    /// The defaults.
+    public init() {}
+
+    // MARK: - Allowed values
+
+    /// Accepted `model` values.
+    public static let models = [
+        "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet18", "resnet34",
+        "resnet50",
+    ]
+    /// Accepted `dataset` values.
+    public static let datasets = ["fashion-mnist", "cifar10", "cifar100"]
+    /// Accepted `lr_schedule` values.
+    public static let lrSchedules = ["cosine", "multistep", "constant"]
+    /// Accepted `cluster_method` values.
+    public static let clusterMethods = ["kmeans", "even"]
+    /// Accepted `update` values.
+    public static let updateModes = ["rank0", "replicated"]
+
+    /// `rounds` as fractions; entries that do not parse are dropped (`validate()` rejects them).
+    public var roundRatios: [Double] { rounds.compactMap(RunConfig.parseRatio) }
+
+    /// Parses a width ratio, "a/b" (e.g. "13/16") or a decimal ("0.7"); nil if malformed.
+    public static func parseRatio(_ text: String) -> Double? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        let parts = t.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count == 2 {
+            guard let a = Int(parts[0]), let b = Int(parts[1]), b != 0 else { return nil }
+            return Double(a) / Double(b)
+        }
+        guard let v = Double(t), v.isFinite else { return nil }
+        return v
+    }
+
+    // MARK: - Loading
+
+    /// Reads a YAML config file on top of the defaults.
+    /// - Throws: `CSGDError` naming the file for a missing file, bad YAML, an unknown key or a
+    ///   value of the wrong type. Does not `validate()`; overrides may still follow.
+    public static func load(yamlPath: String) throws -> RunConfig {
+        guard let data = FileManager.default.contents(atPath: yamlPath) else {
+            let exists = FileManager.default.fileExists(atPath: yamlPath)
+            throw CSGDError(
+                "cannot read config \(yamlPath): " + (exists ? "permission denied" : "no such file")
+            )
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw CSGDError("cannot read config \(yamlPath): not UTF-8 text")
+        }
+        return try load(yamlText: text, source: yamlPath)
+    }
+
+    /// Parses YAML text on top of the defaults; `source` names it in error messages.
+    public static func load(yamlText: String, source: String) throws -> RunConfig {
+        var config = RunConfig()
+        try config.apply(yamlText: yamlText, source: source)
+        return config
+    }
+
+    /// Applies the keys present in YAML text (a mapping of `key: value`) to this config.
+    /// Unknown keys, duplicate keys and values of the wrong type are errors; on error the
+    /// config is unchanged.
+    public mutating func apply(yamlText: String, source: String) throws {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yamlText)
+        } catch let error as YamlError {
+            throw CSGDError(describe(error, source: source))
+        }
+        guard let root else { return }
+        guard case .mapping(let mapping) = root else {
+            throw CSGDError("\(source): expected a mapping of `key: value` lines at the top level")
+        }
+        var copy = self
+        var seen: Set<String> = []
+        for (keyNode, valueNode) in mapping {
+            let origin = keyNode.mark.map { "\(source):\($0.line)" } ?? source
+            guard case .scalar(let keyScalar) = keyNode else {
+                throw CSGDError("\(origin): config keys must be plain names")
+            }
+            let key = try ConfigKey.lookup(keyScalar.string, source: origin)
+            if !seen.insert(key.name).inserted {
+                throw CSGDError("config key '\(key.name)' is given twice (from \(origin))")
+            }
+            let raw: ConfigKey.RawValue
+            switch valueNode {
+            case .scalar(let s):
+                let isNull =
+                    s.style == .plain && ["", "~", "null", "Null", "NULL"].contains(s.string)
+                raw = .scalar(isNull ? "" : s.string)
+            case .sequence(let seq):
+                var items: [String] = []
+                for item in seq {
+                    guard case .scalar(let s) = item else {
+                        throw key.typeError("a nested value", source: origin)
+                    }
+                    items.append(s.string)
+                }
+                raw = .list(items)
+            case .mapping:
+                throw key.typeError("a mapping", source: origin)
+            }
+            try key.assign(&copy, raw, source: origin)
+        }
+        self = copy
+    }
+
+    /// Applies command-line words: `--key value`, `--key=value`, `--flag` / `--no-flag` for
+    /// booleans (`--flag false` also works), keys in kebab-case or snake_case, lists
+    /// comma-separated (`--milestones 2,3`, `--rounds 13/16,11/16`, `--milestones=` for empty).
+    /// On error the config is unchanged.
+    /// - Throws: `CSGDError` for an unknown key, a missing value, a stray word or a bad value.
+    public mutating func apply(overrides words: [String], source: String = "command line")
+        throws
+    {
+        var copy = self
+        var i = 0
+        while i < words.count {
+            let word = words[i]
+            i += 1
+            guard word.hasPrefix("--"), word.count > 2 else {
+                throw CSGDError(
+                    "unexpected argument '\(word)' (from \(source)); overrides are --key value")
+            }
+            var flag = String(word.dropFirst(2))
+            var value: String?
+            if let eq = flag.firstIndex(of: "=") {
+                value = String(flag[flag.index(after: eq)...])
+                flag = String(flag[..<eq])
+            }
+            let normalized = ConfigKey.normalize(flag)
+            if ConfigKey.named(normalized) == nil, normalized.hasPrefix("no_"),
+                let key = ConfigKey.named(String(normalized.dropFirst(3))), key.isBool
+            {
+                if value != nil {
+                    throw CSGDError("--\(flag) takes no value (from \(source))")
+                }
+                try key.assign(&copy, .scalar("false"), source: source)
+                continue
+            }
+            let key = try ConfigKey.lookup(flag, source: source)
+            if value == nil, key.isBool {
+                if i < words.count, ConfigKey.parseBool(words[i]) != nil {
+                    value = words[i]
+                    i += 1
+                } else {
+                    value = "true"
+                }
+            }
+            if value == nil {
+                guard i < words.count, !words[i].hasPrefix("--") else {
+                    throw CSGDError("--\(flag) needs a value (from \(source))")
+                }
+                value = words[i]
+                i += 1
+            }
+            try key.assign(&copy, .scalar(value!), source: source)
+        }
+        self = copy
+    }
+
+    /// Sets one key from its text form (as on the command line; lists comma-separated).
+    public mutating func set(_ key: String, to value: String, source: String = "command line")
+        throws
+    {
+        try ConfigKey.lookup(key, source: source).assign(&self, .scalar(value), source: source)
+    }
+
+    /// The YAML text of one key's current value, or nil for an unknown key.
+    public func value(of key: String) -> String? {
+        ConfigKey.named(ConfigKey.normalize(key))?.render(self)
+    }
+
+    // MARK: - Validation
+
+    /// Checks every key's rule and the cross-key constraints.
+    /// - Parameter worldSize: number of MPI ranks; the global batch must split evenly into
+    ///   `worldSize × microBatches` micro-batches.
+    /// - Throws: a one-line `CSGDError` naming the first offending key and its value.
+    public func validate(worldSize: Int = 1) throws {
+        for key in ConfigKey.all {
+            if let problem = key.check(self) { throw CSGDError(problem) }
+        }
+        let parts = microBatches * max(worldSize, 1)
+        if batchSize % parts != 0 {
+            let by =
+                worldSize > 1
+                ? "micro_batches × ranks (\(microBatches) × \(worldSize) = \(parts))"
+                : "micro_batches (\(microBatches))"
+            throw CSGDError("config key 'batch_size' (\(batchSize)) must be divisible by \(by)")
+        }
+        if nesterov && momentum == 0 {
+            throw CSGDError(
+                "config key 'nesterov' requires momentum > 0 (got momentum 0)",
+                hint: "set --momentum 0.9 or --no-nesterov")
+        }
+    }
+
+    // MARK: - Serialisation and docs
+
+    /// The full resolved configuration as YAML, every key included, in table order; loading it
+    /// back gives an equal config: `RunConfig.load(yamlText: c.yaml(), source: …) == c`.
+    public func yaml() -> String {
+        var out = "# csgd-dist run configuration: every key, fully resolved.\n"
+        for section in ConfigKey.sections {
+            out += "\n# \(section.title)\n"
+            for key in section.keys { out += "\(key.name): \(key.render(self))\n" }
+        }
+        return out
+    }
+
+    /// A table of every key: name, type, default and one-line description, grouped by section.
+    public static func describeKeys() -> String {
+        let defaults = RunConfig()
+        let rows = ConfigKey.all.map { ($0.name, $0.type, $0.render(defaults)) }
+        let w0 = rows.map(\.0.count).max()! + 2
+        let w1 = rows.map(\.1.count).max()! + 2
+        let w2 = min(rows.map(\.2.count).max()!, 14) + 2
+        func pad(_ s: String, _ w: Int) -> String {
+            s + String(repeating: " ", count: max(w - s.count, 1))
+        }
+        var out = "Config keys (YAML `key: value`, or `--key value` / `--key=value` on the "
+        out += "command line;\nkebab-case works too; booleans also `--flag` / `--no-flag`; "
+        out += "lists comma-separated).\n"
+        for section in ConfigKey.sections {
+            out += "\n\(section.title):\n"
+            for key in section.keys {
+                out += "  " + pad(key.name, w0) + pad(key.type, w1)
+                out += pad(key.render(defaults), w2) + key.doc + "\n"
+            }
+        }
+        return out
+    }
+}
+
+/// A Yams error as one line, `<source>:<line>:<column>: invalid YAML: <problem>` (Yams' own
+/// description spans several lines and quotes the source).
+private func describe(_ error: YamlError, source: String) -> String {
+    switch error {
+    case .scanner(let context, let problem, let mark, _),
+        .parser(let context, let problem, let mark, _),
+        .composer(let context, let problem, let mark, _):
+        let during = context.map { " (\($0.text))" } ?? ""
+        return "\(source):\(mark.line):\(mark.column): invalid YAML: \(problem)\(during)"
+    default:
+        let text = error.description.split(separator: "\n").first.map(String.init) ?? ""
+        return "\(source): invalid YAML: \(text)"
+    }
+}

@@ -1,0 +1,186 @@
+// Runs the built `csgd-dist` executable from CLI tests, directly or under mpirun.
+//
+// This test target has no dependencies: it exercises the real binary exactly as a user or a
+// launch script would, including argument parsing, exit codes and multi-rank MPI runs.
+// Shared by every CLI test file; keep the API small and stable.
+
+import Foundation
+import XCTest
+
+/// What one run of the executable produced.
+struct CLIResult {
+    /// The process's exit status (or 128+signal if it was killed by a signal).
+    let exitCode: Int32
+    /// Everything written to stdout and stderr, interleaved as it arrived.
+    let output: String
+    /// Whether the run hit its timeout and was killed.
+    let timedOut: Bool
+    /// Wall-clock run time in seconds.
+    let seconds: Double
+
+    /// `output` split into lines, without empty lines.
+    var lines: [String] { output.split(separator: "\n").map(String.init) }
+
+    /// Lines starting with `prefix`.
+    func lines(startingWith prefix: String) -> [String] {
+        lines.filter { $0.hasPrefix(prefix) }
+    }
+}
+
+/// Finds and runs `csgd-dist` (or another product of the same build).
+enum CLIRunner {
+    /// Where Open MPI's launcher is expected.
+    static let mpirunPath = "/usr/bin/mpirun"
+
+    /// Whether `mpirunPath` exists and is executable.
+    static var mpirunAvailable: Bool { FileManager.default.isExecutableFile(atPath: mpirunPath) }
+
+    /// Throws `XCTSkip` when mpirun is not installed; call it first in multi-rank tests.
+    static func requireMPIRun() throws {
+        if !mpirunAvailable { throw XCTSkip("\(mpirunPath) not found") }
+    }
+
+    /// The built executable `name`: resolves `/proc/self/exe` (the test bundle, which lives in
+    /// `.build*/<triple>/<config>/`) and walks up to the first directory containing `name`.
+    static func executablePath(_ name: String = "csgd-dist") throws -> String {
+        let fm = FileManager.default
+        let exe = try fm.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        while dir.path != "/" {
+            let candidate = dir.appendingPathComponent(name).path
+            var isDir: ObjCBool = false
+            if fm.fileExists(atPath: candidate, isDirectory: &isDir), !isDir.boolValue,
+                fm.isExecutableFile(atPath: candidate)
+            {
+                return candidate
+            }
+            dir.deleteLastPathComponent()
+        }
+        throw CLIRunnerError("no executable '\(name)' in any parent directory of \(exe)")
+    }
+
+    /// Runs the built `csgd-dist` with `args`.
+    /// - Parameters:
+    ///   - env: variables added to (or overriding) the test process's environment. Open MPI
+    ///     variables are not inherited (see `isInheritedMPIVariable`).
+    ///   - timeout: seconds before the process is killed (the result then has `timedOut`).
+    static func run(
+        _ args: [String], env: [String: String] = [:], timeout: Double = 120
+    ) throws -> CLIResult {
+        try runProcess(executablePath(), args, env: env, timeout: timeout)
+    }
+
+    /// Runs the built `csgd-dist` with `args` as `ranks` MPI ranks:
+    /// `mpirun --allow-run-as-root --oversubscribe -n <ranks> --mca btl <btl> csgd-dist <args>`,
+    /// with `OPENBLAS_NUM_THREADS=1`.
+    /// - Parameters:
+    ///   - btl: Open MPI byte-transfer layers, e.g. `self,vader` (shared memory) or `self,tcp`.
+    ///   - mpirunOptions: extra mpirun options placed before the executable.
+    ///   - env: extra environment variables (they reach local ranks without `-x`).
+    ///   - timeout: seconds before mpirun is killed.
+    static func mpirun(
+        ranks: Int, args: [String], btl: String = "self,vader", mpirunOptions: [String] = [],
+        env: [String: String] = [:], timeout: Double = 120
+    ) throws -> CLIResult {
+        let launcher =
+            ["--allow-run-as-root", "--oversubscribe", "-n", "\(ranks)", "--mca", "btl", btl]
+            + mpirunOptions + [try executablePath()]
+        var environment = ["OPENBLAS_NUM_THREADS": "1"]
+        environment.merge(env) { _, new in new }
+        return try runProcess(mpirunPath, launcher + args, env: environment, timeout: timeout)
+    }
+
+    /// Whether `key` is dropped from the inherited environment: every `OMPI_*`, `ORTE_*`,
+    /// `OPAL_*` and `PMIX_*` variable except `OMPI_ALLOW_RUN_AS_ROOT*`. An in-process MPI
+    /// singleton (e.g. a CSGDDistributedTests test in the same `swift test` run) exports
+    /// `OMPI_MCA_ess=singleton`, `PMIX_SERVER_URI*` and more, which make a child `mpirun` or
+    /// `csgd-dist` fail at once; tests also should not depend on the user's MPI tuning.
+    static func isInheritedMPIVariable(_ key: String) -> Bool {
+        if key.hasPrefix("OMPI_ALLOW_RUN_AS_ROOT") { return false }
+        return ["OMPI_", "ORTE_", "OPAL_", "PMIX_"].contains { key.hasPrefix($0) }
+    }
+
+    /// Runs any executable with stdin from /dev/null and stdout+stderr captured together.
+    static func runProcess(
+        _ path: String, _ args: [String], env: [String: String], timeout: Double
+    ) throws -> CLIResult {
+        var environment = ProcessInfo.processInfo.environment.filter { key, _ in
+            !isInheritedMPIVariable(key)
+        }
+        environment.merge(env) { _, new in new }
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = args
+        process.environment = environment
+        process.standardInput = FileHandle.nullDevice
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+
+        // Drain the pipe on another thread so a chatty child never blocks on a full pipe.
+        let collected = OutputCollector()
+        let reader = pipe.fileHandleForReading
+        let drained = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            while true {
+                let chunk = reader.availableData  // blocks; empty means end of file
+                if chunk.isEmpty { break }
+                collected.append(chunk)
+            }
+            drained.signal()
+        }
+        let exited = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in exited.signal() }
+
+        let start = Date()
+        try process.run()  // also closes our copy of the pipe's write end
+        var timedOut = false
+        if exited.wait(timeout: .now() + timeout) == .timedOut {
+            timedOut = true
+            process.terminate()  // SIGTERM; mpirun forwards it to its ranks
+            if exited.wait(timeout: .now() + 5) == .timedOut {
+                kill(process.processIdentifier, SIGKILL)
+                _ = exited.wait(timeout: .now() + 5)
+            }
+        }
+        // Orphaned grandchildren could hold the pipe open; do not wait for them forever.
+        _ = drained.wait(timeout: .now() + 10)
+        let seconds = Date().timeIntervalSince(start)
+        let status: Int32
+        if process.isRunning {
+            status = -1
+        } else if process.terminationReason == .uncaughtSignal {
+            status = 128 + process.terminationStatus
+        } else {
+            status = process.terminationStatus
+        }
+        return CLIResult(
+            exitCode: status, output: String(decoding: collected.get(), as: UTF8.self),
+            timedOut: timedOut, seconds: seconds)
+    }
+}
+
+/// A CLIRunner setup failure (e.g. the executable was not built).
+struct CLIRunnerError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Output bytes handed from the reader thread to the test thread.
+private final class OutputCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+
+    func append(_ chunk: Data) {
+        lock.lock()
+        data.append(chunk)
+        lock.unlock()
+    }
+
+    func get() -> Data {
+        lock.lock()
+        defer { lock.unlock() }
+        return data
+    }
+}

@@ -1,0 +1,346 @@
+// Tests for RunConfig: defaults, YAML loading, command-line overrides in every spelling, error
+// messages (unknown keys, bad types, rule violations), and the exact yaml() round trip.
+
+import CSGDCore
+import Foundation
+import XCTest
+
+@testable import CSGDTraining
+
+final class RunConfigTests: XCTestCase {
+    func testDefaultsValidateAndAreTheShortFashionMNISTRun() throws {
+        let c = RunConfig()
+        XCTAssertNoThrow(try c.validate())
+        XCTAssertEqual(c.model, "resnet20")
+        XCTAssertEqual(c.dataset, "fashion-mnist")
+        XCTAssertEqual(c.epochs, 4)
+        XCTAssertEqual(c.batchSize, 64)
+        XCTAssertEqual(c.lr, 0.05)
+        XCTAssertEqual(c.rounds, ["5/8"])
+        XCTAssertEqual(c.roundRatios, [0.625])
+        XCTAssertEqual(c.update, "rank0")
+        XCTAssertEqual(try RunConfig.load(yamlText: "", source: "empty.yaml"), c)
+        XCTAssertEqual(try RunConfig.load(yamlText: "# only a comment\n", source: "c.yaml"), c)
+    }
+
+    /// The table must cover every stored property exactly once (snake_case ↔ camelCase).
+    func testKeyTableCoversEveryProperty() {
+        let properties = Mirror(reflecting: RunConfig()).children.compactMap(\.label)
+        let camel = ConfigKey.all.map { key -> String in
+            let parts = key.name.split(separator: "_")
+            return String(parts[0]) + parts.dropFirst().map { $0.capitalized }.joined()
+        }
+        XCTAssertEqual(camel, properties)
+        XCTAssertEqual(Set(ConfigKey.all.map(\.name)).count, ConfigKey.all.count)
+        for key in ConfigKey.all {
+            XCTAssertFalse(key.doc.isEmpty, key.name)
+            XCTAssertEqual(RunConfig().value(of: key.name), key.render(RunConfig()))
+        }
+    }
+
+    func testYAMLOverridesOnlyTheKeysPresent() throws {
+        let yaml = """
+            model: resnet56
+            dataset: cifar10
+            epochs: 10
+            lr: 3e-2
+            nesterov: no
+            milestones: [4, 8]
+            rounds:
+              - 13/16
+              - "11/16"
+              - 0.625
+            data_dir: "/data/cifar dir"
+            out-dir: runs/r56   # kebab-case works in YAML too
+            seed: 0xFF
+            threads:   2
+            """
+        let c = try RunConfig.load(yamlText: yaml, source: "t.yaml")
+        var expected = RunConfig()
+        expected.model = "resnet56"
+        expected.dataset = "cifar10"
+        expected.epochs = 10
+        expected.lr = 0.03
+        expected.nesterov = false
+        expected.milestones = [4, 8]
+        expected.rounds = ["13/16", "11/16", "0.625"]
+        expected.dataDir = "/data/cifar dir"
+        expected.outDir = "runs/r56"
+        expected.seed = 255
+        expected.threads = 2
+        XCTAssertEqual(c, expected)
+        XCTAssertEqual(c.roundRatios, [13.0 / 16, 11.0 / 16, 0.625])
+        XCTAssertNoThrow(try c.validate())
+
+        // Empty values: an empty string key and empty lists.
+        let d = try RunConfig.load(
+            yamlText: "data_dir:\nrounds: []\nmilestones: ''\n", source: "e.yaml")
+        XCTAssertEqual(d.dataDir, "")
+        XCTAssertEqual(d.rounds, [])
+        XCTAssertEqual(d.milestones, [])
+    }
+
+    func testCLIOverridesInBothSpellings() throws {
+        var c = RunConfig()
+        try c.apply(overrides: [
+            "--batch-size", "128", "--micro_batches=4", "--lr", "-0.5", "--lr=0.1",
+            "--model", "resnet32", "--lr-schedule=multistep", "--milestones", "2,3",
+            "--rounds", "13/16,11/16,5/8", "--data-dir=", "--width-multiplier", "1.5",
+            "--seed=18446744073709551615", "--cluster_method", "even",
+        ])
+        XCTAssertEqual(c.batchSize, 128)
+        XCTAssertEqual(c.microBatches, 4)
+        XCTAssertEqual(c.lr, 0.1)  // last one wins
+        XCTAssertEqual(c.model, "resnet32")
+        XCTAssertEqual(c.lrSchedule, "multistep")
+        XCTAssertEqual(c.milestones, [2, 3])
+        XCTAssertEqual(c.rounds, ["13/16", "11/16", "5/8"])
+        XCTAssertEqual(c.dataDir, "")
+        XCTAssertEqual(c.widthMultiplier, 1.5)
+        XCTAssertEqual(c.seed, UInt64.max)
+        XCTAssertEqual(c.clusterMethod, "even")
+        XCTAssertNoThrow(try c.validate())
+
+        try c.apply(overrides: ["--milestones="])
+        XCTAssertEqual(c.milestones, [])
+        try c.set("train-limit", to: "500")
+        XCTAssertEqual(c.trainLimit, 500)
+        XCTAssertEqual(c.value(of: "train_limit"), "500")
+        XCTAssertNil(c.value(of: "nope"))
+    }
+
+    func testBoolFlags() throws {
+        var c = RunConfig()
+        try c.apply(overrides: ["--no-augment", "--debug", "--no_nesterov"])
+        XCTAssertFalse(c.augment)
+        XCTAssertTrue(c.debug)
+        XCTAssertFalse(c.nesterov)
+        try c.apply(overrides: ["--augment", "--debug=false", "--nesterov", "yes", "--epochs", "2"])
+        XCTAssertTrue(c.augment)
+        XCTAssertFalse(c.debug)
+        XCTAssertTrue(c.nesterov)
+        XCTAssertEqual(c.epochs, 2)
+        try c.apply(overrides: ["--debug", "off", "--augment=0"])
+        XCTAssertFalse(c.debug)
+        XCTAssertFalse(c.augment)
+        assertError(contains: ["--no-debug takes no value"]) {
+            try c.apply(overrides: ["--no-debug=true"])
+        }
+        assertError(contains: ["debug", "true or false", "'maybe'"]) {
+            try c.apply(overrides: ["--debug=maybe"])
+        }
+        // "--no-" only negates booleans.
+        assertError(contains: ["unknown config key 'no-epochs'"]) {
+            try c.apply(overrides: ["--no-epochs"])
+        }
+    }
+
+    func testUnknownKeysNameKeyAndSource() throws {
+        do {
+            _ = try RunConfig.load(yamlText: "epochs: 3\nfoo: 1\n", source: "my.yaml")
+            XCTFail("expected an error")
+        } catch let e as CSGDError {
+            XCTAssertTrue(
+                e.message.hasPrefix("unknown config key 'foo' (from my.yaml:2)"), e.message)
+            XCTAssertEqual(e.hint, "run `csgd-dist config --list` to see the keys")
+        }
+        var c = RunConfig()
+        do {
+            try c.apply(overrides: ["--epochs", "3", "--batch-sise", "32"])
+            XCTFail("expected an error")
+        } catch let e as CSGDError {
+            XCTAssertEqual(
+                e.message,
+                "unknown config key 'batch-sise' (from command line); did you mean 'batch_size'?")
+            XCTAssertEqual(e.hint, "run `csgd-dist config --list` to see the keys")
+        }
+        XCTAssertEqual(c, RunConfig(), "a failed apply leaves the config unchanged")
+        assertError(contains: ["unknown config key 'zzz' (from env)"]) {
+            try c.apply(overrides: ["--zzz=1"], source: "env")
+        }
+    }
+
+    func testTypeErrorsNameKeyAndValue() {
+        var c = RunConfig()
+        let cases: [([String], [String])] = [
+            (["--batch-size", "lots"], ["'batch_size' expects an integer, got 'lots'"]),
+            (["--lr=fast"], ["'lr' expects a finite number, got 'fast'"]),
+            (["--lr=inf"], ["'lr'", "'inf'"]),
+            (["--seed", "-1"], ["'seed'", "got '-1'"]),
+            (["--milestones", "2,x"], ["'milestones' expects a list of integers, got 'x'"]),
+            (["--rounds", "5/8,half"], ["'rounds'", "got 'half'"]),
+            (["--rounds", "1/0"], ["'rounds'", "got '1/0'"]),
+            (["--epochs"], ["--epochs needs a value"]),
+            (["--epochs", "--lr", "1"], ["--epochs needs a value"]),
+            (["epochs", "3"], ["unexpected argument 'epochs'"]),
+        ]
+        for (words, parts) in cases {
+            assertError(contains: parts + ["command line"]) { try c.apply(overrides: words) }
+        }
+        let yamlCases: [(String, [String])] = [
+            ("epochs: [1, 2]", ["'epochs' expects an integer, got a list (from y.yaml:1)"]),
+            ("epochs: {a: 1}", ["'epochs'", "got a mapping"]),
+            ("milestones: [[1]]", ["'milestones'", "got a nested value"]),
+            ("lr: 0.1\nbatch_size: 1.5", ["'batch_size'", "'1.5'", "y.yaml:2"]),
+            ("epochs: 2\nepochs: 3", ["'epochs' is given twice (from y.yaml:2)"]),
+            ("epochs: 2\nbatch-size: 3\nbatch_size: 4", ["'batch_size' is given twice"]),
+            ("- a\n- b", ["y.yaml", "mapping"]),
+            ("epochs: [1,\n", ["y.yaml", "invalid YAML"]),
+            ("a: b: c", ["y.yaml:1", "invalid YAML"]),
+        ]
+        for (text, parts) in yamlCases {
+            assertError(contains: parts) {
+                _ = try RunConfig.load(yamlText: text, source: "y.yaml")
+            }
+        }
+        assertError(contains: ["cannot read config /nonexistent/x.yaml", "no such file"]) {
+            _ = try RunConfig.load(yamlPath: "/nonexistent/x.yaml")
+        }
+    }
+
+    func testValidateFailuresNameTheKey() {
+        let cases: [(String, [String])] = [
+            ("--batch-size=0", ["'batch_size' must be at least 1 (got 0)"]),
+            ("--epochs=0", ["'epochs' must be at least 1"]),
+            ("--lr=0", ["'lr' must be > 0 (got 0.0)"]),
+            ("--momentum=1", ["'momentum' must be in [0, 1)"]),
+            ("--model=resnet21", ["'model' must be one of resnet20", "(got resnet21)"]),
+            ("--dataset=mnist", ["'dataset' must be one of"]),
+            ("--lr-schedule=step", ["'lr_schedule'"]),
+            ("--cluster-method=random", ["'cluster_method'"]),
+            ("--update=allreduce", ["'update'"]),
+            ("--widen=0", ["'widen' must be at least 1"]),
+            ("--rounds=5/8,3/2", ["'rounds' must hold ratios", "(got [5/8, 3/2])"]),
+            ("--rounds=0", ["'rounds'"]),
+            ("--milestones=3,2", ["'milestones' must hold strictly increasing"]),
+            ("--milestones=0", ["'milestones'"]),
+            ("--micro-batches=3", ["'batch_size' (64) must be divisible by micro_batches (3)"]),
+            ("--weight-decay=-1", ["'weight_decay' must be >= 0"]),
+            ("--prune-tolerance=0", ["'prune_tolerance'"]),
+            ("--out-dir=", ["'out_dir' must be non-empty"]),
+            ("--train-limit=-5", ["'train_limit'"]),
+            ("--width-multiplier=0", ["'width_multiplier'"]),
+            ("--log-every=0", ["'log_every'"]),
+        ]
+        for (flag, parts) in cases {
+            var c = RunConfig()
+            XCTAssertNoThrow(try c.apply(overrides: [flag]), flag)
+            assertError(contains: parts) { try c.validate() }
+        }
+        var c = RunConfig()
+        c.momentum = 0
+        assertError(contains: ["'nesterov' requires momentum > 0"]) { try c.validate() }
+        c.nesterov = false
+        XCTAssertNoThrow(try c.validate())
+        c.batchSize = 64
+        c.microBatches = 4
+        XCTAssertNoThrow(try c.validate(worldSize: 2))
+        assertError(contains: ["micro_batches × ranks (4 × 3 = 12)"]) {
+            try c.validate(worldSize: 3)
+        }
+        c.rounds = []
+        c.checkpointEverySteps = 0
+        c.verifyEvery = 0
+        XCTAssertNoThrow(try c.validate())
+    }
+
+    func testYAMLRoundTripIsExact() throws {
+        XCTAssertEqual(try RunConfig.load(yamlText: RunConfig().yaml(), source: "d"), RunConfig())
+
+        // Every key away from its default, with awkward strings and floats.
+        var c = RunConfig()
+        c.model = "resnet110"
+        c.widthMultiplier = 0.1 + 0.2
+        c.dataset = "cifar100"
+        c.dataDir = "/tmp/a b: \"c\" #d\\e\n\té"
+        c.trainLimit = 1000
+        c.testLimit = 200
+        c.augment = false
+        c.epochs = 600
+        c.batchSize = 256
+        c.microBatches = 8
+        c.lr = 1.0 / 3.0
+        c.momentum = 0.875
+        c.nesterov = false
+        c.weightDecay = 5e-5
+        c.biasLrFactor = 1
+        c.biasWeightDecay = 1e-300
+        c.lrSchedule = "multistep"
+        c.milestones = [200, 400]
+        c.lrGamma = 0.2
+        c.warmupEpochs = 2.5
+        c.seed = UInt64.max
+        c.threads = 2
+        c.evalEvery = 5
+        c.checkpointEvery = 10
+        c.checkpointEverySteps = 40_000
+        c.logEvery = 10
+        c.outDir = "null"
+        c.centripetalStrength = 0.05
+        c.csgdWeightDecay = 0
+        c.vectorStrengthFactor = 0.25
+        c.rounds = ["13/16", "0.6875", "5/8"]
+        c.clusterMethod = "even"
+        c.widen = 2
+        c.pruneTolerance = 1e-6
+        c.update = "replicated"
+        c.verifyEvery = 7
+        c.debug = true
+        let yaml = c.yaml()
+        for (label, value) in Mirror(reflecting: c).children {
+            let d = Mirror(reflecting: RunConfig()).children.first { $0.label == label }!.value
+            XCTAssertNotEqual("\(value)", "\(d)", "\(label!) should differ from its default")
+        }
+        let back = try RunConfig.load(yamlText: yaml, source: "rt")
+        XCTAssertEqual(back, c, yaml)
+        XCTAssertEqual(back.yaml(), yaml)
+        XCTAssertTrue(yaml.contains("rounds: [13/16, 0.6875, 5/8]\n"), yaml)
+        XCTAssertTrue(yaml.contains("milestones: [200, 400]\n"), yaml)
+        XCTAssertTrue(yaml.contains("out_dir: \"null\"\n"), yaml)
+        XCTAssertTrue(yaml.contains("seed: 18446744073709551615\n"), yaml)
+        for key in ConfigKey.all { XCTAssertTrue(yaml.contains("\n\(key.name): "), key.name) }
+    }
+
+    func testDescribeKeysListsEveryKeyWithDefault() {
+        let text = RunConfig.describeKeys()
+        for key in ConfigKey.all {
+            XCTAssertTrue(text.contains("  \(key.name) "), key.name)
+        }
+        let batch = text.split(separator: "\n").first { $0.contains(" batch_size ") }
+        XCTAssertNotNil(batch)
+        XCTAssertTrue(batch?.contains("int") ?? false)
+        XCTAssertTrue(batch?.contains("64") ?? false)
+        XCTAssertTrue(text.contains("resnet20 | resnet32"))
+    }
+
+    func testExampleClusterConfigLoadsAndValidates() throws {
+        let root = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let path = root.appendingPathComponent("cluster-configs/fashion-mnist-resnet20.yaml").path
+        let c = try RunConfig.load(yamlPath: path)
+        XCTAssertNoThrow(try c.validate())
+        XCTAssertEqual(c.model, "resnet20")
+        XCTAssertEqual(c.dataset, "fashion-mnist")
+        XCTAssertLessThanOrEqual(c.epochs, 10)
+        XCTAssertEqual(try RunConfig.load(yamlText: c.yaml(), source: path), c)
+    }
+
+    private func assertError(
+        contains parts: [String], file: StaticString = #filePath, line: UInt = #line,
+        _ body: () throws -> Void
+    ) {
+        do {
+            try body()
+            XCTFail("expected an error containing \(parts)", file: file, line: line)
+        } catch let e as CSGDError {
+            for p in parts {
+                XCTAssertTrue(
+                    e.message.contains(p), "'\(e.message)' lacks '\(p)'", file: file, line: line)
+            }
+            XCTAssertFalse(
+                e.message.contains("\n"), "multi-line: \(e.message)", file: file, line: line)
+        } catch {
+            XCTFail("unexpected error type: \(error)", file: file, line: line)
+        }
+    }
+}
