@@ -180,7 +180,8 @@ public struct GraphBuilder {
             name + ".weight", shape: [k, s.c, kernel, kernel], role: .convWeight)
         let b = bias ? params.addParameter(name + ".bias", shape: [k], role: .convBias) : nil
         let y = newTensor(ActivationShape(c: k, h: g.p, w: g.q))
-        layers.append(.conv(ConvLayer(name: name, input: x, output: y, weight: w, bias: b, shape: g)))
+        layers.append(
+            .conv(ConvLayer(name: name, input: x, output: y, weight: w, bias: b, shape: g)))
         return y
     }
 
@@ -217,7 +218,8 @@ public struct GraphBuilder {
         -> TensorID
     {
         let s = shape(x)
-        let g = try PoolShape(n: 1, c: s.c, h: s.h, w: s.w, kernel: kernel, stride: stride, pad: pad)
+        let g = try PoolShape(
+            n: 1, c: s.c, h: s.h, w: s.w, kernel: kernel, stride: stride, pad: pad)
         let y = newTensor(ActivationShape(c: s.c, h: g.p, w: g.q))
         layers.append(.maxPool(MaxPoolLayer(input: x, output: y, shape: g)))
         return y

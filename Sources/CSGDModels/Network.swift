@@ -181,7 +181,9 @@ public final class Network {
             case .add(let l):
                 let dy = d[l.output.index]!.pointer
                 let n = batch * graph.tensors[l.output.index].count
-                if l.relu { reluMaskInPlace(dOutput: dy, output: v[l.output.index].pointer, count: n) }
+                if l.relu {
+                    reluMaskInPlace(dOutput: dy, output: v[l.output.index].pointer, count: n)
+                }
                 addBackward(dA: grad(l.a)!, dB: grad(l.b)!, dOutput: dy, count: n)
             case .maxPool(let l):
                 if let dx = grad(l.input) {

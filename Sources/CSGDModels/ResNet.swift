@@ -25,7 +25,8 @@ public enum ResNetKind: Equatable, Sendable {
     public init(name: String) throws {
         let lower = name.lowercased()
         guard lower.hasPrefix("resnet"), let d = Int(lower.dropFirst(6)) else {
-            throw CSGDError("unknown model '\(name)'", hint: "use resnet20/32/44/56/110 or 18/34/50")
+            throw CSGDError(
+                "unknown model '\(name)'", hint: "use resnet20/32/44/56/110 or 18/34/50")
         }
         switch d {
         case 18, 34, 50: self = .imagenet(depth: d)
@@ -58,8 +59,7 @@ public struct Architecture: Codable, Equatable, Sendable {
     public var widths: [Int]
 
     /// Creates an architecture with explicit widths.
-    public init(model: String, inputChannels: Int, imageSize: Int, numClasses: Int, widths: [Int])
-    {
+    public init(model: String, inputChannels: Int, imageSize: Int, numClasses: Int, widths: [Int]) {
         self.model = model
         self.inputChannels = inputChannels
         self.imageSize = imageSize
@@ -75,7 +75,8 @@ public struct Architecture: Codable, Equatable, Sendable {
         var widths: [Int] = []
         _ = try buildResNet(
             kind: kind, inputChannels: inputChannels, imageSize: imageSize,
-            numClasses: numClasses, width: { nominal in
+            numClasses: numClasses,
+            width: { nominal in
                 widths.append(nominal * widen)
                 return nominal * widen
             })
@@ -93,7 +94,8 @@ public struct Architecture: Codable, Equatable, Sendable {
         var overflow = false
         let g = try buildResNet(
             kind: kind, inputChannels: inputChannels, imageSize: imageSize,
-            numClasses: numClasses, width: { _ in
+            numClasses: numClasses,
+            width: { _ in
                 defer { next += 1 }
                 if next < widths.count { return widths[next] }
                 overflow = true

@@ -116,7 +116,8 @@ public struct Topology: Sendable {
                     let c = graph.tensors[l.input.index].c
                     let perChannel = l.inFeatures / c
                     if perChannel * c != l.inFeatures {
-                        throw CSGDError("\(l.name): input features are not a whole number per channel")
+                        throw CSGDError(
+                            "\(l.name): input features are not a whole number per channel")
                     }
                     consumers[g].append(.linear(layerIndex: li, featuresPerChannel: perChannel))
                 }
