@@ -2,5 +2,11 @@ import ArgumentParser
 
 /// Every subcommand of `csgd-dist`, in the order `--help` lists them.
 let allSubcommands: [ParsableCommand.Type] = [
-    CheckCommCommand.self
+    CSGDCommand.self,
+    TrainCommand.self,
+    PruneCommand.self,
+    EvalCommand.self,
+    BenchCommand.self,
+    CheckCommCommand.self,
+    ConfigCommand.self,
 ]

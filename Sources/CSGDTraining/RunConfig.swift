@@ -35,6 +35,8 @@ public struct RunConfig: Equatable {
     // Optimisation.
     /// Training epochs (per C-SGD round).
     public var epochs = 4
+    /// Stop after this many optimizer steps in total (0 = run all epochs); for tests and smoke runs.
+    public var maxSteps = 0
     /// Global batch size, summed over ranks and micro-batches.
     public var batchSize = 64
     /// Gradient accumulation: each rank's batch is split into this many micro-batches.
@@ -91,6 +93,8 @@ public struct RunConfig: Equatable {
     public var widen = 1
     /// Largest |logit difference| the pruned-vs-unpruned equivalence check accepts.
     public var pruneTolerance = 1e-3
+    /// Epochs of finetuning after magnitude pruning (the baseline C-SGD is compared with).
+    public var finetuneEpochs = 0
 
     // Distributed.
     /// Who applies the update: "rank0" (then broadcast weights) or "replicated" (every rank).

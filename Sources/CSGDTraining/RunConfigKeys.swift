@@ -72,6 +72,7 @@ extension ConfigKey {
             "optimisation",
             [
                 .int("epochs", \.epochs, .atLeast(1), "epochs of training (per C-SGD round)"),
+                .int("max_steps", \.maxSteps, .atLeast(0), "stop after N steps; 0 = all epochs"),
                 .int("batch_size", \.batchSize, .atLeast(1), "GLOBAL batch, over all ranks"),
                 .int("micro_batches", \.microBatches, .atLeast(1), "gradient accumulation steps"),
                 .double("lr", \.lr, .positive, "base learning rate"),
@@ -112,6 +113,9 @@ extension ConfigKey {
                 .choice("cluster_method", \.clusterMethod, RunConfig.clusterMethods, "clustering"),
                 .int("widen", \.widen, .atLeast(1), "train widen× wider, squeeze back; 1 = off"),
                 .double("prune_tolerance", \.pruneTolerance, .positive, "max |Δlogit| on prune"),
+                .int(
+                    "finetune_epochs", \.finetuneEpochs, .atLeast(0),
+                    "magnitude baseline: finetune epochs after pruning"),
             ]
         ),
         (
@@ -185,8 +189,11 @@ extension Rule where T == [Int] {
 
 extension Rule where T == [String] {
     static var ratios: Rule {
-        Rule(text: "ratios a/b or decimals, each in (0, 1]") { list in
-            list.allSatisfy { s in RunConfig.parseRatio(s).map { $0 > 0 && $0 <= 1 } ?? false }
+        Rule(text: "ratios a/b or decimals in (0, 1], optionally internal:<ratio>") { list in
+            list.allSatisfy { s in
+                let r = s.hasPrefix("internal:") ? String(s.dropFirst(9)) : s
+                return RunConfig.parseRatio(r).map { $0 > 0 && $0 <= 1 } ?? false
+            }
         }
     }
 }

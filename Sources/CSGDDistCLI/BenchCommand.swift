@@ -1,0 +1,108 @@
+// `csgd-dist bench …`: performance benchmarks. `bench` is only a group; each benchmark is a
+// subcommand (today `kernels`; `train`, `csgd`, `comm`, `prune` slot in beside it) that
+// produces `[BenchResult]` and prints it through `BenchOutput`, so every benchmark shares the
+// same table and JSON-lines formats.
+
+import ArgumentParser
+import CSGDTraining
+import Foundation
+
+/// `csgd-dist bench`: groups the benchmark subcommands.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure kernel (and, later, training/communication) throughput.",
+        subcommands: [BenchKernelsCommand.self]
+    )
+}
+
+/// Output options shared by every `bench` subcommand.
+struct BenchOutputOptions: ParsableArguments {
+    @Flag(help: "Print one JSON object per result line instead of a table.")
+    var json = false
+}
+
+/// `csgd-dist bench kernels`: sgemm and conv2d forward+backward GFLOP/s on ResNet-56 shapes.
+struct BenchKernelsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
+        abstract: "sgemm and conv2d forward+backward GFLOP/s on the ResNet-56 layer shapes.",
+        discussion: """
+            Rows: sgemm_1024 (square GEMM, the reference rate); per conv shape at batch 64, \
+            gemm_<shape> (only the GEMMs that conv makes) and <shape> (conv forward+backward); \
+            then aggregates weighted by how often each shape occurs in ResNet-56. `ratio` is \
+            GFLOP/s ÷ sgemm_1024; `gemm share` is the fraction of conv time spent in GEMM.
+            """
+    )
+
+    @Option(help: "OpenBLAS threads.")
+    var threads = 1
+
+    @Option(help: "Timed repetitions per row after one warm-up; the median is reported.")
+    var repeats = 5
+
+    @OptionGroup var output: BenchOutputOptions
+
+    func validate() throws {
+        if threads < 1 { throw ValidationError("--threads must be at least 1 (got \(threads))") }
+        if repeats < 1 { throw ValidationError("--repeats must be at least 1 (got \(repeats))") }
+    }
+
+    func run() throws {
+        let rows = KernelBenchmark.run(threads: threads, repeats: repeats)
+        BenchOutput.emit(
+            rows, json: output.json,
+            title: "bench kernels: threads=\(threads) repeats=\(repeats) (median)",
+            columns: [
+                ("ratio", "ratio_to_sgemm"), ("gemm share", "ratio_to_gemm_shapes"),
+                ("ms", "median_ms"),
+            ])
+    }
+}
+
+/// Prints benchmark results as a table or as JSON lines.
+enum BenchOutput {
+    /// Writes `rows` to stdout: JSON lines when `json`, else a titled table with name, value,
+    /// unit and one column per `(header, extra key)` (blank where a row lacks the key).
+    static func emit(
+        _ rows: [BenchResult], json: Bool, title: String, columns: [(String, String)]
+    ) {
+        if json {
+            for row in rows { print(row.jsonLine) }
+        } else {
+            print(table(rows, title: title, columns: columns), terminator: "")
+        }
+    }
+
+    /// The human-readable table.
+    static func table(_ rows: [BenchResult], title: String, columns: [(String, String)])
+        -> String
+    {
+        var cells: [[String]] = [["name", "value", "unit"] + columns.map(\.0)]
+        for row in rows {
+            var line = [row.name, format(row.value), row.unit]
+            for (_, key) in columns { line.append(row.extra[key].map(format) ?? "") }
+            cells.append(line)
+        }
+        let widths = (0..<cells[0].count).map { col in cells.map { $0[col].count }.max()! }
+        var out = title + "\n"
+        for (i, line) in cells.enumerated() {
+            var text = ""
+            for (col, cell) in line.enumerated() {
+                let padding = String(repeating: " ", count: widths[col] - cell.count)
+                // Name left-aligned, numbers right-aligned.
+                text += col == 0 ? cell + padding : "  " + padding + cell
+            }
+            out += text + "\n"
+            if i == 0 { out += String(repeating: "-", count: text.count) + "\n" }
+        }
+        return out
+    }
+
+    /// Three significant-ish decimals: 87.3, 0.642, 1234.
+    static func format(_ x: Double) -> String {
+        if !x.isFinite { return "nan" }
+        let digits = abs(x) >= 100 ? 1 : abs(x) >= 10 ? 2 : 3
+        return String(format: "%.\(digits)f", x)
+    }
+}

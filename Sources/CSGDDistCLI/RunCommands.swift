@@ -1,0 +1,156 @@
+// The training-side subcommands: train, csgd, prune, eval, config. Each parses its own flags,
+// builds the RunConfig (defaults ← --config YAML ← any `--key value` override), starts the
+// communicator (rank 0 of 1 without mpirun) and hands over to a Pipelines entry point.
+
+import ArgumentParser
+import CSGDCore
+import CSGDDistributed
+import CSGDTraining
+import Foundation
+
+/// Flags shared by every job: the YAML file and free-form config overrides.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .customLong("config"), help: "YAML experiment file (see cluster-configs/).")
+    var configPath: String?
+
+    @Argument(
+        parsing: .allUnrecognized,
+        help: ArgumentHelp(
+            "Any config key as a flag, e.g. --epochs 3 --batch-size 128 (see `csgd-dist config --list`).",
+            valueName: "--key value"))
+    var overrides: [String] = []
+
+    /// Defaults, then the YAML file, then the overrides; validated.
+    func resolve() throws -> RunConfig {
+        var c = RunConfig()
+        if let configPath { c = try RunConfig.load(yamlPath: configPath) }
+        try c.apply(overrides: overrides)
+        try c.validate()
+        return c
+    }
+}
+
+/// Runs a job body with the communicator; a `CSGDError` becomes one line on stderr and a
+/// non-zero exit of the whole job (MPI_Abort when several ranks run).
+func runJob(_ body: (Communicator) throws -> Void) throws {
+    let comm: Communicator
+    do {
+        comm = try makeCommunicator()
+    } catch {
+        fail(error, comm: nil)
+    }
+    do {
+        try body(comm)
+    } catch {
+        fail(error, comm: comm)
+    }
+    (comm as? MPICommunicator)?.finalize()
+}
+
+/// Prints `error: …` (and `HINT: …`) and exits non-zero; aborts every rank under MPI.
+func fail(_ error: Error, comm: Communicator?) -> Never {
+    var text: String
+    if let e = error as? CSGDError {
+        text = "error: " + e.message
+        if let h = e.hint { text += "\nHINT: " + h }
+    } else {
+        text = "error: \(error)"
+    }
+    if let comm, comm.size > 1 { comm.abort(code: 1, message: text) }
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+    exit(1)
+}
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a ResNet normally (no C-SGD); writes model.safetensors.")
+    @OptionGroup var options: ConfigOptions
+    @Flag(help: "Resume from <out_dir>/checkpoint.safetensors.") var resume = false
+    @Option(help: "Start from this model file instead of a fresh initialisation.") var from: String?
+
+    func run() throws {
+        let c = try resolveOrExit(options)
+        try runJob { try Pipelines.train(comm: $0, config: c, resume: resume, from: from) }
+    }
+}
+
+struct CSGDCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "csgd",
+        abstract: "Centripetal SGD rounds, then prune with no finetune; writes pruned.safetensors.",
+        discussion: """
+            Each round clusters every layer to its target width (rounds: 13/16,11/16,5/8 of the \
+            original widths), trains with the centripetal update, and prunes; the pruned net \
+            is checked against the unpruned one on the test set. --widen 2 trains a 2x wider \
+            net and squeezes it back to the original widths.
+            """)
+    @OptionGroup var options: ConfigOptions
+    @Flag(help: "Resume from <out_dir>/checkpoint.safetensors.") var resume = false
+    @Option(help: "Base model to start from (e.g. a `train` result); default: from scratch.")
+    var from: String?
+
+    func run() throws {
+        let c = try resolveOrExit(options)
+        try runJob { try Pipelines.csgd(comm: $0, config: c, resume: resume, from: from) }
+    }
+}
+
+struct PruneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prune",
+        abstract: "Prune a C-SGD checkpoint with its clusters, or any model by L1 magnitude.")
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Model or checkpoint file to prune.") var input: String
+    @Option(help: "csgd (merge the checkpoint's clusters) or magnitude (L1-norm baseline).")
+    var method = "csgd"
+    @Option(help: "Magnitude target, e.g. 5/8 or internal:0.7.") var target: String?
+    @Option(help: "Output model file.") var output: String
+
+    func run() throws {
+        let c = try resolveOrExit(options)
+        try runJob {
+            try Pipelines.prune(
+                comm: $0, config: c, input: input, method: method, target: target, output: output)
+        }
+    }
+}
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval", abstract: "Evaluate any model file on the test set.")
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Model or checkpoint file.") var input: String
+
+    func run() throws {
+        let c = try resolveOrExit(options)
+        try runJob { try Pipelines.eval(comm: $0, config: c, input: input) }
+    }
+}
+
+struct ConfigCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config", abstract: "List the config keys, or print a resolved config.")
+    @OptionGroup var options: ConfigOptions
+    @Flag(help: "List every key with its type, default and meaning.") var list = false
+
+    func run() throws {
+        if list {
+            print(RunConfig.describeKeys())
+            return
+        }
+        print(try resolveOrExit(options).yaml(), terminator: "")
+    }
+}
+
+/// Resolves the config; a bad key or value is one line on stderr and exit code 2.
+func resolveOrExit(_ options: ConfigOptions) throws -> RunConfig {
+    do {
+        return try options.resolve()
+    } catch let e as CSGDError {
+        var text = "error: " + e.message
+        if let h = e.hint { text += "\nHINT: " + h }
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+        throw ExitCode(2)
+    }
+}

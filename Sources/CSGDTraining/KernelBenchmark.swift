@@ -1,0 +1,343 @@
+// Kernel micro-benchmarks behind `csgd-dist bench kernels`: raw sgemm throughput, then conv2d
+// forward+backward on the ResNet-56 (CIFAR) layer shapes at batch 64, each reported as GFLOP/s
+// and as a fraction of the sgemm rate measured in the same run. Per conv shape it also times
+// the exact GEMM calls the conv makes, without im2col/col2im, so the gap between the two rows
+// is the cost of the data movement around the GEMMs.
+//
+// `BenchResult` is deliberately generic (name, value, unit, named extras) so train-step,
+// communication and pruning benchmarks can report through the same table/JSON code.
+
+import CSGDCore
+import CSGDKernels
+import Dispatch
+
+/// One measured quantity of a benchmark run.
+public struct BenchResult: Sendable, Equatable, Codable {
+    /// Row name, e.g. `sgemm_1024` or `conv3x3_16-16_32x32`.
+    public var name: String
+    /// The headline number, in `unit`.
+    public var value: Double
+    /// Unit of `value`, e.g. `GFLOP/s`, `ms`, `images/s`.
+    public var unit: String
+    /// Secondary numbers keyed by snake_case name, e.g. `ratio_to_sgemm`, `median_ms`.
+    public var extra: [String: Double]
+
+    /// Creates a result row.
+    public init(name: String, value: Double, unit: String, extra: [String: Double] = [:]) {
+        self.name = name
+        self.value = value
+        self.unit = unit
+        self.extra = extra
+    }
+
+    /// Unit string of throughput rows; such rows also carry a `gflops` field in JSON.
+    public static let gflopsUnit = "GFLOP/s"
+
+    /// The row as one line of JSON: `name`, `value`, `unit`, `gflops` (GFLOP/s rows only),
+    /// then every extra in key order. Non-finite numbers become `null`.
+    public var jsonLine: String {
+        var fields = [
+            "\"name\":\(Self.jsonString(name))", "\"value\":\(Self.jsonNumber(value))",
+            "\"unit\":\(Self.jsonString(unit))",
+        ]
+        if unit == Self.gflopsUnit && extra["gflops"] == nil {
+            fields.append("\"gflops\":\(Self.jsonNumber(value))")
+        }
+        for key in extra.keys.sorted() {
+            fields.append("\(Self.jsonString(key)):\(Self.jsonNumber(extra[key]!))")
+        }
+        return "{" + fields.joined(separator: ",") + "}"
+    }
+
+    static func jsonNumber(_ x: Double) -> String { x.isFinite ? "\(x)" : "null" }
+
+    static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for ch in s.unicodeScalars {
+            switch ch {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            default:
+                if ch.value < 0x20 {
+                    let hex = String(ch.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(ch)
+                }
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// Kernel throughput benchmarks (sgemm and conv2d on ResNet-56 shapes).
+public enum KernelBenchmark {
+    /// One conv layer geometry of ResNet-56 and how many layers of the network share it.
+    public struct ConvCase: Sendable {
+        /// Row name, e.g. `conv3x3_16-32_s2_32x32` (input size after the underscore).
+        public let name: String
+        /// Geometry at the benchmark batch size.
+        public let shape: Conv2dShape
+        /// How many convs of ResNet-56 have this geometry.
+        public let count: Int
+        /// Whether backward computes the input gradient (false only for the stem).
+        public let inputGradient: Bool
+
+        /// Forward FLOPs: 2·N·K·P·Q·C·R·S.
+        public var forwardFlops: Double { 2 * Double(shape.flops) }
+        /// Backward FLOPs: weight gradient, plus input gradient when computed (each = forward).
+        public var backwardFlops: Double { forwardFlops * (inputGradient ? 2 : 1) }
+    }
+
+    /// The distinct conv geometries of CIFAR ResNet-56 (3 stages × 9 basic blocks, 1×1
+    /// stride-2 projection shortcuts) with their multiplicities: stage 1 has the stem plus
+    /// 18 convs 16→16 (19); stages 2 and 3 each have one strided 3×3, 17 plain 3×3 and one
+    /// projection (19 each); 57 convs in all.
+    public static func resNet56Convs(batch: Int = 64) -> [ConvCase] {
+        func conv(_ c: Int, _ k: Int, _ hw: Int, _ rs: Int, _ stride: Int) -> Conv2dShape {
+            try! Conv2dShape(
+                n: batch, c: c, h: hw, w: hw, k: k, r: rs, s: rs, stride: stride, pad: rs / 2)
+        }
+        return [
+            ConvCase(
+                name: "conv3x3_3-16_32x32_stem", shape: conv(3, 16, 32, 3, 1), count: 1,
+                inputGradient: false),
+            ConvCase(
+                name: "conv3x3_16-16_32x32", shape: conv(16, 16, 32, 3, 1), count: 18,
+                inputGradient: true),
+            ConvCase(
+                name: "conv3x3_16-32_s2_32x32", shape: conv(16, 32, 32, 3, 2), count: 1,
+                inputGradient: true),
+            ConvCase(
+                name: "conv1x1_16-32_s2_32x32", shape: conv(16, 32, 32, 1, 2), count: 1,
+                inputGradient: true),
+            ConvCase(
+                name: "conv3x3_32-32_16x16", shape: conv(32, 32, 16, 3, 1), count: 17,
+                inputGradient: true),
+            ConvCase(
+                name: "conv3x3_32-64_s2_16x16", shape: conv(32, 64, 16, 3, 2), count: 1,
+                inputGradient: true),
+            ConvCase(
+                name: "conv1x1_32-64_s2_16x16", shape: conv(32, 64, 16, 1, 2), count: 1,
+                inputGradient: true),
+            ConvCase(
+                name: "conv3x3_64-64_8x8", shape: conv(64, 64, 8, 3, 1), count: 17,
+                inputGradient: true),
+        ]
+    }
+
+    /// Runs every kernel benchmark once.
+    ///
+    /// Rows: `sgemm_1024` (square GEMM, the reference rate); per ResNet-56 conv shape
+    /// `gemm_<shape>` (only the GEMM calls that conv makes, same sizes and chunking) and
+    /// `<shape>` (conv2d forward+backward); then the `…_resnet56_mix` aggregates, weighted by
+    /// how often each shape occurs in the network (total FLOPs ÷ total time). Every rate row
+    /// carries `ratio_to_sgemm` (÷ `sgemm_1024` of this run).
+    /// - Parameters:
+    ///   - threads: OpenBLAS threads (set via `BLASThreads.set`; ≤ 0 keeps the default).
+    ///   - repeats: timed repetitions per row after one warm-up; the median is reported.
+    public static func run(threads: Int, repeats: Int) -> [BenchResult] {
+        BLASThreads.set(threads)
+        let reps = max(1, repeats)
+        var results: [BenchResult] = []
+
+        let square = sgemmSquare(size: 1024, repeats: reps)
+        let sgemmRate = square.value
+        results.append(square)
+
+        var convFlops = 0.0
+        var convSeconds = 0.0
+        var gemmSeconds = 0.0
+        var convRows: [BenchResult] = []
+        for c in resNet56Convs() {
+            let flops = c.forwardFlops + c.backwardFlops
+            let gemm = median(reps) { timeConvGemms(c) }
+            let conv = timeConv(c, repeats: reps)
+            let rate = flops / conv.total / 1e9
+            let gemmRate = flops / gemm / 1e9
+            results.append(
+                BenchResult(
+                    name: "gemm_" + c.name, value: gemmRate, unit: BenchResult.gflopsUnit,
+                    extra: ["ratio_to_sgemm": gemmRate / sgemmRate, "median_ms": gemm * 1e3]))
+            convRows.append(
+                BenchResult(
+                    name: c.name, value: rate, unit: BenchResult.gflopsUnit,
+                    extra: [
+                        "ratio_to_sgemm": rate / sgemmRate,
+                        "ratio_to_gemm_shapes": gemm / conv.total,
+                        "fwd_gflops": c.forwardFlops / conv.forward / 1e9,
+                        "bwd_gflops": c.backwardFlops / conv.backward / 1e9,
+                        "median_ms": conv.total * 1e3, "count_in_resnet56": Double(c.count),
+                    ]))
+            convFlops += Double(c.count) * flops
+            convSeconds += Double(c.count) * conv.total
+            gemmSeconds += Double(c.count) * gemm
+        }
+        results += convRows
+        let gemmMix = convFlops / gemmSeconds / 1e9
+        results.append(
+            BenchResult(
+                name: "gemm_resnet56_mix", value: gemmMix, unit: BenchResult.gflopsUnit,
+                extra: ["ratio_to_sgemm": gemmMix / sgemmRate]))
+        let mix = convFlops / convSeconds / 1e9
+        results.append(
+            BenchResult(
+                name: "conv_fwd_bwd_resnet56_mix", value: mix, unit: BenchResult.gflopsUnit,
+                extra: [
+                    "ratio_to_sgemm": mix / sgemmRate,
+                    "ratio_to_gemm_shapes": gemmSeconds / convSeconds,
+                    "ms_per_batch": convSeconds * 1e3,
+                ]))
+        return results
+    }
+
+    // MARK: - timing
+
+    /// Seconds elapsed while running `body`.
+    static func seconds(_ body: () -> Void) -> Double {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        body()
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+    }
+
+    /// Median of `repeats` timings of `sample` after one warm-up call.
+    static func median(_ repeats: Int, _ sample: () -> Double) -> Double {
+        _ = sample()
+        return medianOf((0..<repeats).map { _ in sample() })
+    }
+
+    static func medianOf(_ xs: [Double]) -> Double {
+        let s = xs.sorted()
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    /// A buffer of small seeded Gaussian values (no denormals, no NaNs).
+    static func filled(_ count: Int, seed: UInt64) -> FloatBuffer {
+        var rng = Rng(seed: seed)
+        let b = FloatBuffer(count: count)
+        for i in 0..<count { b[i] = 0.1 * rng.nextGaussian() }
+        return b
+    }
+
+    static func sgemmSquare(size n: Int, repeats: Int) -> BenchResult {
+        let a = filled(n * n, seed: 1)
+        let b = filled(n * n, seed: 2)
+        let c = FloatBuffer(count: n * n)
+        let t = median(repeats) {
+            seconds {
+                sgemm(
+                    transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a.pointer,
+                    lda: n, b: b.pointer, ldb: n, beta: 0, c: c.pointer, ldc: n)
+            }
+        }
+        let rate = 2 * Double(n * n * n) / t / 1e9
+        return BenchResult(
+            name: "sgemm_\(n)", value: rate, unit: BenchResult.gflopsUnit,
+            extra: [
+                "ratio_to_sgemm": 1, "median_ms": t * 1e3, "threads": Double(BLASThreads.current),
+            ])
+    }
+
+    /// Median forward, backward and total seconds of one conv case.
+    static func timeConv(_ c: ConvCase, repeats: Int) -> (
+        forward: Double, backward: Double, total: Double
+    ) {
+        let g = c.shape
+        let x = filled(g.n * g.c * g.h * g.w, seed: 3)
+        let w = filled(g.k * g.rowLength, seed: 4)
+        let y = FloatBuffer(count: g.n * g.k * g.p * g.q)
+        let dy = filled(y.count, seed: 5)
+        let dx = FloatBuffer(count: x.count)
+        let dw = FloatBuffer(count: w.count)
+        let ws = FloatBuffer(count: g.workspaceCount)
+        var fwd: [Double] = []
+        var bwd: [Double] = []
+        var tot: [Double] = []
+        for rep in 0...repeats {
+            let f = seconds {
+                conv2dForward(
+                    output: y.pointer, input: x.pointer, weight: w.pointer, bias: nil, shape: g,
+                    workspace: ws.pointer)
+            }
+            let b = seconds {
+                conv2dBackward(
+                    dInput: c.inputGradient ? dx.pointer : nil, dWeight: dw.pointer, dBias: nil,
+                    dOutput: dy.pointer, input: x.pointer, weight: w.pointer, shape: g,
+                    workspace: ws.pointer)
+            }
+            if rep == 0 { continue }  // warm-up
+            fwd.append(f)
+            bwd.append(b)
+            tot.append(f + b)
+        }
+        return (medianOf(fwd), medianOf(bwd), medianOf(tot))
+    }
+
+    /// Seconds for exactly the GEMM calls conv2d forward+backward makes for `c` (same sizes,
+    /// transposes and im2col chunking), on stand-in buffers.
+    static func timeConvGemms(_ c: ConvCase) -> Double {
+        let g = c.shape
+        let pq = g.p * g.q
+        let crs = g.rowLength
+        if g.isPointwise {
+            // Not a ResNet-56 shape; the pointwise path makes per-image GEMMs straight on NCHW.
+            let x = filled(g.n * g.c * pq, seed: 6)
+            let w = filled(g.k * crs, seed: 7)
+            let y = FloatBuffer(count: g.n * g.k * pq)
+            let dw = FloatBuffer(count: w.count)
+            let dx = FloatBuffer(count: x.count)
+            return seconds {
+                for i in 0..<g.n {
+                    let xi = x.pointer + i * g.c * pq
+                    let yi = y.pointer + i * g.k * pq
+                    sgemm(
+                        transA: false, transB: false, m: g.k, n: pq, k: g.c, alpha: 1,
+                        a: w.pointer, lda: crs, b: xi, ldb: pq, beta: 0, c: yi, ldc: pq)
+                    sgemm(
+                        transA: false, transB: true, m: g.k, n: g.c, k: pq, alpha: 1, a: yi,
+                        lda: pq, b: xi, ldb: pq, beta: 1, c: dw.pointer, ldc: crs)
+                    if c.inputGradient {
+                        sgemm(
+                            transA: true, transB: false, m: g.c, n: pq, k: g.k, alpha: 1,
+                            a: w.pointer, lda: crs, b: yi, ldb: pq, beta: 1,
+                            c: dx.pointer + i * g.c * pq, ldc: pq)
+                    }
+                }
+            }
+        }
+        let nbMax = g.workspaceCount / (pq * (crs + g.k))  // images per im2col chunk
+        let col = filled(crs * nbMax * pq, seed: 8)
+        let out = filled(g.k * nbMax * pq, seed: 9)
+        let w = filled(g.k * crs, seed: 10)
+        let dw = FloatBuffer(count: w.count)
+        return seconds {
+            var n0 = 0
+            while n0 < g.n {
+                let nb = min(nbMax, g.n - n0)
+                let cols = nb * pq
+                sgemm(
+                    transA: false, transB: false, m: g.k, n: cols, k: crs, alpha: 1, a: w.pointer,
+                    lda: crs, b: col.pointer, ldb: cols, beta: 0, c: out.pointer, ldc: cols)
+                n0 += nb
+            }
+            n0 = 0
+            while n0 < g.n {
+                let nb = min(nbMax, g.n - n0)
+                let cols = nb * pq
+                sgemm(
+                    transA: false, transB: true, m: g.k, n: crs, k: cols, alpha: 1,
+                    a: out.pointer, lda: cols, b: col.pointer, ldb: cols, beta: 1, c: dw.pointer,
+                    ldc: crs)
+                if c.inputGradient {
+                    sgemm(
+                        transA: true, transB: false, m: crs, n: cols, k: g.k, alpha: 1,
+                        a: w.pointer, lda: crs, b: out.pointer, ldb: cols, beta: 0,
+                        c: col.pointer, ldc: cols)
+                }
+                n0 += nb
+            }
+        }
+    }
+}

@@ -1,0 +1,327 @@
+// The jobs behind the CLI: plain training, C-SGD rounds ending in a no-finetune prune, a
+// standalone prune (C-SGD plan or the magnitude baseline), and evaluation. Every rank runs the
+// same function; only rank 0 prints and writes files.
+
+import CSGDCentripetal
+import CSGDCore
+import CSGDData
+import CSGDDistributed
+import CSGDModels
+import Foundation
+
+/// Entry points of the `csgd-dist` jobs.
+public enum Pipelines {
+    /// `csgd-dist train`: trains `config.model` from scratch, from `from`, or resumes; writes
+    /// `<out_dir>/model.safetensors`.
+    public static func train(comm: Communicator, config: RunConfig, resume: Bool, from: String?)
+        throws
+    {
+        let data = try DataBundle.load(config)
+        let trainer = try Trainer(comm: comm, config: config, data: data)
+        try writeResolvedConfig(comm, config)
+        var net: Network
+        var state = TrainState(phase: "train", round: 0, worldSize: comm.size)
+        if resume {
+            let ck = try loadResume(trainer, expectPhase: "train")
+            net = ck.network
+            state = ck.state!
+        } else if let from {
+            net = try Checkpoint.load(path: from).network
+            net.store.momentum.zero()
+        } else {
+            net = try Network(architecture: try data.architecture(config))
+            net.initialize(seed: config.seed)
+        }
+        trainer.log.info(describe(net, comm: comm, config: config, data: data))
+        let result = try trainer.train(net, state: state, epochs: config.epochs, centripetal: nil)
+        guard result.completed else { return }
+        let path = config.outDir + "/model.safetensors"
+        if comm.isRoot { try Checkpoint.save(path: path, network: net, configYAML: config.yaml()) }
+        if let t = result.test {
+            trainer.log.info(
+                String(
+                    format: "final test top-1 %.2f%% (top-5 %.2f%%), model: ", 100 * t.top1,
+                    100 * t.top5)
+                    + path)
+        }
+    }
+
+    /// `csgd-dist csgd`: C-SGD rounds (cluster → train → prune, a fresh optimizer each round),
+    /// from scratch, from a base model, or resumed; `--widen k` trains k× wider and squeezes
+    /// back. Writes `<out_dir>/pruned.safetensors`.
+    public static func csgd(comm: Communicator, config: RunConfig, resume: Bool, from: String?)
+        throws
+    {
+        let data = try DataBundle.load(config)
+        let trainer = try Trainer(comm: comm, config: config, data: data)
+        try writeResolvedConfig(comm, config)
+        let original = try data.architecture(config)
+        var net: Network
+        var resumed: TrainState?
+        if resume {
+            let ck = try loadResume(trainer, expectPhase: "csgd")
+            net = ck.network
+            resumed = ck.state
+        } else if let from {
+            net = try Checkpoint.load(path: from).network
+            net.store.momentum.zero()
+        } else {
+            net = try Network(architecture: try data.architecture(config, widen: config.widen))
+            net.initialize(seed: config.seed)
+        }
+        // Targets are fractions of the ORIGINAL widths (13/16 → 11/16 → 5/8 of 16/32/64);
+        // widen mode squeezes back to the original widths in one round.
+        let rounds: [String] = config.widen > 1 ? ["widen"] : config.rounds
+        trainer.log.info(describe(net, comm: comm, config: config, data: data))
+        let baseGraph = net.graph
+        var lastReport = ""
+        for r in (resumed?.round ?? 0)..<rounds.count {
+            let topology = try Topology(graph: net.graph)
+            let target = try roundTarget(
+                rounds[r], original: original, net: net, topology: topology, widen: config.widen)
+            var state: TrainState
+            if let s = resumed, s.round == r, s.plan != nil {
+                state = s
+            } else {
+                let plan = try agreedPlan(
+                    comm: comm, net: net, topology: topology, target: target, config: config,
+                    round: r)
+                net.store.momentum.zero()
+                state = TrainState(phase: "csgd", round: r, worldSize: comm.size, plan: plan)
+            }
+            resumed = nil
+            let plan = state.plan!
+            let cen = CentripetalUpdate(
+                topology: topology, plan: plan, store: net.store,
+                config: CentripetalConfig(
+                    strength: config.centripetalStrength, weightDecay: config.csgdWeightDecay,
+                    vectorStrengthFactor: config.vectorStrengthFactor,
+                    vectorWeightDecay: config.biasWeightDecay))
+            let widths = plan.prunedWidths(topology)
+            trainer.log.info(
+                "C-SGD round \(r + 1)/\(rounds.count) (\(rounds[r])): \(topology.groups.filter { plan.isClustered(group: $0.index) }.count) "
+                    + "clustered groups, widths \(summarize(net.architecture.widths)) → \(summarize(widths)), "
+                    + "ε \(config.centripetalStrength), \(config.clusterMethod) clusters")
+            let result = try trainer.train(
+                net, state: state, epochs: config.epochs, centripetal: cen)
+            guard result.completed else { return }
+            let thin = try Pruner.prune(net, topology: topology, plan: plan)
+            let check = trainer.compare(net, thin, on: data.test)
+            let report = PruneReport(before: net.graph, after: thin.graph)
+            lastReport =
+                equivalenceLine(check)
+                + String(
+                    format: "; FLOPs %.2fM → %.2fM (%.1f%% cut)", Double(report.flopsBefore) / 1e6,
+                    Double(report.flopsAfter) / 1e6, 100 * report.flopsCut)
+            trainer.log.info("round \(r + 1) pruned: " + lastReport)
+            trainer.log.record([
+                "phase": "prune", "round": r + 1, "max_logit_diff": check.maxLogitDiff,
+                "test_top1_before": check.a.top1, "test_top1_after": check.b.top1,
+                "flops_before": report.flopsBefore, "flops_after": report.flopsAfter,
+                "params_before": report.paramsBefore, "params_after": report.paramsAfter,
+            ])
+            if check.maxLogitDiff > config.pruneTolerance {
+                throw CSGDError(
+                    "equivalence check failed: pruned and unpruned logits differ by "
+                        + "\(check.maxLogitDiff) > prune_tolerance \(config.pruneTolerance)",
+                    hint: "train longer or raise centripetal_strength so clusters collapse; "
+                        + "the unpruned checkpoint is \(trainer.checkpointPath)")
+            }
+            net = thin
+            if comm.isRoot {
+                try Checkpoint.save(
+                    path: config.outDir + "/round\(r + 1)-pruned.safetensors", network: net,
+                    configYAML: config.yaml())
+            }
+            if r + 1 < rounds.count {
+                net.store.momentum.zero()
+                try trainer.checkpoint(
+                    net, TrainState(phase: "csgd", round: r + 1, worldSize: comm.size))
+            }
+        }
+        let path = config.outDir + "/pruned.safetensors"
+        if comm.isRoot { try Checkpoint.save(path: path, network: net, configYAML: config.yaml()) }
+        let report = PruneReport(before: baseGraph, after: net.graph)
+        trainer.log.info("per-layer widths, params and FLOPs (start → final):\n" + report.table())
+        trainer.log.info("C-SGD done: " + lastReport + "; pruned model: " + path)
+    }
+
+    /// `csgd-dist prune`: prunes a C-SGD checkpoint with its own cluster plan, or any model by
+    /// L1 magnitude to `target` (then finetunes `finetune_epochs`); checks and reports.
+    public static func prune(
+        comm: Communicator, config: RunConfig, input: String, method: String, target: String?,
+        output: String
+    ) throws {
+        let data = try DataBundle.load(config)
+        let trainer = try Trainer(comm: comm, config: config, data: data)
+        let ck = try Checkpoint.load(path: input)
+        let net = ck.network
+        let topology = try Topology(graph: net.graph)
+        var thin: Network
+        switch method {
+        case "csgd":
+            guard let plan = ck.state?.plan else {
+                throw CSGDError(
+                    "\(input): no cluster plan inside (not a C-SGD training checkpoint)",
+                    hint: "use the checkpoint.safetensors of a `csgd` run, or --method magnitude")
+            }
+            thin = try Pruner.prune(net, topology: topology, plan: plan)
+        case "magnitude":
+            guard let target else {
+                throw CSGDError("--method magnitude needs --target (e.g. 5/8)")
+            }
+            thin = try Pruner.magnitudePrune(
+                net, topology: topology,
+                target: try PruneTarget(parsing: target))
+        default:
+            throw CSGDError("--method must be csgd or magnitude, got '\(method)'")
+        }
+        let check = trainer.compare(net, thin, on: data.test)
+        let report = PruneReport(before: net.graph, after: thin.graph)
+        trainer.log.info(report.table())
+        trainer.log.info("\(method) prune: " + equivalenceLine(check))
+        if method == "csgd" && check.maxLogitDiff > config.pruneTolerance {
+            throw CSGDError(
+                "equivalence check failed: max |logit diff| \(check.maxLogitDiff) > "
+                    + "prune_tolerance \(config.pruneTolerance)")
+        }
+        if method == "magnitude" && config.finetuneEpochs > 0 {
+            thin.store.momentum.zero()
+            let r = try trainer.train(
+                thin, state: TrainState(phase: "finetune", round: 0, worldSize: comm.size),
+                epochs: config.finetuneEpochs, centripetal: nil)
+            if let t = r.test {
+                trainer.log.info(
+                    String(
+                        format: "after %d finetune epochs: test top-1 %.2f%%",
+                        config.finetuneEpochs, 100 * t.top1))
+            }
+        }
+        if comm.isRoot {
+            try Checkpoint.save(path: output, network: thin, configYAML: config.yaml())
+        }
+        trainer.log.info("pruned model: \(output)")
+    }
+
+    /// `csgd-dist eval`: test-set loss and accuracy of any model file (widths from the file).
+    public static func eval(comm: Communicator, config: RunConfig, input: String) throws {
+        let data = try DataBundle.load(config)
+        let trainer = try Trainer(comm: comm, config: config, data: data)
+        let net = try Checkpoint.load(path: input).network
+        if net.architecture.inputChannels != data.test.channels
+            || net.architecture.numClasses != data.test.numClasses
+        {
+            throw CSGDError(
+                "\(input): model takes \(net.architecture.inputChannels)-channel images and "
+                    + "\(net.architecture.numClasses) classes; \(config.dataset) has "
+                    + "\(data.test.channels) and \(data.test.numClasses)")
+        }
+        let t = trainer.evaluate(net, data.test)
+        trainer.log.info(
+            "\(input): \(net.architecture.model) widths \(summarize(net.architecture.widths)), "
+                + "\(net.graph.parameterCount) params, "
+                + String(
+                    format:
+                        "%.2f MFLOPs/image; test loss %.4f top-1 %.2f%% top-5 %.2f%% on %d images",
+                    Double(net.graph.flopsPerImage) / 1e6, t.loss, 100 * t.top1, 100 * t.top5,
+                    t.count))
+    }
+
+    // MARK: - helpers
+
+    static func loadResume(_ trainer: Trainer, expectPhase: String) throws -> LoadedCheckpoint {
+        let path = trainer.checkpointPath
+        let ck = try Checkpoint.load(path: path)
+        guard let state = ck.state, ck.hasMomentum else {
+            throw CSGDError("\(path): not a training checkpoint (no state or momentum)")
+        }
+        if state.phase != expectPhase {
+            throw CSGDError(
+                "\(path): checkpoint is from a '\(state.phase)' run, cannot resume '\(expectPhase)'"
+            )
+        }
+        if state.worldSize != trainer.comm.size {
+            trainer.log.info(
+                "note: checkpoint was written by \(state.worldSize) rank(s), resuming on "
+                    + "\(trainer.comm.size): the result will not be bitwise equal to an uninterrupted run"
+            )
+        }
+        trainer.log.info(
+            "resuming from \(path): round \(state.round + 1), epoch \(state.epoch + 1), step \(state.step)"
+        )
+        return ck
+    }
+
+    /// The round's target as explicit widths per conv, relative to the original widths.
+    static func roundTarget(
+        _ spec: String, original: Architecture, net: Network, topology: Topology, widen: Int
+    ) throws -> PruneTarget {
+        if spec == "widen" { return .perConv(original.widths) }
+        let internalOnly = spec.hasPrefix("internal:")
+        guard let ratio = RunConfig.parseRatio(internalOnly ? String(spec.dropFirst(9)) : spec)
+        else {
+            throw CSGDError("rounds: cannot parse '\(spec)'")
+        }
+        if original.widths.count != net.architecture.widths.count {
+            throw CSGDError("rounds: the starting model is not a \(original.model)")
+        }
+        return .perConv(
+            topology.convs.map { node in
+                let current = net.architecture.widths[node.convIndex]
+                if internalOnly && topology.groups[node.groupIndex].isResidual { return current }
+                let t = Int((Double(original.widths[node.convIndex]) * ratio - 1e-9).rounded(.up))
+                return min(current, max(1, t))
+            })
+    }
+
+    /// Rank 0 clusters; the plan is broadcast so every rank uses the very same clusters.
+    static func agreedPlan(
+        comm: Communicator, net: Network, topology: Topology, target: PruneTarget,
+        config: RunConfig, round: Int
+    ) throws -> ClusterPlan {
+        var bytes: [UInt8] = []
+        if comm.isRoot {
+            let plan = try Clustering.plan(
+                network: net, topology: topology, target: target,
+                method: ClusterMethod(rawValue: config.clusterMethod) ?? .kmeans,
+                seed: config.seed &+ UInt64(round))
+            bytes = Array(try JSONEncoder().encode(plan))
+        }
+        comm.broadcast(bytes: &bytes, root: 0)
+        let plan = try JSONDecoder().decode(ClusterPlan.self, from: Data(bytes))
+        try plan.validate(topology)
+        return plan
+    }
+
+    static func equivalenceLine(_ c: (maxLogitDiff: Double, a: EvalResult, b: EvalResult)) -> String
+    {
+        String(
+            format:
+                "test top-1 before pruning %.2f%%, after %.2f%% (Δ %+.2f pt), max |logit diff| %.3g",
+            100 * c.a.top1, 100 * c.b.top1, 100 * (c.b.top1 - c.a.top1), c.maxLogitDiff)
+    }
+
+    static func summarize(_ widths: [Int]) -> String {
+        var seen: [Int] = []
+        for w in widths where !seen.contains(w) { seen.append(w) }
+        return seen.count <= 8
+            ? seen.map(String.init).joined(separator: "/") : "\(widths.count) convs"
+    }
+
+    static func describe(_ net: Network, comm: Communicator, config: RunConfig, data: DataBundle)
+        -> String
+    {
+        "\(net.architecture.model) on \(data.train.name): \(net.graph.parameterCount) params, "
+            + String(format: "%.2f MFLOPs/image", Double(net.graph.flopsPerImage) / 1e6)
+            + ", \(data.train.count) train / \(data.test.count) test images, global batch "
+            + "\(config.batchSize) = \(comm.size) rank(s) × \(config.batchSize / comm.size)"
+            + (config.microBatches > 1 ? " (\(config.microBatches) micro-batches)" : "")
+            + ", update \(config.update), out \(config.outDir)"
+    }
+
+    static func writeResolvedConfig(_ comm: Communicator, _ config: RunConfig) throws {
+        if comm.isRoot {
+            try writeFileAtomically(Data(config.yaml().utf8), to: config.outDir + "/config.yaml")
+        }
+    }
+}

@@ -1,0 +1,347 @@
+// The data-parallel training loop, the same code for 1 rank (the plain binary) and N ranks.
+//
+// One optimizer step, per the design:
+//   every rank: forward/backward on its shard (split into micro-batches; gradients accumulate)
+//   allreduce-sum of the whole gradient block, scaled by 1/size
+//   update "rank0":      rank 0 applies the C-SGD transform + SGD, then broadcasts the weights
+//   update "replicated": every rank applies the identical update (the official C-SGD code)
+// BN batch statistics are per rank (per micro-batch); running statistics are averaged across
+// ranks before every evaluation and checkpoint. The loop is a pure function of (weights,
+// momentum, BN buffers, epoch, step, config): the data pipeline derives all randomness from
+// (seed, epoch, sample index), so a checkpoint holding those resumes bit-exactly.
+
+import CSGDCentripetal
+import CSGDCore
+import CSGDData
+import CSGDDistributed
+import CSGDKernels
+import CSGDModels
+import Foundation
+
+/// Train and test sets of a run.
+public struct DataBundle {
+    public let train: ImageDataset
+    public let test: ImageDataset
+
+    /// Loads the configured dataset (Fashion-MNIST from the Debian package by default).
+    public static func load(_ c: RunConfig) throws -> DataBundle {
+        let limit = { (n: Int) in n > 0 ? n : nil }
+        switch c.dataset {
+        case "fashion-mnist":
+            let dir = c.dataDir.isEmpty ? FashionMNIST.defaultDirectory : c.dataDir
+            return DataBundle(
+                train: try FashionMNIST.load(
+                    directory: dir, train: true, limit: limit(c.trainLimit)),
+                test: try FashionMNIST.load(directory: dir, train: false, limit: limit(c.testLimit))
+            )
+        default:
+            let variant: CIFAR.Variant = c.dataset == "cifar100" ? .cifar100 : .cifar10
+            if c.dataDir.isEmpty {
+                throw CSGDError(
+                    "dataset \(c.dataset) needs --data-dir (the folder with the binary batches)")
+            }
+            return DataBundle(
+                train: try CIFAR.load(
+                    directory: c.dataDir, variant: variant, train: true, limit: limit(c.trainLimit)),
+                test: try CIFAR.load(
+                    directory: c.dataDir, variant: variant, train: false, limit: limit(c.testLimit))
+            )
+        }
+    }
+
+    /// The architecture of `config.model` for this data (channels, size, classes), widened.
+    public func architecture(_ c: RunConfig, widen: Int = 1) throws -> Architecture {
+        var a = try Architecture.standard(
+            model: c.model, inputChannels: train.channels, imageSize: train.height,
+            numClasses: train.numClasses, widen: widen)
+        if c.widthMultiplier != 1 {
+            a.widths = a.widths.map { max(1, Int((Double($0) * c.widthMultiplier).rounded())) }
+        }
+        return a
+    }
+}
+
+/// Loss and accuracy over a dataset.
+public struct EvalResult: Sendable {
+    public var loss: Double
+    public var top1: Double
+    public var top5: Double
+    public var count: Int
+}
+
+/// Outcome of one training phase.
+public struct PhaseResult {
+    /// Whether the phase ran to its last epoch (false when `max_steps` stopped it).
+    public let completed: Bool
+    /// Last test evaluation, if any.
+    public let test: EvalResult?
+}
+
+/// Runs training phases and evaluations for one process of a (possibly 1-rank) job.
+public final class Trainer {
+    public let comm: Communicator
+    public let config: RunConfig
+    public let data: DataBundle
+    public let log: RunLog
+    /// Where the rolling training checkpoint goes (rank 0 writes).
+    public let checkpointPath: String
+    /// Total optimizer steps across phases, for `max_steps`.
+    public private(set) var totalSteps = 0
+    let evalBatch = 250
+
+    /// - Throws: `CSGDError` if the batch does not split evenly over ranks and micro-batches.
+    public init(comm: Communicator, config: RunConfig, data: DataBundle) throws {
+        self.comm = comm
+        self.config = config
+        self.data = data
+        try config.validate(worldSize: comm.size)
+        log = RunLog(comm: comm, metricsPath: config.outDir + "/metrics.jsonl")
+        checkpointPath = config.outDir + "/checkpoint.safetensors"
+        BLASThreads.set(config.threads)
+    }
+
+    // MARK: - training
+
+    /// Trains `net` for `epochs` epochs from `state` (fresh or restored), optionally with C-SGD.
+    /// Writes checkpoints, metrics and progress; stops early once `max_steps` is reached.
+    public func train(
+        _ net: Network, state initial: TrainState, epochs: Int, centripetal: CentripetalUpdate?
+    ) throws -> PhaseResult {
+        var state = initial
+        let sampler = try Sampler(
+            datasetCount: data.train.count, globalBatch: config.batchSize, rank: comm.rank,
+            worldSize: comm.size, seed: config.seed, shuffle: true)
+        let schedule = LRSchedule(config, stepsPerEpoch: sampler.stepsPerEpoch, epochs: epochs)
+        let sgd = SGD(
+            store: net.store, config: SGDConfig(config), noDecay: centripetal?.parameters ?? [])
+        let micro = config.microBatches
+        let local = sampler.localBatch
+        if local % micro != 0 {
+            throw CSGDError(
+                "batch_size \(config.batchSize) over \(comm.size) rank(s) gives \(local) per rank, "
+                    + "not divisible by micro_batches \(micro)")
+        }
+        let mb = local / micro
+        let images = FloatBuffer(count: mb * net.imageCount)
+        let labels = UnsafeMutablePointer<Int32>.allocate(capacity: mb)
+        defer { labels.deallocate() }
+        let dLogits = FloatBuffer(count: mb * net.numClasses)
+        let augmentation = config.augment ? Augmentation.standard : .none
+        var lastTest: EvalResult?
+        let tag = state.phase == "train" ? "train" : "\(state.phase) round \(state.round + 1)"
+
+        while state.epoch < epochs {
+            let order = sampler.globalOrder(epoch: state.epoch)
+            let epochStart = now()
+            var lossSum = 0.0
+            var correct = 0
+            var seen = 0
+            var stepsThisEpoch = 0
+            while state.step < sampler.stepsPerEpoch {
+                if config.maxSteps > 0 && totalSteps >= config.maxSteps {
+                    try checkpoint(net, state)
+                    log.info("stopped after max_steps = \(config.maxSteps) (checkpoint written)")
+                    return PhaseResult(completed: false, test: lastTest)
+                }
+                let lr = schedule.lr(at: state.phaseStep)
+                let batch = sampler.rankBatch(order: order, step: state.step)
+                net.store.zeroGrad()
+                for m in 0..<micro {
+                    let idx = Array(batch[(m * mb)..<((m + 1) * mb)])
+                    makeBatch(
+                        dataset: data.train, indices: idx, augmentation: augmentation,
+                        seed: config.seed, epoch: state.epoch, images: images.pointer,
+                        labels: labels)
+                    let logits = net.forward(images: images.pointer, batch: mb, training: true)
+                    let r = softmaxCrossEntropy(
+                        dLogits: dLogits.pointer, logits: logits, labels: labels, n: mb,
+                        classes: net.numClasses, scale: 1 / Float(micro))
+                    net.backward(dLogits: dLogits.pointer)
+                    lossSum += r.loss * Double(mb)
+                    correct += r.top1
+                    seen += mb
+                }
+                applyUpdate(net, sgd: sgd, centripetal: centripetal, lr: lr)
+                state.step += 1
+                state.phaseStep += 1
+                totalSteps += 1
+                stepsThisEpoch += 1
+                let verify =
+                    config.debug || (config.verifyEvery > 0 && totalSteps % config.verifyEvery == 0)
+                if verify { verifyReplicas(net) }
+                let elapsed = now() - epochStart
+                let ips = Double(stepsThisEpoch * config.batchSize) / max(elapsed, 1e-9)
+                let remaining =
+                    Double(sampler.stepsPerEpoch - state.step)
+                    / max(Double(stepsThisEpoch) / elapsed, 1e-9)
+                log.progress(
+                    "\(tag) epoch \(state.epoch + 1)/\(epochs) step \(state.step)/\(sampler.stepsPerEpoch)"
+                        + String(
+                            format: " loss %.4f acc %.2f%% lr %.4g %.0f img/s ETA %@",
+                            lossSum / Double(max(seen, 1)),
+                            100 * Double(correct) / Double(max(seen, 1)),
+                            lr, ips, formatDuration(remaining)),
+                    step: state.step, every: config.logEvery)
+                if config.checkpointEverySteps > 0 && totalSteps % config.checkpointEverySteps == 0
+                {
+                    try checkpoint(net, state)
+                }
+            }
+            // Epoch done: reduce train metrics, evaluate, log, checkpoint.
+            var sums = [lossSum, Double(correct), Double(seen)]
+            comm.allreduceSum(&sums)
+            let seconds = now() - epochStart
+            var record: [String: Any] = [
+                "phase": state.phase, "round": state.round + 1, "epoch": state.epoch + 1,
+                "train_loss": sums[0] / max(sums[2], 1), "train_top1": sums[1] / max(sums[2], 1),
+                "lr": schedule.lr(at: max(0, state.phaseStep - 1)), "seconds": seconds,
+                "img_per_s": Double(stepsThisEpoch * config.batchSize) / max(seconds, 1e-9),
+                "world_size": comm.size,
+            ]
+            var line =
+                "\(tag) epoch \(state.epoch + 1)/\(epochs): train loss "
+                + String(
+                    format: "%.4f acc %.2f%%", sums[0] / max(sums[2], 1),
+                    100 * sums[1] / max(sums[2], 1))
+            if let c = centripetal {
+                let dev = c.deviation(net.store)
+                record["deviation_kernels"] = dev.kernels
+                record["deviation_vectors"] = dev.vectors
+                line += String(
+                    format: ", C-SGD deviation %.3e (BN/bias %.3e)", dev.kernels, dev.vectors)
+            }
+            let last = state.epoch + 1 == epochs
+            if last || (state.epoch + 1) % config.evalEvery == 0 {
+                let t = evaluate(net, data.test)
+                lastTest = t
+                record["test_loss"] = t.loss
+                record["test_top1"] = t.top1
+                record["test_top5"] = t.top5
+                line += String(
+                    format: " | test loss %.4f top-1 %.2f%% top-5 %.2f%%", t.loss, 100 * t.top1,
+                    100 * t.top5)
+            }
+            line += " (" + formatDuration(seconds) + ")"
+            log.info(line)
+            log.record(record)
+            state.epoch += 1
+            state.step = 0
+            if last || state.epoch % config.checkpointEvery == 0 { try checkpoint(net, state) }
+        }
+        return PhaseResult(completed: true, test: lastTest)
+    }
+
+    /// Allreduce-averages gradients and applies C-SGD + SGD per the configured update mode.
+    func applyUpdate(_ net: Network, sgd: SGD, centripetal: CentripetalUpdate?, lr: Double) {
+        let store = net.store
+        if comm.size > 1 {
+            comm.allreduceSum(store.grads.pointer, count: store.grads.count)
+            let inv = 1 / Float(comm.size)
+            let g = store.grads.pointer
+            for i in 0..<store.grads.count { g[i] *= inv }
+        }
+        if config.update == "replicated" || comm.size == 1 {
+            centripetal?.transformGradients(store)
+            sgd.step(store, lr: lr)
+        } else {
+            if comm.isRoot {
+                centripetal?.transformGradients(store)
+                sgd.step(store, lr: lr)
+            }
+            comm.broadcast(store.values.pointer, count: store.values.count, root: 0)
+        }
+    }
+
+    /// Aborts the job if any rank's weights differ from rank 0's.
+    func verifyReplicas(_ net: Network) {
+        var h = Checksum()
+        h.add(net.store.values.buffer)
+        let all = comm.allgather(h.value)
+        if let bad = all.firstIndex(where: { $0 != all[0] }) {
+            comm.abort(
+                code: 3,
+                message: "replica check failed: rank \(bad)'s weights differ from rank 0's "
+                    + "(checksums \(all.map { String($0, radix: 16) }))")
+        }
+    }
+
+    /// Averages BN running statistics across ranks (they are per-rank during training).
+    public func averageBatchNormStatistics(_ net: Network) {
+        guard comm.size > 1 else { return }
+        let b = net.store.buffers
+        comm.allreduceSum(b.pointer, count: b.count)
+        let inv = 1 / Float(comm.size)
+        for i in 0..<b.count { b[i] *= inv }
+    }
+
+    /// Averages BN statistics and writes the rolling checkpoint (rank 0).
+    func checkpoint(_ net: Network, _ state: TrainState) throws {
+        averageBatchNormStatistics(net)
+        if comm.isRoot {
+            try Checkpoint.save(
+                path: checkpointPath, network: net, state: state, configYAML: config.yaml(),
+                includeMomentum: true)
+        }
+        comm.barrier()
+    }
+
+    // MARK: - evaluation
+
+    /// Eval-mode loss and top-1/top-5 over `dataset`, sharded across ranks and reduced.
+    public func evaluate(_ net: Network, _ dataset: ImageDataset) -> EvalResult {
+        averageBatchNormStatistics(net)
+        let shard = Sampler.evalShard(count: dataset.count, rank: comm.rank, worldSize: comm.size)
+        var sums = [0.0, 0.0, 0.0, 0.0]
+        forEachBatch(dataset, shard) { images, labels, n in
+            let logits = net.forward(images: images, batch: n, training: false)
+            let r = softmaxCrossEntropy(
+                dLogits: nil, logits: logits, labels: labels, n: n, classes: net.numClasses)
+            sums[0] += r.loss * Double(n)
+            sums[1] += Double(r.top1)
+            sums[2] += Double(r.top5)
+            sums[3] += Double(n)
+        }
+        comm.allreduceSum(&sums)
+        let n = max(sums[3], 1)
+        return EvalResult(
+            loss: sums[0] / n, top1: sums[1] / n, top5: sums[2] / n, count: Int(sums[3]))
+    }
+
+    /// Runs both nets over `dataset` in eval mode: max |logit difference| and each one's result.
+    public func compare(_ a: Network, _ b: Network, on dataset: ImageDataset) -> (
+        maxLogitDiff: Double, a: EvalResult, b: EvalResult
+    ) {
+        let ra = evaluate(a, dataset)
+        let rb = evaluate(b, dataset)
+        let shard = Sampler.evalShard(count: dataset.count, rank: comm.rank, worldSize: comm.size)
+        var maxDiff = 0.0
+        forEachBatch(dataset, shard) { images, _, n in
+            let la = Array(
+                UnsafeBufferPointer(
+                    start: a.forward(images: images, batch: n, training: false),
+                    count: n * a.numClasses))
+            let lb = b.forward(images: images, batch: n, training: false)
+            for i in 0..<la.count { maxDiff = max(maxDiff, Double(abs(la[i] - lb[i]))) }
+        }
+        return (comm.allreduceMax(maxDiff), ra, rb)
+    }
+
+    /// Calls `body` with normalised, un-augmented batches of `range` of `dataset`.
+    func forEachBatch(
+        _ dataset: ImageDataset, _ range: Range<Int>,
+        _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) -> Void
+    ) {
+        let images = FloatBuffer(count: evalBatch * dataset.imageSize)
+        let labels = UnsafeMutablePointer<Int32>.allocate(capacity: evalBatch)
+        defer { labels.deallocate() }
+        var start = range.lowerBound
+        while start < range.upperBound {
+            let n = min(evalBatch, range.upperBound - start)
+            makeBatch(
+                dataset: dataset, indices: Array(start..<(start + n)), augmentation: .none,
+                seed: 0, epoch: 0, images: images.pointer, labels: labels)
+            body(images.pointer, labels, n)
+            start += n
+        }
+    }
+}
