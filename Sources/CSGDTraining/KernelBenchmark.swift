@@ -131,7 +131,7 @@ public enum KernelBenchmark {
     /// Runs every kernel benchmark once.
     ///
     /// Rows: `sgemm_1024` (square GEMM, the reference rate); per ResNet-56 conv shape
-    /// `gemm_<shape>` (only the GEMM calls that conv makes, same sizes and chunking) and
+    /// `gemm_<shape>` (only the GEMM calls that conv makes: `conv2dGemmsOnly`) and
     /// `<shape>` (conv2d forward+backward); then the `…_resnet56_mix` aggregates, weighted by
     /// how often each shape occurs in the network (total FLOPs ÷ total time). Every rate row
     /// carries `ratio_to_sgemm` (÷ `sgemm_1024` of this run).
@@ -153,27 +153,26 @@ public enum KernelBenchmark {
         var convRows: [BenchResult] = []
         for c in resNet56Convs() {
             let flops = c.forwardFlops + c.backwardFlops
-            let gemm = median(reps) { timeConvGemms(c) }
-            let conv = timeConv(c, repeats: reps)
-            let rate = flops / conv.total / 1e9
-            let gemmRate = flops / gemm / 1e9
+            let t = timeConv(c, repeats: reps)
+            let rate = flops / t.total / 1e9
+            let gemmRate = flops / t.gemms / 1e9
             results.append(
                 BenchResult(
                     name: "gemm_" + c.name, value: gemmRate, unit: BenchResult.gflopsUnit,
-                    extra: ["ratio_to_sgemm": gemmRate / sgemmRate, "median_ms": gemm * 1e3]))
+                    extra: ["ratio_to_sgemm": gemmRate / sgemmRate, "median_ms": t.gemms * 1e3]))
             convRows.append(
                 BenchResult(
                     name: c.name, value: rate, unit: BenchResult.gflopsUnit,
                     extra: [
                         "ratio_to_sgemm": rate / sgemmRate,
-                        "ratio_to_gemm_shapes": gemm / conv.total,
-                        "fwd_gflops": c.forwardFlops / conv.forward / 1e9,
-                        "bwd_gflops": c.backwardFlops / conv.backward / 1e9,
-                        "median_ms": conv.total * 1e3, "count_in_resnet56": Double(c.count),
+                        "ratio_to_gemm_shapes": t.gemms / t.total,
+                        "fwd_gflops": c.forwardFlops / t.forward / 1e9,
+                        "bwd_gflops": c.backwardFlops / t.backward / 1e9,
+                        "median_ms": t.total * 1e3, "count_in_resnet56": Double(c.count),
                     ]))
             convFlops += Double(c.count) * flops
-            convSeconds += Double(c.count) * conv.total
-            gemmSeconds += Double(c.count) * gemm
+            convSeconds += Double(c.count) * t.total
+            gemmSeconds += Double(c.count) * t.gemms
         }
         results += convRows
         let gemmMix = convFlops / gemmSeconds / 1e9
@@ -213,11 +212,11 @@ public enum KernelBenchmark {
         return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
 
-    /// A buffer of small seeded Gaussian values (no denormals, no NaNs).
+    /// A buffer of small seeded values uniform in [−0.1, 0.1) (no denormals, no NaNs).
     static func filled(_ count: Int, seed: UInt64) -> FloatBuffer {
         var rng = Rng(seed: seed)
         let b = FloatBuffer(count: count)
-        for i in 0..<count { b[i] = 0.1 * rng.nextGaussian() }
+        for i in 0..<count { b[i] = 0.2 * rng.nextFloat() - 0.1 }
         return b
     }
 
@@ -240,9 +239,11 @@ public enum KernelBenchmark {
             ])
     }
 
-    /// Median forward, backward and total seconds of one conv case.
+    /// Median seconds of one conv case: forward, backward, their sum, and the GEMM-only
+    /// replay (`conv2dGemmsOnly`) of the same pair. One warm-up round, then `repeats` rounds,
+    /// the conv and its replay interleaved so both see the same machine state.
     static func timeConv(_ c: ConvCase, repeats: Int) -> (
-        forward: Double, backward: Double, total: Double
+        forward: Double, backward: Double, total: Double, gemms: Double
     ) {
         let g = c.shape
         let x = filled(g.n * g.c * g.h * g.w, seed: 3)
@@ -252,9 +253,11 @@ public enum KernelBenchmark {
         let dx = FloatBuffer(count: x.count)
         let dw = FloatBuffer(count: w.count)
         let ws = FloatBuffer(count: g.workspaceCount)
+        let dInput = c.inputGradient ? dx.pointer : nil
         var fwd: [Double] = []
         var bwd: [Double] = []
         var tot: [Double] = []
+        var gemm: [Double] = []
         for rep in 0...repeats {
             let f = seconds {
                 conv2dForward(
@@ -263,81 +266,20 @@ public enum KernelBenchmark {
             }
             let b = seconds {
                 conv2dBackward(
-                    dInput: c.inputGradient ? dx.pointer : nil, dWeight: dw.pointer, dBias: nil,
-                    dOutput: dy.pointer, input: x.pointer, weight: w.pointer, shape: g,
-                    workspace: ws.pointer)
+                    dInput: dInput, dWeight: dw.pointer, dBias: nil, dOutput: dy.pointer,
+                    input: x.pointer, weight: w.pointer, shape: g, workspace: ws.pointer)
+            }
+            let r = seconds {
+                conv2dGemmsOnly(
+                    output: y.pointer, dInput: dInput, dWeight: dw.pointer, dOutput: dy.pointer,
+                    input: x.pointer, weight: w.pointer, shape: g, workspace: ws.pointer)
             }
             if rep == 0 { continue }  // warm-up
             fwd.append(f)
             bwd.append(b)
             tot.append(f + b)
+            gemm.append(r)
         }
-        return (medianOf(fwd), medianOf(bwd), medianOf(tot))
-    }
-
-    /// Seconds for exactly the GEMM calls conv2d forward+backward makes for `c` (same sizes,
-    /// transposes and im2col chunking), on stand-in buffers.
-    static func timeConvGemms(_ c: ConvCase) -> Double {
-        let g = c.shape
-        let pq = g.p * g.q
-        let crs = g.rowLength
-        if g.isPointwise {
-            // Not a ResNet-56 shape; the pointwise path makes per-image GEMMs straight on NCHW.
-            let x = filled(g.n * g.c * pq, seed: 6)
-            let w = filled(g.k * crs, seed: 7)
-            let y = FloatBuffer(count: g.n * g.k * pq)
-            let dw = FloatBuffer(count: w.count)
-            let dx = FloatBuffer(count: x.count)
-            return seconds {
-                for i in 0..<g.n {
-                    let xi = x.pointer + i * g.c * pq
-                    let yi = y.pointer + i * g.k * pq
-                    sgemm(
-                        transA: false, transB: false, m: g.k, n: pq, k: g.c, alpha: 1,
-                        a: w.pointer, lda: crs, b: xi, ldb: pq, beta: 0, c: yi, ldc: pq)
-                    sgemm(
-                        transA: false, transB: true, m: g.k, n: g.c, k: pq, alpha: 1, a: yi,
-                        lda: pq, b: xi, ldb: pq, beta: 1, c: dw.pointer, ldc: crs)
-                    if c.inputGradient {
-                        sgemm(
-                            transA: true, transB: false, m: g.c, n: pq, k: g.k, alpha: 1,
-                            a: w.pointer, lda: crs, b: yi, ldb: pq, beta: 1,
-                            c: dx.pointer + i * g.c * pq, ldc: pq)
-                    }
-                }
-            }
-        }
-        let nbMax = g.workspaceCount / (pq * (crs + g.k))  // images per im2col chunk
-        let col = filled(crs * nbMax * pq, seed: 8)
-        let out = filled(g.k * nbMax * pq, seed: 9)
-        let w = filled(g.k * crs, seed: 10)
-        let dw = FloatBuffer(count: w.count)
-        return seconds {
-            var n0 = 0
-            while n0 < g.n {
-                let nb = min(nbMax, g.n - n0)
-                let cols = nb * pq
-                sgemm(
-                    transA: false, transB: false, m: g.k, n: cols, k: crs, alpha: 1, a: w.pointer,
-                    lda: crs, b: col.pointer, ldb: cols, beta: 0, c: out.pointer, ldc: cols)
-                n0 += nb
-            }
-            n0 = 0
-            while n0 < g.n {
-                let nb = min(nbMax, g.n - n0)
-                let cols = nb * pq
-                sgemm(
-                    transA: false, transB: true, m: g.k, n: crs, k: cols, alpha: 1,
-                    a: out.pointer, lda: cols, b: col.pointer, ldb: cols, beta: 1, c: dw.pointer,
-                    ldc: crs)
-                if c.inputGradient {
-                    sgemm(
-                        transA: true, transB: false, m: crs, n: cols, k: g.k, alpha: 1,
-                        a: w.pointer, lda: crs, b: out.pointer, ldb: cols, beta: 0,
-                        c: col.pointer, ldc: cols)
-                }
-                n0 += nb
-            }
-        }
+        return (medianOf(fwd), medianOf(bwd), medianOf(tot), medianOf(gemm))
     }
 }

@@ -257,6 +257,7 @@ final class RunConfigTests: XCTestCase {
         c.testLimit = 200
         c.augment = false
         c.epochs = 600
+        c.maxSteps = 12
         c.batchSize = 256
         c.microBatches = 8
         c.lr = 1.0 / 3.0
@@ -283,6 +284,7 @@ final class RunConfigTests: XCTestCase {
         c.clusterMethod = "even"
         c.widen = 2
         c.pruneTolerance = 1e-6
+        c.finetuneEpochs = 3
         c.update = "replicated"
         c.verifyEvery = 7
         c.debug = true
