@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "CSGDCentripetalTests", dependencies: ["CSGDCentripetal", "CSGDData"]),
         .testTarget(name: "CSGDDistributedTests", dependencies: ["CSGDDistributed"]),
         .testTarget(name: "CSGDTrainingTests", dependencies: ["CSGDTraining"]),
-        .testTarget(name: "CSGDCLITests", dependencies: []),
+        .testTarget(name: "CSGDCLITests", dependencies: ["CSGDCore"]),
     ],
     swiftLanguageModes: [.v5]
 )

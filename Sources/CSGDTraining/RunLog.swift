@@ -15,7 +15,9 @@ public final class RunLog {
     public init(comm: Communicator, metricsPath: String?) {
         self.comm = comm
         self.metricsPath = metricsPath
-        isTerminal = isatty(1) != 0
+        // Open MPI hands ranks a pty even when mpirun's own output is a file: no live line then.
+        isTerminal =
+            isatty(1) != 0 && ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] == nil
     }
 
     /// Prints a line on rank 0.

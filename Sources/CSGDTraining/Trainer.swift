@@ -5,8 +5,10 @@
 //   allreduce-sum of the whole gradient block, scaled by 1/size
 //   update "rank0":      rank 0 applies the C-SGD transform + SGD, then broadcasts the weights
 //   update "replicated": every rank applies the identical update (the official C-SGD code)
-// BN batch statistics are per rank (per micro-batch); running statistics are averaged across
-// ranks before every evaluation and checkpoint. The loop is a pure function of (weights,
+// BN batch statistics are per rank (per micro-batch). Running statistics are averaged across
+// ranks after every step (a few KB): averaging an EMA each step equals averaging it before
+// eval/checkpoint, and it keeps every rank's buffers identical, so a checkpoint holds the whole
+// state and resuming is bitwise. The loop is a pure function of (weights,
 // momentum, BN buffers, epoch, step, config): the data pipeline derives all randomness from
 // (seed, epoch, sample index), so a checkpoint holding those resumes bit-exactly.
 
@@ -126,6 +128,7 @@ public final class Trainer {
         let labels = UnsafeMutablePointer<Int32>.allocate(capacity: mb)
         defer { labels.deallocate() }
         let dLogits = FloatBuffer(count: mb * net.numClasses)
+        let accumulator = micro > 1 ? GradientAccumulator(count: net.store.grads.count) : nil
         let augmentation = config.augment ? Augmentation.standard : .none
         var lastTest: EvalResult?
         let tag = state.phase == "train" ? "train" : "\(state.phase) round \(state.round + 1)"
@@ -145,8 +148,8 @@ public final class Trainer {
                 }
                 let lr = schedule.lr(at: state.phaseStep)
                 let batch = sampler.rankBatch(order: order, step: state.step)
-                net.store.zeroGrad()
                 for m in 0..<micro {
+                    net.store.zeroGrad()
                     let idx = Array(batch[(m * mb)..<((m + 1) * mb)])
                     makeBatch(
                         dataset: data.train, indices: idx, augmentation: augmentation,
@@ -155,12 +158,14 @@ public final class Trainer {
                     let logits = net.forward(images: images.pointer, batch: mb, training: true)
                     let r = softmaxCrossEntropy(
                         dLogits: dLogits.pointer, logits: logits, labels: labels, n: mb,
-                        classes: net.numClasses, scale: 1 / Float(micro))
+                        classes: net.numClasses)
                     net.backward(dLogits: dLogits.pointer)
+                    accumulator?.accumulate(net.store.grads, index: m)
                     lossSum += r.loss * Double(mb)
                     correct += r.top1
                     seen += mb
                 }
+                accumulator?.finish(into: net.store.grads, count: micro)
                 applyUpdate(net, sgd: sgd, centripetal: centripetal, lr: lr)
                 state.step += 1
                 state.phaseStep += 1
@@ -235,10 +240,8 @@ public final class Trainer {
     func applyUpdate(_ net: Network, sgd: SGD, centripetal: CentripetalUpdate?, lr: Double) {
         let store = net.store
         if comm.size > 1 {
-            comm.allreduceSum(store.grads.pointer, count: store.grads.count)
-            let inv = 1 / Float(comm.size)
-            let g = store.grads.pointer
-            for i in 0..<store.grads.count { g[i] *= inv }
+            averageAcrossRanks(store.grads)
+            averageAcrossRanks(store.buffers)
         }
         if config.update == "replicated" || comm.size == 1 {
             centripetal?.transformGradients(store)
@@ -265,18 +268,15 @@ public final class Trainer {
         }
     }
 
-    /// Averages BN running statistics across ranks (they are per-rank during training).
-    public func averageBatchNormStatistics(_ net: Network) {
-        guard comm.size > 1 else { return }
-        let b = net.store.buffers
-        comm.allreduceSum(b.pointer, count: b.count)
+    /// Replaces `block` by its mean over ranks (allreduce-sum, then × 1/size).
+    func averageAcrossRanks(_ block: FloatBuffer) {
+        comm.allreduceSum(block.pointer, count: block.count)
         let inv = 1 / Float(comm.size)
-        for i in 0..<b.count { b[i] *= inv }
+        for i in 0..<block.count { block[i] *= inv }
     }
 
-    /// Averages BN statistics and writes the rolling checkpoint (rank 0).
+    /// Writes the rolling checkpoint (rank 0); every rank holds the same state.
     func checkpoint(_ net: Network, _ state: TrainState) throws {
-        averageBatchNormStatistics(net)
         if comm.isRoot {
             try Checkpoint.save(
                 path: checkpointPath, network: net, state: state, configYAML: config.yaml(),
@@ -289,7 +289,6 @@ public final class Trainer {
 
     /// Eval-mode loss and top-1/top-5 over `dataset`, sharded across ranks and reduced.
     public func evaluate(_ net: Network, _ dataset: ImageDataset) -> EvalResult {
-        averageBatchNormStatistics(net)
         let shard = Sampler.evalShard(count: dataset.count, rank: comm.rank, worldSize: comm.size)
         var sums = [0.0, 0.0, 0.0, 0.0]
         forEachBatch(dataset, shard) { images, labels, n in
@@ -343,5 +342,33 @@ public final class Trainer {
             body(images.pointer, labels, n)
             start += n
         }
+    }
+}
+
+/// Sums micro-batch gradients in micro-batch order, then scales by 1/count — the same
+/// arithmetic as an allreduce-sum over ranks followed by 1/size, so for 2 ranks (where
+/// a + b = b + a) one rank with 2 micro-batches reproduces a 2-rank step bit for bit.
+final class GradientAccumulator {
+    let sum: FloatBuffer
+
+    init(count: Int) { sum = FloatBuffer(count: count) }
+
+    /// Adds micro-batch `index`'s gradient (the first one is copied).
+    func accumulate(_ grads: FloatBuffer, index: Int) {
+        if index == 0 {
+            sum.pointer.update(from: grads.pointer, count: grads.count)
+        } else {
+            let s = sum.pointer
+            let g = grads.pointer
+            for i in 0..<grads.count { s[i] += g[i] }
+        }
+    }
+
+    /// Writes sum × (1/count) into `grads`.
+    func finish(into grads: FloatBuffer, count: Int) {
+        let inv = 1 / Float(count)
+        let s = sum.pointer
+        let g = grads.pointer
+        for i in 0..<grads.count { g[i] = s[i] * inv }
     }
 }

@@ -1,0 +1,42 @@
+import Foundation
+import XCTest
+
+/// Bad input gets one error line naming the flag or file, and a non-zero exit — never a crash.
+final class BadInputTests: XCTestCase {
+    func expectError(
+        _ args: [String], mentions needle: String, file: StaticString = #filePath,
+        line: UInt = #line
+    ) throws {
+        let r = try CLIRunner.run(args, timeout: 60)
+        XCTAssertNotEqual(r.exitCode, 0, r.output, file: file, line: line)
+        let errors = r.lines.filter { $0.lowercased().hasPrefix("error") }
+        XCTAssertEqual(errors.count, 1, r.output, file: file, line: line)
+        XCTAssertTrue(
+            r.output.contains(needle), "expected '\(needle)' in: \(r.output)", file: file,
+            line: line)
+        XCTAssertFalse(r.output.contains("Fatal error"), r.output, file: file, line: line)
+    }
+
+    func testUnknownFlagAndBadValues() throws {
+        try expectError(["train", "--bogus-key", "3"], mentions: "bogus")
+        try expectError(["train", "--epochs", "zero"], mentions: "epochs")
+        try expectError(["train", "--batch-size", "-4"], mentions: "batch_size")
+        try expectError(["csgd", "--rounds", "9/8"], mentions: "rounds")
+        try expectError(["train", "--model", "resnet21"], mentions: "model")
+    }
+
+    func testMissingAndCorruptFiles() throws {
+        let tmp = NSTemporaryDirectory() + "csgd-bad-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: tmp) }
+        try expectError(["train", "--config", tmp + "/nope.yaml"], mentions: "nope.yaml")
+        try expectError(
+            ["train", "--data-dir", tmp, "--epochs", "1"], mentions: tmp)
+        let junk = tmp + "/junk.safetensors"
+        try Data("not a model at all".utf8).write(to: URL(fileURLWithPath: junk))
+        try expectError(["eval", "--input", junk], mentions: "junk.safetensors")
+        let cfg = tmp + "/bad.yaml"
+        try "epochs: 2\nlearning_rate: 0.1\n".write(toFile: cfg, atomically: true, encoding: .utf8)
+        try expectError(["train", "--config", cfg], mentions: "learning_rate")
+    }
+}
