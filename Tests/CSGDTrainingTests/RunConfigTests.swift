@@ -13,7 +13,9 @@ final class RunConfigTests: XCTestCase {
         XCTAssertNoThrow(try c.validate())
         XCTAssertEqual(c.model, "resnet20")
         XCTAssertEqual(c.dataset, "fashion-mnist")
-        XCTAssertEqual(c.epochs, 4)
+        XCTAssertEqual(c.epochs, 6)
+        XCTAssertEqual(c.trainLimit, 10_000)
+        XCTAssertEqual(c.centripetalStrength, 0.3)
         XCTAssertEqual(c.batchSize, 64)
         XCTAssertEqual(c.lr, 0.05)
         XCTAssertEqual(c.rounds, ["5/8"])
@@ -325,6 +327,16 @@ final class RunConfigTests: XCTestCase {
         XCTAssertEqual(c.dataset, "fashion-mnist")
         XCTAssertLessThanOrEqual(c.epochs, 10)
         XCTAssertEqual(try RunConfig.load(yamlText: c.yaml(), source: path), c)
+        // The quick-start file spells out the built-in defaults.
+        XCTAssertEqual(c, RunConfig())
+        // Every shipped experiment config loads and validates.
+        let dir = root.appendingPathComponent("cluster-configs").path
+        let yamls = try FileManager.default.contentsOfDirectory(atPath: dir)
+            .filter { $0.hasSuffix(".yaml") }
+        XCTAssertGreaterThan(yamls.count, 1)
+        for name in yamls {
+            XCTAssertNoThrow(try RunConfig.load(yamlPath: dir + "/" + name).validate(), name)
+        }
     }
 
     private func assertError(
