@@ -124,11 +124,8 @@ public final class Trainer {
                     + "not divisible by micro_batches \(micro)")
         }
         let mb = local / micro
-        let images = FloatBuffer(count: mb * net.imageCount)
-        let labels = UnsafeMutablePointer<Int32>.allocate(capacity: mb)
-        defer { labels.deallocate() }
-        let dLogits = FloatBuffer(count: mb * net.numClasses)
-        let accumulator = micro > 1 ? GradientAccumulator(count: net.store.grads.count) : nil
+        let runner = StepRunner(
+            net: net, comm: comm, microBatch: mb, microBatches: micro, update: config.update)
         let augmentation = config.augment ? Augmentation.standard : .none
         var lastTest: EvalResult?
         let tag = state.phase == "train" ? "train" : "\(state.phase) round \(state.round + 1)"
@@ -148,25 +145,16 @@ public final class Trainer {
                 }
                 let lr = schedule.lr(at: state.phaseStep)
                 let batch = sampler.rankBatch(order: order, step: state.step)
-                for m in 0..<micro {
-                    net.store.zeroGrad()
-                    let idx = Array(batch[(m * mb)..<((m + 1) * mb)])
+                let epoch = state.epoch
+                let r = runner.step(sgd: sgd, centripetal: centripetal, lr: lr) { m, img, lab in
                     makeBatch(
-                        dataset: data.train, indices: idx, augmentation: augmentation,
-                        seed: config.seed, epoch: state.epoch, images: images.pointer,
-                        labels: labels)
-                    let logits = net.forward(images: images.pointer, batch: mb, training: true)
-                    let r = softmaxCrossEntropy(
-                        dLogits: dLogits.pointer, logits: logits, labels: labels, n: mb,
-                        classes: net.numClasses)
-                    net.backward(dLogits: dLogits.pointer)
-                    accumulator?.accumulate(net.store.grads, index: m)
-                    lossSum += r.loss * Double(mb)
-                    correct += r.top1
-                    seen += mb
+                        dataset: self.data.train, indices: Array(batch[(m * mb)..<((m + 1) * mb)]),
+                        augmentation: augmentation, seed: self.config.seed, epoch: epoch,
+                        images: img, labels: lab)
                 }
-                accumulator?.finish(into: net.store.grads, count: micro)
-                applyUpdate(net, sgd: sgd, centripetal: centripetal, lr: lr)
+                lossSum += r.lossSum
+                correct += r.correct
+                seen += local
                 state.step += 1
                 state.phaseStep += 1
                 totalSteps += 1
@@ -236,25 +224,6 @@ public final class Trainer {
         return PhaseResult(completed: true, test: lastTest)
     }
 
-    /// Allreduce-averages gradients and applies C-SGD + SGD per the configured update mode.
-    func applyUpdate(_ net: Network, sgd: SGD, centripetal: CentripetalUpdate?, lr: Double) {
-        let store = net.store
-        if comm.size > 1 {
-            averageAcrossRanks(store.grads)
-            averageAcrossRanks(store.buffers)
-        }
-        if config.update == "replicated" || comm.size == 1 {
-            centripetal?.transformGradients(store)
-            sgd.step(store, lr: lr)
-        } else {
-            if comm.isRoot {
-                centripetal?.transformGradients(store)
-                sgd.step(store, lr: lr)
-            }
-            comm.broadcast(store.values.pointer, count: store.values.count, root: 0)
-        }
-    }
-
     /// Aborts the job if any rank's weights differ from rank 0's.
     func verifyReplicas(_ net: Network) {
         var h = Checksum()
@@ -266,13 +235,6 @@ public final class Trainer {
                 message: "replica check failed: rank \(bad)'s weights differ from rank 0's "
                     + "(checksums \(all.map { String($0, radix: 16) }))")
         }
-    }
-
-    /// Replaces `block` by its mean over ranks (allreduce-sum, then × 1/size).
-    func averageAcrossRanks(_ block: FloatBuffer) {
-        comm.allreduceSum(block.pointer, count: block.count)
-        let inv = 1 / Float(comm.size)
-        for i in 0..<block.count { block[i] *= inv }
     }
 
     /// Writes the rolling checkpoint (rank 0); every rank holds the same state.
@@ -342,33 +304,5 @@ public final class Trainer {
             body(images.pointer, labels, n)
             start += n
         }
-    }
-}
-
-/// Sums micro-batch gradients in micro-batch order, then scales by 1/count — the same
-/// arithmetic as an allreduce-sum over ranks followed by 1/size, so for 2 ranks (where
-/// a + b = b + a) one rank with 2 micro-batches reproduces a 2-rank step bit for bit.
-final class GradientAccumulator {
-    let sum: FloatBuffer
-
-    init(count: Int) { sum = FloatBuffer(count: count) }
-
-    /// Adds micro-batch `index`'s gradient (the first one is copied).
-    func accumulate(_ grads: FloatBuffer, index: Int) {
-        if index == 0 {
-            sum.pointer.update(from: grads.pointer, count: grads.count)
-        } else {
-            let s = sum.pointer
-            let g = grads.pointer
-            for i in 0..<grads.count { s[i] += g[i] }
-        }
-    }
-
-    /// Writes sum × (1/count) into `grads`.
-    func finish(into grads: FloatBuffer, count: Int) {
-        let inv = 1 / Float(count)
-        let s = sum.pointer
-        let g = grads.pointer
-        for i in 0..<grads.count { g[i] = s[i] * inv }
     }
 }

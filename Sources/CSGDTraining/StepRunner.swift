@@ -1,0 +1,131 @@
+// One optimizer step, per the design (shared by the trainer and the benchmarks):
+//   every rank: forward/backward per micro-batch; micro-batch gradients are summed in order
+//   allreduce-sum of the gradient block (and the BN running statistics), scaled by 1/size
+//   update "rank0":      rank 0 applies the C-SGD transform + SGD, then broadcasts the weights
+//   update "replicated": every rank applies the identical update (the official C-SGD code)
+// Compute, communication and update times are accumulated for the benchmarks.
+
+import CSGDCentripetal
+import CSGDCore
+import CSGDDistributed
+import CSGDKernels
+import CSGDModels
+
+/// Buffers and timing for the steps of one network on one rank.
+public final class StepRunner {
+    let net: Network
+    let comm: Communicator
+    let microBatch: Int
+    let microBatches: Int
+    let update: String
+    let images: FloatBuffer
+    let labels: UnsafeMutablePointer<Int32>
+    let dLogits: FloatBuffer
+    let accumulator: GradientAccumulator?
+    /// Seconds spent in forward/backward (incl. filling batches), allreduce/broadcast, update.
+    public private(set) var seconds = (compute: 0.0, communication: 0.0, update: 0.0)
+
+    /// - Parameters:
+    ///   - microBatch: images per forward/backward.
+    ///   - microBatches: forward/backward passes per step (gradient accumulation).
+    ///   - update: "rank0" or "replicated".
+    public init(
+        net: Network, comm: Communicator, microBatch: Int, microBatches: Int, update: String
+    ) {
+        self.net = net
+        self.comm = comm
+        self.microBatch = microBatch
+        self.microBatches = microBatches
+        self.update = update
+        images = FloatBuffer(count: microBatch * net.imageCount)
+        labels = .allocate(capacity: microBatch)
+        dLogits = FloatBuffer(count: microBatch * net.numClasses)
+        accumulator = microBatches > 1 ? GradientAccumulator(count: net.store.grads.count) : nil
+    }
+
+    deinit { labels.deallocate() }
+
+    /// Clears the timers.
+    public func resetTimers() { seconds = (0, 0, 0) }
+
+    /// Runs one step. `fill(m, images, labels)` writes micro-batch m.
+    /// - Returns: summed loss and top-1 hits over this rank's samples.
+    @discardableResult
+    public func step(
+        sgd: SGD, centripetal: CentripetalUpdate?, lr: Double,
+        fill: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int32>) -> Void
+    ) -> (lossSum: Double, correct: Int) {
+        let t0 = now()
+        var lossSum = 0.0
+        var correct = 0
+        for m in 0..<microBatches {
+            net.store.zeroGrad()
+            fill(m, images.pointer, labels)
+            let logits = net.forward(images: images.pointer, batch: microBatch, training: true)
+            let r = softmaxCrossEntropy(
+                dLogits: dLogits.pointer, logits: logits, labels: labels, n: microBatch,
+                classes: net.numClasses)
+            net.backward(dLogits: dLogits.pointer)
+            accumulator?.accumulate(net.store.grads, index: m)
+            lossSum += r.loss * Double(microBatch)
+            correct += r.top1
+        }
+        accumulator?.finish(into: net.store.grads, count: microBatches)
+        let t1 = now()
+        let store = net.store
+        if comm.size > 1 {
+            averageAcrossRanks(store.grads)
+            averageAcrossRanks(store.buffers)
+        }
+        let t2 = now()
+        var tUpdate = 0.0
+        if update == "replicated" || comm.size == 1 || comm.isRoot {
+            centripetal?.transformGradients(store)
+            sgd.step(store, lr: lr)
+            tUpdate = now() - t2
+        }
+        if update != "replicated" && comm.size > 1 {
+            comm.broadcast(store.values.pointer, count: store.values.count, root: 0)
+        }
+        let t3 = now()
+        seconds.compute += t1 - t0
+        seconds.update += tUpdate
+        seconds.communication += (t3 - t1) - tUpdate
+        return (lossSum, correct)
+    }
+
+    /// Replaces `block` by its mean over ranks (allreduce-sum, then × 1/size).
+    func averageAcrossRanks(_ block: FloatBuffer) {
+        comm.allreduceSum(block.pointer, count: block.count)
+        let inv = 1 / Float(comm.size)
+        for i in 0..<block.count { block[i] *= inv }
+    }
+}
+
+/// Sums micro-batch gradients in micro-batch order, then scales by 1/count — the same
+/// arithmetic as an allreduce-sum over ranks followed by 1/size, so for 2 ranks (where
+/// a + b = b + a) one rank with 2 micro-batches reproduces a 2-rank step bit for bit.
+final class GradientAccumulator {
+    let sum: FloatBuffer
+
+    init(count: Int) { sum = FloatBuffer(count: count) }
+
+    /// Adds micro-batch `index`'s gradient (the first one is copied).
+    func accumulate(_ grads: FloatBuffer, index: Int) {
+        if index == 0 {
+            sum.pointer.update(from: grads.pointer, count: grads.count)
+        } else {
+            let s = sum.pointer
+            let g = grads.pointer
+            for i in 0..<grads.count { s[i] += g[i] }
+        }
+    }
+
+    /// Writes sum × (1/count) into `grads`.
+    func finish(into grads: FloatBuffer, count: Int) {
+        let inv = 1 / Float(count)
+        let s = sum.pointer
+        let g = grads.pointer
+        for i in 0..<grads.count { g[i] = s[i] * inv }
+    }
+}

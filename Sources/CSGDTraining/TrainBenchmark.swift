@@ -1,0 +1,157 @@
+// Whole-step benchmarks behind `csgd-dist bench train`: a ResNet training step (img/s and
+// GFLOP/s against the sgemm rate measured in the same run), its split into compute /
+// communication / update, the C-SGD step against the plain SGD step, and eval-mode inference
+// of the net pruned to 5/8 against the unpruned one. Synthetic inputs: data loading is not
+// what is measured. Under mpirun every rank runs the same steps and rank 0 reports.
+
+import CSGDCentripetal
+import CSGDCore
+import CSGDDistributed
+import CSGDKernels
+import CSGDModels
+import Foundation
+
+/// Training-step benchmarks.
+public enum TrainBenchmark {
+    /// What to measure.
+    public struct Options: Sendable {
+        public var model = "resnet56"
+        /// Images per rank per step.
+        public var batch = 64
+        public var steps = 8
+        public var warmup = 2
+        public var update = "rank0"
+        /// Also time the C-SGD step and pruned inference.
+        public var full = true
+        public init() {}
+    }
+
+    /// Runs the benchmarks on `comm` (rank 0 of 1 without mpirun).
+    public static func run(comm: Communicator, options o: Options) throws -> [BenchResult] {
+        var rows: [BenchResult] = []
+        let sgemmSeconds = KernelBenchmark.sgemmSquareSeconds(size: 1024, repeats: 5)
+        let sgemmGflops = 2 * pow(1024.0, 3) / sgemmSeconds / 1e9
+        rows.append(
+            BenchResult(name: "sgemm_1024", value: sgemmGflops, unit: BenchResult.gflopsUnit))
+
+        let arch = try Architecture.standard(
+            model: o.model, inputChannels: 3, imageSize: 32, numClasses: 10)
+        let net = try Network(architecture: arch)
+        net.initialize(seed: 1)
+        let sgd = SGD(store: net.store, config: SGDConfig(RunConfig()))
+        let runner = StepRunner(
+            net: net, comm: comm, microBatch: o.batch, microBatches: 1, update: o.update)
+        var rng = Rng(seed: UInt64(7 + comm.rank))
+        let input = FloatBuffer(count: o.batch * net.imageCount)
+        for i in 0..<input.count { input[i] = rng.nextGaussian() }
+        let labels = (0..<o.batch).map { _ in Int32(rng.nextInt(below: 10)) }
+        let fill: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int32>) -> Void = {
+            _, img, lab in
+            img.update(from: input.pointer, count: input.count)
+            for i in 0..<labels.count { lab[i] = labels[i] }
+        }
+        func timeSteps(_ centripetal: CentripetalUpdate?) -> (
+            median: Double, split: (Double, Double, Double)
+        ) {
+            for _ in 0..<o.warmup {
+                runner.step(sgd: sgd, centripetal: centripetal, lr: 1e-3, fill: fill)
+            }
+            comm.barrier()
+            runner.resetTimers()
+            var times: [Double] = []
+            for _ in 0..<o.steps {
+                let t = now()
+                runner.step(sgd: sgd, centripetal: centripetal, lr: 1e-3, fill: fill)
+                times.append(now() - t)
+            }
+            let s = runner.seconds
+            let n = Double(o.steps)
+            // The slowest rank sets the pace; report its times.
+            return (
+                comm.allreduceMax(KernelBenchmark.medianOf(times)),
+                (
+                    comm.allreduceMax(s.compute / n), comm.allreduceMax(s.communication / n),
+                    comm.allreduceMax(s.update / n)
+                )
+            )
+        }
+        let globalBatch = Double(o.batch * comm.size)
+        let flopsPerStep = 3.0 * Double(net.graph.flopsPerImage) * 2 * Double(o.batch)  // per rank
+        let sgdStep = timeSteps(nil)
+        let tag = "\(o.model)_b\(o.batch)x\(comm.size)_\(o.update)"
+        let gflops = flopsPerStep / sgdStep.median / 1e9
+        rows.append(
+            BenchResult(
+                name: "train_step_" + tag, value: globalBatch / sgdStep.median, unit: "img/s",
+                extra: [
+                    "step_ms": 1e3 * sgdStep.median, "gflops_per_rank": gflops,
+                    "ratio_to_sgemm": gflops / sgemmGflops,
+                    "compute_ms": 1e3 * sgdStep.split.0, "comm_ms": 1e3 * sgdStep.split.1,
+                    "update_ms": 1e3 * sgdStep.split.2,
+                    "comm_fraction": sgdStep.split.1 / sgdStep.median, "ranks": Double(comm.size),
+                ]))
+        guard o.full else {
+            rows.append(peakRSS())
+            return rows
+        }
+        let topology = try Topology(graph: net.graph)
+        let plan = try Clustering.plan(
+            network: net, topology: topology, target: .ratio(5.0 / 8), method: .even, seed: 1)
+        let cen = CentripetalUpdate(
+            topology: topology, plan: plan, store: net.store, config: CentripetalConfig())
+        let csgdStep = timeSteps(cen)
+        // Interleave once more so drift on a shared machine does not bias the ratio.
+        let sgdAgain = timeSteps(nil)
+        let sgdMedian = min(sgdStep.median, sgdAgain.median)
+        rows.append(
+            BenchResult(
+                name: "csgd_step_" + tag, value: globalBatch / csgdStep.median, unit: "img/s",
+                extra: [
+                    "step_ms": 1e3 * csgdStep.median, "sgd_step_ms": 1e3 * sgdMedian,
+                    "ratio_to_sgd_step": csgdStep.median / sgdMedian,
+                    "update_ms": 1e3 * csgdStep.split.2,
+                ]))
+        // Inference: unpruned vs pruned to 5/8 (real widths; weights do not matter for speed).
+        let thin = try Pruner.prune(net, topology: topology, plan: plan)
+        func inference(_ n: Network) -> Double {
+            for _ in 0..<o.warmup {
+                n.forward(images: input.pointer, batch: o.batch, training: false)
+            }
+            var times: [Double] = []
+            for _ in 0..<o.steps {
+                let t = now()
+                n.forward(images: input.pointer, batch: o.batch, training: false)
+                times.append(now() - t)
+            }
+            return comm.allreduceMax(KernelBenchmark.medianOf(times))
+        }
+        let full = inference(net)
+        let pruned = inference(thin)
+        rows.append(
+            BenchResult(
+                name: "inference_\(o.model)_b\(o.batch)", value: Double(o.batch) / full,
+                unit: "img/s", extra: ["forward_ms": 1e3 * full]))
+        rows.append(
+            BenchResult(
+                name: "inference_\(o.model)_pruned58_b\(o.batch)", value: Double(o.batch) / pruned,
+                unit: "img/s",
+                extra: [
+                    "forward_ms": 1e3 * pruned, "speedup": full / pruned,
+                    "flops_ratio": Double(net.graph.flopsPerImage)
+                        / Double(thin.graph.flopsPerImage),
+                ]))
+        rows.append(peakRSS())
+        return rows
+    }
+
+    /// Peak resident set size of this process (VmHWM), in MiB.
+    public static func peakRSS() -> BenchResult {
+        var kb = 0.0
+        if let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) {
+            for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+                kb = Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+            }
+        }
+        return BenchResult(name: "peak_rss", value: kb / 1024, unit: "MiB")
+    }
+}
