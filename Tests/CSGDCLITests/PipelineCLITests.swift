@@ -1,0 +1,73 @@
+import CSGDCore
+import Foundation
+import XCTest
+
+/// The C-SGD jobs through the real binary, one rank, tiny nets: train-wider-then-squeeze,
+/// the standalone prune of a C-SGD checkpoint, and the magnitude baseline with finetuning.
+final class PipelineCLITests: XCTestCase {
+    var dir = ""
+
+    override func setUpWithError() throws {
+        if !FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist") {
+            throw XCTSkip("dataset-fashion-mnist is not installed")
+        }
+        dir = NSTemporaryDirectory() + "csgd-pipe-\(UUID().uuidString)"
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    let tiny = [
+        "--width-multiplier", "0.25", "--train-limit", "480", "--test-limit", "200",
+        "--batch-size", "24", "--log-every", "1000", "--lr-schedule", "constant",
+        "--centripetal-strength", "0.5", "--vector-strength-factor", "1",
+    ]
+
+    func run(_ args: [String]) throws -> CLIResult {
+        let r = try CLIRunner.run(args, env: ["OPENBLAS_NUM_THREADS": "1"], timeout: 300)
+        XCTAssertEqual(r.exitCode, 0, r.output)
+        return r
+    }
+
+    func widths(_ path: String) throws -> [Int] {
+        let f = try SafeTensorsFile.read(path: path)
+        let arch =
+            try JSONSerialization.jsonObject(
+                with: Data(f.metadata["csgd.architecture"]!.utf8)) as! [String: Any]
+        return arch["widths"] as! [Int]
+    }
+
+    func testWidenTwoThenSqueezeBackToTheOriginalWidths() throws {
+        let out = dir + "/widen"
+        let r = try run(["csgd"] + tiny + ["--widen", "2", "--epochs", "10", "--out-dir", out])
+        XCTAssertTrue(r.output.contains("C-SGD done"), r.output)
+        // ResNet-20 ×0.25 = 4/8/16; trained at 8/16/32 with clusters of two, squeezed back.
+        let w = try widths(out + "/pruned.safetensors")
+        XCTAssertEqual(Set(w), [4, 8, 16])
+        XCTAssertEqual(w.count, 21)
+    }
+
+    func testStandalonePruneOfACSGDCheckpointAndMagnitudeBaseline() throws {
+        let out = dir + "/csgd"
+        _ = try run(["csgd"] + tiny + ["--epochs", "10", "--rounds", "0.5", "--out-dir", out])
+        // The rolling checkpoint still holds the unpruned net and its clusters.
+        let pruned = dir + "/again.safetensors"
+        let p = try run(
+            ["prune", "--input", out + "/checkpoint.safetensors", "--output", pruned] + tiny)
+        XCTAssertTrue(p.output.contains("max |logit diff|"), p.output)
+        XCTAssertEqual(try widths(pruned), try widths(out + "/pruned.safetensors"))
+        // Magnitude pruning of the same unpruned net to the same widths, then 1 finetune epoch.
+        let mag = dir + "/mag.safetensors"
+        let m = try run(
+            [
+                "prune", "--input", out + "/checkpoint.safetensors", "--method", "magnitude",
+                "--target", "0.5", "--finetune-epochs", "1", "--output", mag, "--out-dir",
+                dir + "/ft",
+            ] + tiny)
+        XCTAssertTrue(m.output.contains("after 1 finetune epochs"), m.output)
+        XCTAssertEqual(try widths(mag), try widths(pruned))
+        let bad = try CLIRunner.run(
+            ["prune", "--input", mag, "--output", dir + "/x.safetensors"] + tiny)
+        XCTAssertNotEqual(bad.exitCode, 0)
+        XCTAssertTrue(bad.output.contains("no cluster plan"), bad.output)
+    }
+}
