@@ -257,9 +257,7 @@ public enum Pipelines {
         _ spec: String, original: Architecture, net: Network, topology: Topology, widen: Int
     ) throws -> PruneTarget {
         if spec == "widen" { return .perConv(original.widths) }
-        let internalOnly = spec.hasPrefix("internal:")
-        guard let ratio = RunConfig.parseRatio(internalOnly ? String(spec.dropFirst(9)) : spec)
-        else {
+        guard let (ratio, internalOnly) = RunConfig.parseRound(spec) else {
             throw CSGDError("rounds: cannot parse '\(spec)'")
         }
         if original.widths.count != net.architecture.widths.count {

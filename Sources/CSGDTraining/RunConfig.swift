@@ -129,6 +129,15 @@ public struct RunConfig: Equatable {
     /// `rounds` as fractions; entries that do not parse are dropped (`validate()` rejects them).
     public var roundRatios: [Double] { rounds.compactMap(RunConfig.parseRatio) }
 
+    /// Parses one `rounds` entry: a ratio of the original widths ("5/8", "0.625"), optionally
+    /// `internal:<ratio>` to shrink only non-residual layers (the paper's ResNet-50 setting).
+    public static func parseRound(_ text: String) -> (ratio: Double, internalOnly: Bool)? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        let internalOnly = t.hasPrefix("internal:")
+        guard let r = parseRatio(internalOnly ? String(t.dropFirst(9)) : t) else { return nil }
+        return (r, internalOnly)
+    }
+
     /// Parses a width ratio, "a/b" (e.g. "13/16") or a decimal ("0.7"); nil if malformed.
     public static func parseRatio(_ text: String) -> Double? {
         let t = text.trimmingCharacters(in: .whitespaces)

@@ -191,8 +191,7 @@ extension Rule where T == [String] {
     static var ratios: Rule {
         Rule(text: "ratios a/b or decimals in (0, 1], optionally internal:<ratio>") { list in
             list.allSatisfy { s in
-                let r = s.hasPrefix("internal:") ? String(s.dropFirst(9)) : s
-                return RunConfig.parseRatio(r).map { $0 > 0 && $0 <= 1 } ?? false
+                RunConfig.parseRound(s).map { $0.ratio > 0 && $0.ratio <= 1 } ?? false
             }
         }
     }
@@ -324,7 +323,7 @@ extension ConfigKey {
         list(
             name, path, type: "[ratio]", expects: "a list of ratios (a/b or decimal)",
             rule: .ratios, doc: doc,
-            parse: { RunConfig.parseRatio($0) == nil ? nil : trim($0) }, render: yamlString)
+            parse: { RunConfig.parseRound($0) == nil ? nil : trim($0) }, render: yamlString)
     }
 
     /// Command-line / YAML spellings of booleans.

@@ -327,6 +327,10 @@ final class RunConfigTests: XCTestCase {
         XCTAssertEqual(c.dataset, "fashion-mnist")
         XCTAssertLessThanOrEqual(c.epochs, 10)
         XCTAssertEqual(try RunConfig.load(yamlText: c.yaml(), source: path), c)
+        var internalRounds = RunConfig()
+        try internalRounds.apply(overrides: ["--rounds", "internal:0.7,internal:0.6"])
+        XCTAssertNoThrow(try internalRounds.validate())
+        XCTAssertEqual(RunConfig.parseRound("internal:0.7")?.internalOnly, true)
         // The quick-start file spells out the built-in defaults.
         XCTAssertEqual(c, RunConfig())
         // Every shipped experiment config loads and validates.
