@@ -32,24 +32,14 @@ public func batchNormForwardTraining(
 ) {
     let m = n * hw
     for ch in 0..<c {
+        // Pass 1: the mean; pass 2: squared deviations from it (stable two-pass variance).
         var sum = 0.0
-        for i in 0..<n {
-            let x = input + (i * c + ch) * hw
-            var s: Float = 0
-            for j in 0..<hw { s += x[j] }
-            sum += Double(s)
-        }
+        for i in 0..<n { sum += Double(vsum(input + (i * c + ch) * hw, hw)) }
         let mean = sum / Double(m)
         let meanF = Float(mean)
         var sq = 0.0
         for i in 0..<n {
-            let x = input + (i * c + ch) * hw
-            var s: Float = 0
-            for j in 0..<hw {
-                let d = x[j] - meanF
-                s += d * d
-            }
-            sq += Double(s)
+            sq += Double(vsumAndCenteredSquares(input + (i * c + ch) * hw, hw, center: meanF).1)
         }
         let variance = sq / Double(m)
         let invStd = Float(1.0 / (variance + Double(config.eps)).squareRoot())
@@ -105,14 +95,8 @@ public func batchNormBackward(
         var sumDy = 0.0
         var sumDyXhat = 0.0
         for i in 0..<n {
-            let x = input + (i * c + ch) * hw
-            let dy = dOutput + (i * c + ch) * hw
-            var s1: Float = 0
-            var s2: Float = 0
-            for j in 0..<hw {
-                s1 += dy[j]
-                s2 += dy[j] * (x[j] - mean)
-            }
+            let (s1, s2) = vsumAndCenteredDot(
+                dOutput + (i * c + ch) * hw, input + (i * c + ch) * hw, hw, center: mean)
             sumDy += Double(s1)
             sumDyXhat += Double(s2)
         }

@@ -97,10 +97,7 @@ public func globalAvgPoolForward(
 ) {
     let inv = 1 / Float(hw)
     for i in 0..<nc {
-        let x = input + i * hw
-        var s: Float = 0
-        for j in 0..<hw { s += x[j] }
-        output[i] = s * inv
+        output[i] = vsum(input + i * hw, hw) * inv
     }
 }
 
