@@ -11,8 +11,8 @@ import Foundation
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure kernel (and, later, training/communication) throughput.",
-        subcommands: [BenchKernelsCommand.self]
+        abstract: "Measure kernel, training-step, C-SGD, inference and scaling throughput.",
+        subcommands: [BenchKernelsCommand.self, BenchTrainCommand.self, BenchScalingCommand.self]
     )
 }
 

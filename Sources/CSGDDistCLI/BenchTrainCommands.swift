@@ -1,0 +1,170 @@
+// `csgd-dist bench train` (one process or every rank of an mpirun job) and `bench scaling`
+// (an orchestrator that runs `bench train` under mpirun with 1 and 2 ranks, both update modes,
+// and a batch-128 process for peak memory, then prints the ratios from that same run).
+
+import ArgumentParser
+import CSGDDistributed
+import CSGDKernels
+import CSGDTraining
+import Foundation
+
+/// `csgd-dist bench train`: training-step throughput, C-SGD overhead, pruned inference.
+struct BenchTrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "ResNet training step img/s (vs sgemm), C-SGD vs SGD step, pruned inference.",
+        discussion: """
+            Synthetic 3×32×32 inputs, `--batch` images per rank. Rows: sgemm_1024 (reference \
+            rate, same run); train_step_* (img/s over all ranks; GFLOP/s per rank and its ratio \
+            to sgemm; compute / communication / update ms and the communication fraction); \
+            csgd_step_* (ratio_to_sgd_step = C-SGD step time ÷ plain SGD step time); inference \
+            of the net and of its 5/8-pruned version (speedup); peak_rss. Run it under mpirun \
+            for the distributed numbers (rank 0 reports the slowest rank's times).
+            """)
+
+    @Option(help: "Model.") var model = "resnet56"
+    @Option(help: "Images per rank per step.") var batch = 64
+    @Option(help: "Timed steps (median reported).") var steps = 8
+    @Option(help: "OpenBLAS threads per rank.") var threads = 1
+    @Option(help: "rank0 (update on rank 0 + broadcast) or replicated.") var update = "rank0"
+    @Flag(help: "Only the SGD step (skip C-SGD and inference rows).") var stepOnly = false
+    @OptionGroup var output: BenchOutputOptions
+
+    func validate() throws {
+        if batch < 1 || steps < 1 || threads < 1 {
+            throw ValidationError("--batch, --steps and --threads must be at least 1")
+        }
+        if update != "rank0" && update != "replicated" {
+            throw ValidationError("--update must be rank0 or replicated (got \(update))")
+        }
+    }
+
+    func run() throws {
+        BLASThreads.set(threads)
+        try runJob { comm in
+            var o = TrainBenchmark.Options()
+            o.model = model
+            o.batch = batch
+            o.steps = steps
+            o.update = update
+            o.full = !stepOnly
+            let rows = try TrainBenchmark.run(comm: comm, options: o)
+            guard comm.isRoot else { return }
+            BenchOutput.emit(
+                rows, json: output.json,
+                title: "bench train: \(model) batch \(batch)/rank × \(comm.size) rank(s), "
+                    + "\(threads) thread(s), update \(update), median of \(steps) steps",
+                columns: [
+                    ("ms", "step_ms"), ("GFLOP/s", "gflops_per_rank"), ("÷sgemm", "ratio_to_sgemm"),
+                    ("comm", "comm_fraction"), ("÷sgd", "ratio_to_sgd_step"),
+                    ("speedup", "speedup"),
+                ])
+        }
+    }
+}
+
+/// `csgd-dist bench scaling`: 2 ranks vs 1 rank, rank0 vs replicated, peak memory.
+struct BenchScalingCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scaling",
+        abstract: "Runs `bench train` under mpirun with 1 and 2 ranks and reports the ratios.",
+        discussion: """
+            Needs mpirun. Each configuration is a separate job (1 BLAS thread per rank, bound \
+            to cores), run back to back in this invocation, so the ratios compare figures \
+            measured in the same sitting. Also measures the peak RSS of a batch-128 process.
+            """)
+
+    @Option(help: "Model.") var model = "resnet56"
+    @Option(help: "Images per rank per step.") var batch = 64
+    @Option(help: "Timed steps per job.") var steps = 8
+    @Option(help: "mpirun executable.") var mpirun = "mpirun"
+    @OptionGroup var output: BenchOutputOptions
+
+    func run() throws {
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        func job(ranks: Int, update: String, batch b: Int, stepOnly: Bool) throws -> [String:
+            [String: Any]]
+        {
+            var args = ["-n", "\(ranks)", "--bind-to", "core", "-x", "OPENBLAS_NUM_THREADS=1"]
+            if getuid() == 0 { args.append("--allow-run-as-root") }
+            args += [
+                exe, "bench", "train", "--json", "--model", model, "--batch", "\(b)", "--steps",
+                "\(steps)", "--update", update,
+            ]
+            if stepOnly { args.append("--step-only") }
+            let text = try runCapturing(mpirun, args)
+            var rows: [String: [String: Any]] = [:]
+            for line in text.split(separator: "\n") where line.hasPrefix("{") {
+                if let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8))
+                    as? [String: Any],
+                    let name = obj["name"] as? String
+                {
+                    rows[name] = obj
+                }
+            }
+            return rows
+        }
+        func stepRow(_ rows: [String: [String: Any]]) throws -> [String: Any] {
+            guard let r = rows.first(where: { $0.key.hasPrefix("train_step_") })?.value else {
+                throw ValidationError("bench train produced no train_step row")
+            }
+            return r
+        }
+        let one = try stepRow(try job(ranks: 1, update: "rank0", batch: batch, stepOnly: true))
+        let two = try stepRow(try job(ranks: 2, update: "rank0", batch: batch, stepOnly: true))
+        let twoRep = try stepRow(
+            try job(ranks: 2, update: "replicated", batch: batch, stepOnly: true))
+        let mem = try job(ranks: 1, update: "rank0", batch: 128, stepOnly: true)["peak_rss"]
+        func d(_ r: [String: Any], _ k: String) -> Double { (r[k] as? Double) ?? .nan }
+        let rows = [
+            BenchResult(
+                name: "train_\(model)_1rank", value: d(one, "value"), unit: "img/s",
+                extra: ["step_ms": d(one, "step_ms")]),
+            BenchResult(
+                name: "train_\(model)_2ranks_rank0", value: d(two, "value"), unit: "img/s",
+                extra: [
+                    "step_ms": d(two, "step_ms"),
+                    "ratio_to_1rank": d(two, "value") / d(one, "value"),
+                    "comm_fraction": d(two, "comm_fraction"), "comm_ms": d(two, "comm_ms"),
+                ]),
+            BenchResult(
+                name: "train_\(model)_2ranks_replicated", value: d(twoRep, "value"), unit: "img/s",
+                extra: [
+                    "step_ms": d(twoRep, "step_ms"),
+                    "ratio_to_1rank": d(twoRep, "value") / d(one, "value"),
+                    "comm_fraction": d(twoRep, "comm_fraction"), "comm_ms": d(twoRep, "comm_ms"),
+                    "ratio_to_rank0_step": d(twoRep, "step_ms") / d(two, "step_ms"),
+                ]),
+            BenchResult(
+                name: "peak_rss_\(model)_b128", value: mem.map { d($0, "value") } ?? .nan,
+                unit: "MiB"),
+        ]
+        BenchOutput.emit(
+            rows, json: output.json,
+            title: "bench scaling: \(model), batch \(batch) per rank, 1 BLAS thread per rank",
+            columns: [
+                ("ms", "step_ms"), ("÷1 rank", "ratio_to_1rank"), ("comm", "comm_fraction"),
+                ("÷rank0", "ratio_to_rank0_step"),
+            ])
+    }
+}
+
+/// Runs a program, returns its stdout; a non-zero exit is an error naming the command.
+func runCapturing(_ program: String, _ args: [String]) throws -> String {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = [program] + args
+    var env = ProcessInfo.processInfo.environment
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    p.environment = env
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    try p.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    if p.terminationStatus != 0 {
+        throw ValidationError(
+            "\(program) \(args.joined(separator: " ")) exited \(p.terminationStatus)")
+    }
+    return String(decoding: data, as: UTF8.self)
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Reproduces the Fashion-MNIST rows of docs/RESULTS.md on one 2-core node (2 MPI ranks):
+# base ResNet-20, C-SGD to 5/8 from it (no finetune), magnitude pruning of the base to the same
+# widths without and with finetuning. Each step's log goes to $OUT/<name>.log; steps whose
+# output already exists are skipped, so the script can be rerun after an interruption.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-runs}"
+run="launch/mpirun-local.sh"
+mkdir -p "$OUT"
+
+step() {  # step NAME OUTPUT-FILE ARGS…: runs csgd-dist ARGS unless OUTPUT-FILE exists
+    local name=$1 done_file=$2
+    shift 2
+    if [ -f "$done_file" ]; then
+        echo "== $name: done already ($done_file)"
+        return
+    fi
+    echo "== $name: csgd-dist $*"
+    local t0=$SECONDS
+    "$run" "$@" > "$OUT/$name.log" 2>&1
+    echo "   wall time $((SECONDS - t0)) s; log $OUT/$name.log"
+    tail -n 3 "$OUT/$name.log"
+}
+
+base="$OUT/fmnist-r20-base/model.safetensors"
+step fmnist-r20-base "$base" \
+    train --config cluster-configs/fashion-mnist-resnet20-base.yaml --out-dir "$OUT/fmnist-r20-base"
+step fmnist-r20-csgd "$OUT/fmnist-r20-csgd/pruned.safetensors" \
+    csgd --config cluster-configs/fashion-mnist-resnet20-csgd.yaml \
+    --from "$base" --out-dir "$OUT/fmnist-r20-csgd"
+step fmnist-r20-magnitude "$OUT/fmnist-r20-magnitude/pruned.safetensors" \
+    prune --config cluster-configs/fashion-mnist-resnet20-csgd.yaml \
+    --input "$base" --method magnitude --target 5/8 \
+    --output "$OUT/fmnist-r20-magnitude/pruned.safetensors" --out-dir "$OUT/fmnist-r20-magnitude"
+step fmnist-r20-magnitude-ft "$OUT/fmnist-r20-magnitude-ft/pruned.safetensors" \
+    prune --config cluster-configs/fashion-mnist-resnet20-csgd.yaml \
+    --input "$base" --method magnitude --target 5/8 --finetune-epochs 8 \
+    --output "$OUT/fmnist-r20-magnitude-ft/pruned.safetensors" --out-dir "$OUT/fmnist-r20-magnitude-ft"
