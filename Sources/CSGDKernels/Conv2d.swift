@@ -1,9 +1,20 @@
 // 2-D convolution (cross-correlation, as PyTorch's Conv2d), groups = 1, NCHW, weight [K, C, R, S].
 //
-// Method: im2col over a chunk of images into columns (C·R·S, nb·P·Q), one sgemm per chunk,
-// then a row-copy scatter back to NCHW. 1×1 stride-1 unpadded convs skip im2col and run one
-// sgemm per image straight on the input. im2col/col2im copy whole rows (no per-element bounds
-// branches): that is what keeps them cheap next to the GEMM.
+// Method: im2col over a chunk of images into columns (C·R·S, nb·P·Q), sgemm, col2im for the
+// input gradient. 1×1 stride-1 unpadded convs skip im2col and run one sgemm per image straight
+// on the input. Where the time goes (ResNet-56 shapes, 1 thread): the GEMMs, then moving
+// columns. So:
+// • Chunks are small (≤ 1 MiB of columns) so im2col writes, the GEMM reads and col2im reads
+//   stay in L2 instead of streaming a 16 MiB block through L3.
+// • When an image's P·Q is wide enough for an efficient GEMM (≥ 256), each image gets its own
+//   GEMMs reading/writing NCHW directly (no staging copy between (K, nb·P·Q) and (nb, K, P·Q));
+//   narrower images are batched through a staging block.
+// • Stride 1 with Q == W ("same" width, e.g. 3×3 pad 1): each (c, r, s) block of the columns is
+//   the input plane shifted by (r − pad)·W + (s − pad), so im2col is ONE contiguous copy plus
+//   zeroing the border columns, and col2im is one contiguous add after zeroing the border
+//   entries of the (scratch) columns.
+// • Stride 2 gathers/scatters eight at a time with 16-wide vector loads (even lanes).
+// • Other geometries copy whole rows; no per-element bounds branches anywhere.
 
 import CSGDCore
 
@@ -60,25 +71,42 @@ public struct Conv2dShape: Equatable, Sendable, Codable {
 
     /// Images per im2col chunk: enough columns for an efficient GEMM, bounded memory.
     var chunk: Int {
-        let budget = 1 << 22  // floats of columns per chunk (16 MiB)
+        let budget = 1 << 18  // floats of columns per chunk (1 MiB: half an L2)
         return max(1, min(n, budget / max(1, rowLength * p * q)))
     }
 
     /// Floats of scratch the kernels need (columns + a K×(nb·P·Q) staging block).
+    /// The same value for every call with this shape; callers may share one workspace.
     public var workspaceCount: Int {
         if isPointwise { return 0 }
         return chunk * p * q * (rowLength + k)
     }
+
+    /// Whether im2col row blocks are shifted copies of the input plane (stride 1, Q == W).
+    var isSameWidthStride1: Bool { stride == 1 && q == w }
+
+    /// Whether each image gets its own GEMMs on NCHW data (P·Q wide enough to be efficient)
+    /// rather than one GEMM per chunk through the staging block.
+    var gemmPerImage: Bool { p * q >= 256 }
 }
 
 // MARK: - im2col / col2im
 
 /// One past the last output column whose input column q·stride − pad + s is inside the image.
 /// (Swift's `/` truncates toward zero, so a negative numerator must not reach the division.)
+/// The lower bounds, max(0, ⌈(pad − tap)/stride⌉), are safe with truncation: a negative
+/// numerator gives a value ≤ 0 either way.
 @inline(__always)
 func validEnd(_ g: Conv2dShape, _ s: Int) -> Int {
     let last = g.w - 1 + g.pad - s
     return last < 0 ? 0 : min(g.q, last / g.stride + 1)
+}
+
+/// One past the last output row whose input row p·stride − pad + r is inside the image.
+@inline(__always)
+func validRowEnd(_ g: Conv2dShape, _ r: Int) -> Int {
+    let last = g.h - 1 + g.pad - r
+    return last < 0 ? 0 : min(g.p, last / g.stride + 1)
 }
 
 /// Writes the columns of images `n0..<n0+nb` into `col` laid out (C·R·S, nb·P·Q).
@@ -91,11 +119,39 @@ func im2col(
     let hw = g.h * g.w
     for c in 0..<g.c {
         for r in 0..<g.r {
+            // Valid p range: 0 ≤ p·stride − pad + r < H.
+            let pLo = min(g.p, max(0, (g.pad - r + g.stride - 1) / g.stride))
+            let pHi = max(pLo, validRowEnd(g, r))
             for s in 0..<g.s {
                 let row = col + ((c * g.r + r) * g.s + s) * ld
                 // Valid q range: 0 ≤ q·stride − pad + s < W.
                 let qLo = max(0, (g.pad - s + g.stride - 1) / g.stride)
                 let qHi = validEnd(g, s)  // exclusive
+                if g.isSameWidthStride1 {
+                    // Row p of the block is input row p − pad + r shifted by s − pad, and
+                    // consecutive rows are W = Q apart in both: one contiguous copy of the
+                    // valid span, then zero the padded border columns it wrapped into.
+                    let off = (r - g.pad) * g.w + (s - g.pad)
+                    for i in 0..<nb {
+                        let img = input + ((n0 + i) * g.c + c) * hw
+                        let dst = row + i * pq
+                        if qHi <= qLo || pHi <= pLo {
+                            dst.update(repeating: 0, count: pq)
+                            continue
+                        }
+                        let start = pLo * g.q + qLo
+                        let end = (pHi - 1) * g.q + qHi
+                        // Whole rows in the padding; the partial rows pLo and pHi − 1 are
+                        // covered by the border-column zeroing.
+                        if pLo > 0 { dst.update(repeating: 0, count: pLo * g.q) }
+                        if pHi < g.p {
+                            (dst + pHi * g.q).update(repeating: 0, count: pq - pHi * g.q)
+                        }
+                        (dst + start).update(from: img + start + off, count: end - start)
+                        zeroBorderColumns(dst, shape: g, pLo: pLo, pHi: pHi, qLo: qLo, qHi: qHi)
+                    }
+                    continue
+                }
                 for i in 0..<nb {
                     let img = input + ((n0 + i) * g.c + c) * hw
                     let dst0 = row + i * pq
@@ -103,14 +159,20 @@ func im2col(
                         let dst = dst0 + p * g.q
                         let hIn = p * g.stride - g.pad + r
                         if hIn < 0 || hIn >= g.h || qHi <= qLo {
-                            dst.update(repeating: 0, count: g.q)
+                            for q in 0..<g.q { dst[q] = 0 }
                             continue
                         }
-                        if qLo > 0 { dst.update(repeating: 0, count: qLo) }
-                        if qHi < g.q { (dst + qHi).update(repeating: 0, count: g.q - qHi) }
+                        for q in 0..<qLo { dst[q] = 0 }
+                        for q in qHi..<g.q { dst[q] = 0 }
                         let src = img + hIn * g.w + (qLo * g.stride - g.pad + s)
                         if g.stride == 1 {
                             (dst + qLo).update(from: src, count: qHi - qLo)
+                        } else if g.stride == 2 {
+                            // Vector loads may run past the row into later rows of the
+                            // same plane (odd lanes are dropped), never past the plane.
+                            gatherStride2(
+                                dst + qLo, src, count: qHi - qLo,
+                                readable: (g.h - hIn) * g.w - (qLo * 2 - g.pad + s))
                         } else {
                             for j in 0..<(qHi - qLo) { dst[qLo + j] = src[j * g.stride] }
                         }
@@ -122,8 +184,9 @@ func im2col(
 }
 
 /// Adds columns (C·R·S, nb·P·Q) back into the image gradients of images `n0..<n0+nb`.
+/// `col` is scratch: its padded-border entries are zeroed on the way.
 func col2imAccumulate(
-    dInput: UnsafeMutablePointer<Float>, col: UnsafePointer<Float>, shape g: Conv2dShape,
+    dInput: UnsafeMutablePointer<Float>, col: UnsafeMutablePointer<Float>, shape g: Conv2dShape,
     n0: Int, nb: Int
 ) {
     let pq = g.p * g.q
@@ -131,21 +194,43 @@ func col2imAccumulate(
     let hw = g.h * g.w
     for c in 0..<g.c {
         for r in 0..<g.r {
+            let pLo = min(g.p, max(0, (g.pad - r + g.stride - 1) / g.stride))
+            let pHi = max(pLo, validRowEnd(g, r))
             for s in 0..<g.s {
                 let row = col + ((c * g.r + r) * g.s + s) * ld
                 let qLo = max(0, (g.pad - s + g.stride - 1) / g.stride)
                 let qHi = validEnd(g, s)
-                if qHi <= qLo { continue }
+                if qHi <= qLo || pHi <= pLo { continue }
+                if g.isSameWidthStride1 {
+                    // Mirror of im2col's shifted copy: zero the border columns (gradients of
+                    // padding, which must not wrap into neighbouring rows), then one
+                    // contiguous add of the valid span.
+                    let off = (r - g.pad) * g.w + (s - g.pad)
+                    let start = pLo * g.q + qLo
+                    let end = (pHi - 1) * g.q + qHi
+                    for i in 0..<nb {
+                        let img = dInput + ((n0 + i) * g.c + c) * hw + off
+                        let src = row + i * pq
+                        zeroBorderColumns(src, shape: g, pLo: pLo, pHi: pHi, qLo: qLo, qHi: qHi)
+                        for j in start..<end { img[j] += src[j] }
+                    }
+                    continue
+                }
                 for i in 0..<nb {
                     let img = dInput + ((n0 + i) * g.c + c) * hw
                     let src0 = row + i * pq
-                    for p in 0..<g.p {
+                    for p in pLo..<pHi {
                         let hIn = p * g.stride - g.pad + r
-                        if hIn < 0 || hIn >= g.h { continue }
                         let src = src0 + p * g.q + qLo
                         let dst = img + hIn * g.w + (qLo * g.stride - g.pad + s)
                         if g.stride == 1 {
                             for j in 0..<(qHi - qLo) { dst[j] += src[j] }
+                        } else if g.stride == 2 {
+                            // Odd lanes are rewritten unchanged, possibly in later rows of
+                            // the same plane, never past the plane.
+                            scatterAddStride2(
+                                dst, src, count: qHi - qLo,
+                                writable: (g.h - hIn) * g.w - (qLo * 2 - g.pad + s))
                         } else {
                             for j in 0..<(qHi - qLo) { dst[j * g.stride] += src[j] }
                         }
@@ -153,6 +238,67 @@ func col2imAccumulate(
                 }
             }
         }
+    }
+}
+
+/// Zeroes the padded border columns (q < qLo, q ≥ qHi) of rows pLo..<pHi of one P×Q block.
+/// Column by column: a row-wise loop would become one tiny memset call per row.
+@inline(__always)
+func zeroBorderColumns(
+    _ block: UnsafeMutablePointer<Float>, shape g: Conv2dShape, pLo: Int, pHi: Int, qLo: Int,
+    qHi: Int
+) {
+    for q in 0..<qLo {
+        var d = block + pLo * g.q + q
+        for _ in pLo..<pHi {
+            d.pointee = 0
+            d += g.q
+        }
+    }
+    for q in qHi..<g.q {
+        var d = block + pLo * g.q + q
+        for _ in pLo..<pHi {
+            d.pointee = 0
+            d += g.q
+        }
+    }
+}
+
+/// `dst[j] = src[2j]` for j < count, eight at a time (one 16-wide load, keep the even lanes)
+/// while the load stays within the `readable` floats from `src`.
+@inline(__always)
+func gatherStride2(
+    _ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int, readable: Int
+) {
+    var j = 0
+    while j + 8 <= count && 2 * j + 16 <= readable {
+        let v = UnsafeRawPointer(src + 2 * j).loadUnaligned(as: SIMD16<Float>.self)
+        UnsafeMutableRawPointer(dst + j).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
+        j += 8
+    }
+    while j < count {
+        dst[j] = src[2 * j]
+        j += 1
+    }
+}
+
+/// `dst[2j] += src[j]` for j < count, eight at a time (16-wide load/store of `dst`; the odd
+/// lanes are written back unchanged) while the access stays within `writable` floats.
+@inline(__always)
+func scatterAddStride2(
+    _ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int, writable: Int
+) {
+    var j = 0
+    while j + 8 <= count && 2 * j + 16 <= writable {
+        let raw = UnsafeMutableRawPointer(dst + 2 * j)
+        var v = raw.loadUnaligned(as: SIMD16<Float>.self)
+        v.evenHalf += UnsafeRawPointer(src + j).loadUnaligned(as: SIMD8<Float>.self)
+        raw.storeBytes(of: v, as: SIMD16<Float>.self)
+        j += 8
+    }
+    while j < count {
+        dst[2 * j] += src[j]
+        j += 1
     }
 }
 
@@ -179,20 +325,30 @@ public func conv2dForward(
     } else {
         let ws = workspace!
         let nbMax = g.chunk
+        let perImage = g.gemmPerImage
         var n0 = 0
         while n0 < g.n {
             let nb = min(nbMax, g.n - n0)
             let col = ws
             let staging = ws + crs * nbMax * pq
             im2col(col: col, input: input, shape: g, n0: n0, nb: nb)
-            sgemm(
-                transA: false, transB: false, m: g.k, n: nb * pq, k: crs, alpha: 1, a: weight,
-                lda: crs, b: col, ldb: nb * pq, beta: 0, c: staging, ldc: nb * pq)
-            // (K, nb·PQ) → (nb, K, PQ)
-            for kk in 0..<g.k {
+            if perImage || nb == 1 {
                 for i in 0..<nb {
-                    (output + ((n0 + i) * g.k + kk) * pq).update(
-                        from: staging + kk * nb * pq + i * pq, count: pq)
+                    sgemm(
+                        transA: false, transB: false, m: g.k, n: pq, k: crs, alpha: 1,
+                        a: weight, lda: crs, b: col + i * pq, ldb: nb * pq, beta: 0,
+                        c: output + (n0 + i) * g.k * pq, ldc: pq)
+                }
+            } else {
+                sgemm(
+                    transA: false, transB: false, m: g.k, n: nb * pq, k: crs, alpha: 1, a: weight,
+                    lda: crs, b: col, ldb: nb * pq, beta: 0, c: staging, ldc: nb * pq)
+                // (K, nb·PQ) → (nb, K, PQ)
+                for kk in 0..<g.k {
+                    for i in 0..<nb {
+                        (output + ((n0 + i) * g.k + kk) * pq).update(
+                            from: staging + kk * nb * pq + i * pq, count: pq)
+                    }
                 }
             }
             n0 += nb
@@ -252,27 +408,134 @@ public func conv2dBackward(
     }
     let ws = workspace!
     let nbMax = g.chunk
+    let perImage = g.gemmPerImage
     var n0 = 0
     while n0 < g.n {
         let nb = min(nbMax, g.n - n0)
         let col = ws
         let staging = ws + crs * nbMax * pq
         im2col(col: col, input: input, shape: g, n0: n0, nb: nb)
-        // (nb, K, PQ) → (K, nb·PQ)
-        for kk in 0..<g.k {
+        if perImage || nb == 1 {
             for i in 0..<nb {
-                (staging + kk * nb * pq + i * pq).update(
-                    from: dOutput + ((n0 + i) * g.k + kk) * pq, count: pq)
+                sgemm(
+                    transA: false, transB: true, m: g.k, n: crs, k: pq, alpha: 1,
+                    a: dOutput + (n0 + i) * g.k * pq, lda: pq, b: col + i * pq, ldb: nb * pq,
+                    beta: 1, c: dWeight, ldc: crs)
+            }
+            if let dInput {
+                for i in 0..<nb {
+                    sgemm(
+                        transA: true, transB: false, m: crs, n: pq, k: g.k, alpha: 1, a: weight,
+                        lda: crs, b: dOutput + (n0 + i) * g.k * pq, ldb: pq, beta: 0,
+                        c: col + i * pq, ldc: nb * pq)
+                }
+                col2imAccumulate(dInput: dInput, col: col, shape: g, n0: n0, nb: nb)
+            }
+        } else {
+            // (nb, K, PQ) → (K, nb·PQ)
+            for kk in 0..<g.k {
+                for i in 0..<nb {
+                    (staging + kk * nb * pq + i * pq).update(
+                        from: dOutput + ((n0 + i) * g.k + kk) * pq, count: pq)
+                }
+            }
+            sgemm(
+                transA: false, transB: true, m: g.k, n: crs, k: nb * pq, alpha: 1, a: staging,
+                lda: nb * pq, b: col, ldb: nb * pq, beta: 1, c: dWeight, ldc: crs)
+            if let dInput {
+                sgemm(
+                    transA: true, transB: false, m: crs, n: nb * pq, k: g.k, alpha: 1, a: weight,
+                    lda: crs, b: staging, ldb: nb * pq, beta: 0, c: col, ldc: nb * pq)
+                col2imAccumulate(dInput: dInput, col: col, shape: g, n0: n0, nb: nb)
             }
         }
-        sgemm(
-            transA: false, transB: true, m: g.k, n: crs, k: nb * pq, alpha: 1, a: staging,
-            lda: nb * pq, b: col, ldb: nb * pq, beta: 1, c: dWeight, ldc: crs)
-        if let dInput {
+        n0 += nb
+    }
+}
+
+// MARK: - benchmark support
+
+/// Runs only the GEMMs of `conv2dForward` followed by `conv2dBackward` for `shape` (same
+/// sizes, transposes, chunking and per-image/batched choice), skipping im2col, col2im, the
+/// staging copies and the bias. Benchmarks time it next to the real kernels: the difference
+/// is what moving the columns costs. Outputs hold meaningless values afterwards.
+/// - Parameters: as for `conv2dForward`/`conv2dBackward`; `dInput` nil skips the input-gradient
+///   GEMM, as for the stem.
+public func conv2dGemmsOnly(
+    output: UnsafeMutablePointer<Float>, dInput: UnsafeMutablePointer<Float>?,
+    dWeight: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
+    input: UnsafePointer<Float>, weight: UnsafePointer<Float>, shape g: Conv2dShape,
+    workspace: UnsafeMutablePointer<Float>?
+) {
+    let pq = g.p * g.q
+    let crs = g.rowLength
+    if g.isPointwise {
+        for i in 0..<g.n {
             sgemm(
-                transA: true, transB: false, m: crs, n: nb * pq, k: g.k, alpha: 1, a: weight,
-                lda: crs, b: staging, ldb: nb * pq, beta: 0, c: col, ldc: nb * pq)
-            col2imAccumulate(dInput: dInput, col: col, shape: g, n0: n0, nb: nb)
+                transA: false, transB: false, m: g.k, n: pq, k: g.c, alpha: 1, a: weight, lda: crs,
+                b: input + i * g.c * pq, ldb: pq, beta: 0, c: output + i * g.k * pq, ldc: pq)
+        }
+        for i in 0..<g.n {
+            let dOut = dOutput + i * g.k * pq
+            sgemm(
+                transA: false, transB: true, m: g.k, n: g.c, k: pq, alpha: 1, a: dOut, lda: pq,
+                b: input + i * g.c * pq, ldb: pq, beta: 1, c: dWeight, ldc: crs)
+            if let dInput {
+                sgemm(
+                    transA: true, transB: false, m: g.c, n: pq, k: g.k, alpha: 1, a: weight,
+                    lda: crs, b: dOut, ldb: pq, beta: 1, c: dInput + i * g.c * pq, ldc: pq)
+            }
+        }
+        return
+    }
+    let col = workspace!
+    let staging = col + crs * g.chunk * pq
+    var n0 = 0
+    while n0 < g.n {  // forward
+        let nb = min(g.chunk, g.n - n0)
+        let ld = nb * pq
+        if g.gemmPerImage || nb == 1 {
+            for i in 0..<nb {
+                sgemm(
+                    transA: false, transB: false, m: g.k, n: pq, k: crs, alpha: 1, a: weight,
+                    lda: crs, b: col + i * pq, ldb: ld, beta: 0, c: output + (n0 + i) * g.k * pq,
+                    ldc: pq)
+            }
+        } else {
+            sgemm(
+                transA: false, transB: false, m: g.k, n: ld, k: crs, alpha: 1, a: weight,
+                lda: crs, b: col, ldb: ld, beta: 0, c: staging, ldc: ld)
+        }
+        n0 += nb
+    }
+    n0 = 0
+    while n0 < g.n {  // backward
+        let nb = min(g.chunk, g.n - n0)
+        let ld = nb * pq
+        if g.gemmPerImage || nb == 1 {
+            for i in 0..<nb {
+                sgemm(
+                    transA: false, transB: true, m: g.k, n: crs, k: pq, alpha: 1,
+                    a: dOutput + (n0 + i) * g.k * pq, lda: pq, b: col + i * pq, ldb: ld, beta: 1,
+                    c: dWeight, ldc: crs)
+            }
+            if dInput != nil {
+                for i in 0..<nb {
+                    sgemm(
+                        transA: true, transB: false, m: crs, n: pq, k: g.k, alpha: 1, a: weight,
+                        lda: crs, b: dOutput + (n0 + i) * g.k * pq, ldb: pq, beta: 0,
+                        c: col + i * pq, ldc: ld)
+                }
+            }
+        } else {
+            sgemm(
+                transA: false, transB: true, m: g.k, n: crs, k: ld, alpha: 1, a: staging,
+                lda: ld, b: col, ldb: ld, beta: 1, c: dWeight, ldc: crs)
+            if dInput != nil {
+                sgemm(
+                    transA: true, transB: false, m: crs, n: ld, k: g.k, alpha: 1, a: weight,
+                    lda: crs, b: staging, ldb: ld, beta: 0, c: col, ldc: ld)
+            }
         }
         n0 += nb
     }

@@ -143,31 +143,47 @@ public final class Network {
             let arena = arenas[ArenaKey(batch: batch, training: true)]
         else { fatalError("Network.backward called without a training-mode forward") }
         let v = arena.values
-        let d = arena.grads
-        // Activation gradients are zeroed lazily, right before the first layer that adds to them.
-        var fresh = [Bool](repeating: true, count: graph.tensors.count)
-        func grad(_ t: TensorID) -> UnsafeMutablePointer<Float>? {
-            if t == graph.input { return nil }
-            let buf = d[t.index]!
-            if fresh[t.index] {
-                buf.zero()
-                fresh[t.index] = false
+        // Activation gradients live in a small pool: a tensor's gradient is taken (zeroed) when
+        // the first layer that feeds it back runs and returned once its producer has consumed
+        // it, so only the few gradients crossing the current layer exist at any time (about 3
+        // for a ResNet) instead of one per tensor.
+        var slotOf = [Int](repeating: -1, count: graph.tensors.count)
+        var free: [Int] = []
+        func take(_ t: TensorID) -> UnsafeMutablePointer<Float> {
+            if slotOf[t.index] < 0 {
+                let slot: Int
+                if let f = free.popLast() {
+                    slot = f
+                } else {
+                    arena.gradPool.append(FloatBuffer(count: arena.maxTensorCount))
+                    slot = arena.gradPool.count - 1
+                }
+                arena.gradPool[slot].pointer.update(
+                    repeating: 0, count: batch * graph.tensors[t.index].count)
+                slotOf[t.index] = slot
             }
-            return buf.pointer
+            return arena.gradPool[slotOf[t.index]].pointer
         }
-        let logits = d[graph.logits.index]!
-        logits.pointer.update(from: dLogits, count: logits.count)
-        fresh[graph.logits.index] = false
+        func grad(_ t: TensorID) -> UnsafeMutablePointer<Float>? {
+            t == graph.input ? nil : take(t)
+        }
+        func release(_ t: TensorID) {
+            if slotOf[t.index] >= 0 {
+                free.append(slotOf[t.index])
+                slotOf[t.index] = -1
+            }
+        }
+        take(graph.logits).update(from: dLogits, count: batch * numClasses)
         for li in graph.layers.indices.reversed() {
             switch graph.layers[li] {
             case .conv(let l):
                 conv2dBackward(
                     dInput: grad(l.input), dWeight: store.grad(l.weight),
-                    dBias: l.bias.map { store.grad($0) }, dOutput: d[l.output.index]!.pointer,
+                    dBias: l.bias.map { store.grad($0) }, dOutput: take(l.output),
                     input: v[l.input.index].pointer, weight: store.value(l.weight),
                     shape: arena.convShapes[li]!, workspace: arena.workspace.pointer)
             case .batchNorm(let l):
-                let dy = d[l.output.index]!.pointer
+                let dy = take(l.output)
                 if l.relu {
                     reluMaskInPlace(
                         dOutput: dy, output: v[l.output.index].pointer,
@@ -179,7 +195,7 @@ public final class Network {
                     scale: store.value(l.scale), saveMean: arena.bnMean[li]!.pointer,
                     saveInvStd: arena.bnInvStd[li]!.pointer, n: batch, c: l.channels, hw: l.hw)
             case .add(let l):
-                let dy = d[l.output.index]!.pointer
+                let dy = take(l.output)
                 let n = batch * graph.tensors[l.output.index].count
                 if l.relu {
                     reluMaskInPlace(dOutput: dy, output: v[l.output.index].pointer, count: n)
@@ -188,20 +204,21 @@ public final class Network {
             case .maxPool(let l):
                 if let dx = grad(l.input) {
                     maxPoolBackward(
-                        dInput: dx, dOutput: d[l.output.index]!.pointer,
+                        dInput: dx, dOutput: take(l.output),
                         argmax: arena.argmax[li]!, shape: l.shape.with(batch: batch))
                 }
             case .globalAvgPool(let l):
                 globalAvgPoolBackward(
-                    dInput: grad(l.input)!, dOutput: d[l.output.index]!.pointer,
+                    dInput: grad(l.input)!, dOutput: take(l.output),
                     nc: batch * l.channels, hw: l.hw)
             case .linear(let l):
                 linearBackward(
                     dInput: grad(l.input), dWeight: store.grad(l.weight),
-                    dBias: l.bias.map { store.grad($0) }, dOutput: d[l.output.index]!.pointer,
+                    dBias: l.bias.map { store.grad($0) }, dOutput: take(l.output),
                     input: v[l.input.index].pointer, weight: store.value(l.weight), n: batch,
                     inFeatures: l.inFeatures, outFeatures: l.outFeatures)
             }
+            release(graph.layers[li].output)
         }
     }
 
@@ -220,7 +237,9 @@ public final class Network {
 
     private final class Arena {
         var values: [FloatBuffer] = []
-        var grads: [FloatBuffer?] = []
+        /// Reusable activation-gradient buffers (see `backward`), each `maxTensorCount` floats.
+        var gradPool: [FloatBuffer] = []
+        var maxTensorCount = 0
         var convShapes: [Int: Conv2dShape] = [:]
         var bnMean: [Int: FloatBuffer] = [:]
         var bnInvStd: [Int: FloatBuffer] = [:]
@@ -234,9 +253,7 @@ public final class Network {
         if let a = arenas[key] { return a }
         let a = Arena()
         a.values = graph.tensors.map { FloatBuffer(count: batch * $0.count) }
-        a.grads = graph.tensors.enumerated().map { i, s in
-            training && i != graph.input.index ? FloatBuffer(count: batch * s.count) : nil
-        }
+        a.maxTensorCount = batch * (graph.tensors.map(\.count).max() ?? 0)
         var ws = 0
         for (li, layer) in graph.layers.enumerated() {
             switch layer {
