@@ -13,8 +13,20 @@ public func reluBackward(
     dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
     output: UnsafePointer<Float>, count: Int
 ) {
-    // Branch-free so it vectorises.
-    for i in 0..<count { dInput[i] += output[i] > 0 ? dOutput[i] : 0 }
+    let zero = SIMD8<Float>()
+    var i = 0
+    while i + 8 <= count {
+        let y = UnsafeRawPointer(output + i).loadUnaligned(as: SIMD8<Float>.self)
+        let g = UnsafeRawPointer(dOutput + i).loadUnaligned(as: SIMD8<Float>.self)
+        let d = UnsafeRawPointer(dInput + i).loadUnaligned(as: SIMD8<Float>.self)
+        let masked = g.replacing(with: zero, where: .!(y .> zero))
+        UnsafeMutableRawPointer(dInput + i).storeBytes(of: d + masked, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < count {
+        if output[i] > 0 { dInput[i] += dOutput[i] }
+        i += 1
+    }
 }
 
 /// Zeroes `dOutput` where the forward output was not positive (in-place ReLU backward, used
@@ -22,7 +34,20 @@ public func reluBackward(
 public func reluMaskInPlace(
     dOutput: UnsafeMutablePointer<Float>, output: UnsafePointer<Float>, count: Int
 ) {
-    for i in 0..<count { dOutput[i] = output[i] > 0 ? dOutput[i] : 0 }
+    // Explicit SIMD: the scalar form compiles to a compare-and-branch per element.
+    let zero = SIMD8<Float>()
+    var i = 0
+    while i + 8 <= count {
+        let y = UnsafeRawPointer(output + i).loadUnaligned(as: SIMD8<Float>.self)
+        let g = UnsafeRawPointer(dOutput + i).loadUnaligned(as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(dOutput + i).storeBytes(
+            of: g.replacing(with: zero, where: .!(y .> zero)), as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < count {
+        if !(output[i] > 0) { dOutput[i] = 0 }
+        i += 1
+    }
 }
 
 /// Residual add: `output = a + b`.
