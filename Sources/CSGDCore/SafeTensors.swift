@@ -214,12 +214,13 @@ public struct SafeTensorsFile: Equatable {
 
         var json = "{\"__metadata__\":{"
         let keys = meta.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-        json += keys.map { jsonString($0) + ":" + jsonString(meta[$0]!) }.joined(separator: ",")
+        json += keys.map { jsonStringLiteral($0) + ":" + jsonStringLiteral(meta[$0]!) }.joined(
+            separator: ",")
         json += "}"
         var offset = 0
         for t in tensors {
             let end = offset + t.bytes.count
-            json += "," + jsonString(t.name) + ":{\"dtype\":\"" + t.dtype.rawValue + "\""
+            json += "," + jsonStringLiteral(t.name) + ":{\"dtype\":\"" + t.dtype.rawValue + "\""
             json += ",\"shape\":[" + t.shape.map(String.init).joined(separator: ",") + "]"
             json += ",\"data_offsets\":[\(offset),\(end)]}"
             offset = end
@@ -396,7 +397,7 @@ private func intArray(_ value: Any?) -> [Int]? {
 
 /// A JSON string literal: quotes, backslashes and control characters escaped; other
 /// characters (including non-ASCII) written as UTF-8, so the output is deterministic.
-private func jsonString(_ s: String) -> String {
+public func jsonStringLiteral(_ s: String) -> String {
     var out = "\""
     for u in s.unicodeScalars {
         switch u {

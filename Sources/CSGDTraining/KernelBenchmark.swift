@@ -37,39 +37,19 @@ public struct BenchResult: Sendable, Equatable, Codable {
     /// then every extra in key order. Non-finite numbers become `null`.
     public var jsonLine: String {
         var fields = [
-            "\"name\":\(Self.jsonString(name))", "\"value\":\(Self.jsonNumber(value))",
-            "\"unit\":\(Self.jsonString(unit))",
+            "\"name\":\(jsonStringLiteral(name))", "\"value\":\(Self.jsonNumber(value))",
+            "\"unit\":\(jsonStringLiteral(unit))",
         ]
         if unit == Self.gflopsUnit && extra["gflops"] == nil {
             fields.append("\"gflops\":\(Self.jsonNumber(value))")
         }
         for key in extra.keys.sorted() {
-            fields.append("\(Self.jsonString(key)):\(Self.jsonNumber(extra[key]!))")
+            fields.append("\(jsonStringLiteral(key)):\(Self.jsonNumber(extra[key]!))")
         }
         return "{" + fields.joined(separator: ",") + "}"
     }
 
     static func jsonNumber(_ x: Double) -> String { x.isFinite ? "\(x)" : "null" }
-
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for ch in s.unicodeScalars {
-            switch ch {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            default:
-                if ch.value < 0x20 {
-                    let hex = String(ch.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(ch)
-                }
-            }
-        }
-        return out + "\""
-    }
 }
 
 /// Kernel throughput benchmarks (sgemm and conv2d on ResNet-56 shapes).
