@@ -255,36 +255,57 @@ public final class Trainer {
         var sums = [0.0, 0.0, 0.0, 0.0]
         forEachBatch(dataset, shard) { images, labels, n in
             let logits = net.forward(images: images, batch: n, training: false)
-            let r = softmaxCrossEntropy(
-                dLogits: nil, logits: logits, labels: labels, n: n, classes: net.numClasses)
-            sums[0] += r.loss * Double(n)
-            sums[1] += Double(r.top1)
-            sums[2] += Double(r.top5)
-            sums[3] += Double(n)
+            Trainer.score(logits, labels, n, net.numClasses, into: &sums, at: 0)
         }
-        comm.allreduceSum(&sums)
-        let n = max(sums[3], 1)
-        return EvalResult(
-            loss: sums[0] / n, top1: sums[1] / n, top5: sums[2] / n, count: Int(sums[3]))
+        return reduced(&sums)[0]
     }
 
-    /// Runs both nets over `dataset` in eval mode: max |logit difference| and each one's result.
+    /// Runs both nets over `dataset` in eval mode, one pass: the max |logit difference| and
+    /// each net's loss/accuracy (the pruning equivalence check).
     public func compare(_ a: Network, _ b: Network, on dataset: ImageDataset) -> (
         maxLogitDiff: Double, a: EvalResult, b: EvalResult
     ) {
-        let ra = evaluate(a, dataset)
-        let rb = evaluate(b, dataset)
         let shard = Sampler.evalShard(count: dataset.count, rank: comm.rank, worldSize: comm.size)
+        var sums = [Double](repeating: 0, count: 8)
         var maxDiff = 0.0
-        forEachBatch(dataset, shard) { images, _, n in
+        forEachBatch(dataset, shard) { images, labels, n in
+            let k = a.numClasses
             let la = Array(
                 UnsafeBufferPointer(
-                    start: a.forward(images: images, batch: n, training: false),
-                    count: n * a.numClasses))
+                    start: a.forward(images: images, batch: n, training: false), count: n * k))
             let lb = b.forward(images: images, batch: n, training: false)
+            la.withUnsafeBufferPointer {
+                Trainer.score($0.baseAddress!, labels, n, k, into: &sums, at: 0)
+            }
+            Trainer.score(lb, labels, n, k, into: &sums, at: 4)
             for i in 0..<la.count { maxDiff = max(maxDiff, Double(abs(la[i] - lb[i]))) }
         }
-        return (comm.allreduceMax(maxDiff), ra, rb)
+        let r = reduced(&sums)
+        return (comm.allreduceMax(maxDiff), r[0], r[1])
+    }
+
+    /// Adds loss·n, top-1, top-5 and n of one batch to `sums[at..<at+4]`.
+    static func score(
+        _ logits: UnsafePointer<Float>, _ labels: UnsafePointer<Int32>, _ n: Int, _ classes: Int,
+        into sums: inout [Double], at o: Int
+    ) {
+        let r = softmaxCrossEntropy(
+            dLogits: nil, logits: logits, labels: labels, n: n, classes: classes)
+        sums[o] += r.loss * Double(n)
+        sums[o + 1] += Double(r.top1)
+        sums[o + 2] += Double(r.top5)
+        sums[o + 3] += Double(n)
+    }
+
+    /// Allreduces groups of (loss·n, top-1, top-5, n) and turns each into an `EvalResult`.
+    func reduced(_ sums: inout [Double]) -> [EvalResult] {
+        comm.allreduceSum(&sums)
+        return stride(from: 0, to: sums.count, by: 4).map { o in
+            let n = max(sums[o + 3], 1)
+            return EvalResult(
+                loss: sums[o] / n, top1: sums[o + 1] / n, top5: sums[o + 2] / n,
+                count: Int(sums[o + 3]))
+        }
     }
 
     /// Calls `body` with normalised, un-augmented batches of `range` of `dataset`.
