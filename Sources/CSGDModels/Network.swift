@@ -148,7 +148,7 @@ public final class Network {
         // it, so only the few gradients crossing the current layer exist at any time (about 3
         // for a ResNet) instead of one per tensor.
         var slotOf = [Int](repeating: -1, count: graph.tensors.count)
-        var free: [Int] = []
+        var free = Array(arena.gradPool.indices.reversed())  // the pool persists across steps
         func take(_ t: TensorID) -> UnsafeMutablePointer<Float> {
             if slotOf[t.index] < 0 {
                 let slot: Int
@@ -221,6 +221,9 @@ public final class Network {
             release(graph.layers[li].output)
         }
     }
+
+    /// Activation-gradient buffers currently allocated (bounded after the first backward).
+    public var gradientBufferCount: Int { arenas.values.reduce(0) { $0 + $1.gradPool.count } }
 
     /// Frees all activation arenas (e.g. after training, before a large eval).
     public func releaseActivations() {

@@ -99,4 +99,19 @@ final class NetworkGradientTests: XCTestCase {
         a.widths = a.widths.map { max(4, $0 / 8) }
         try checkNetwork(a, batch: 4, awayFromKinks: true, rtol: 5e-2, atol: 1e-3)
     }
+
+    func testBackwardReusesItsGradientBuffersAcrossSteps() throws {
+        let a = try Architecture.standard(
+            model: "resnet8", inputChannels: 1, imageSize: 8, numClasses: 3)
+        let net = try Network(architecture: a)
+        net.initialize(seed: 1)
+        let x = FloatBuffer(count: 2 * net.imageCount)
+        let labels: [Int32] = [0, 2]
+        _ = lossAndGrad(net, x, labels, batch: 2, grad: true)
+        let first = net.gradientBufferCount
+        XCTAssertGreaterThan(first, 0)
+        XCTAssertLessThanOrEqual(first, 4, "a ResNet needs only a few live gradients")
+        for _ in 0..<5 { _ = lossAndGrad(net, x, labels, batch: 2, grad: true) }
+        XCTAssertEqual(net.gradientBufferCount, first, "backward leaks gradient buffers")
+    }
 }
