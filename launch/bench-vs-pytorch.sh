@@ -14,12 +14,12 @@ root=()
 mpi=(mpirun "${root[@]}" -n 2 --bind-to core -x OPENBLAS_NUM_THREADS=1 --mca btl self,vader)
 for r in $(seq "$ROUNDS"); do
     echo "== round $r"
-    OPENBLAS_NUM_THREADS=1 "$exe" bench train --steps 20 --step-only --json | grep train_step
-    "$TORCH_PY" "$PEER/bench_single.py" 1 64 30
-    OPENBLAS_NUM_THREADS=2 "$exe" bench train --steps 20 --step-only --threads 2 --json | grep train_step
-    "$TORCH_PY" "$PEER/bench_single.py" 2 64 30
-    "${mpi[@]}" "$exe" bench train --steps 20 --step-only --batch 32 --json | grep train_step
-    "$TORCH_PY" "$PEER/bench_ddp.py" 32 30 1
+    OPENBLAS_NUM_THREADS=1 "$exe" bench train --steps 10 --step-only --json | grep train_step
+    "$TORCH_PY" "$PEER/bench_single.py" 1 64 15
+    OPENBLAS_NUM_THREADS=2 "$exe" bench train --steps 10 --step-only --threads 2 --json | grep train_step
+    "$TORCH_PY" "$PEER/bench_single.py" 2 64 15
+    "${mpi[@]}" "$exe" bench train --steps 10 --step-only --batch 32 --json | grep train_step
+    "$TORCH_PY" "$PEER/bench_ddp.py" 32 15 1
 done
 echo "== peak RSS, ResNet-56 training at batch 128 (1 thread)"
 OPENBLAS_NUM_THREADS=1 "$exe" bench train --steps 3 --step-only --batch 128 --json | grep peak_rss
