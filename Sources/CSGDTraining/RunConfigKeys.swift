@@ -86,7 +86,8 @@ extension ConfigKey {
                 .double("lr_gamma", \.lrGamma, .positive, "multistep decay factor"),
                 .double("warmup_epochs", \.warmupEpochs, .nonNegative, "linear LR warmup"),
                 .uint64("seed", \.seed, "seed of every random stream"),
-                .int("threads", \.threads, .atLeast(0), "OpenBLAS threads per rank; 0 = its default"),
+                .int(
+                    "threads", \.threads, .atLeast(0), "OpenBLAS threads per rank; 0 = its default"),
             ]
         ),
         (
