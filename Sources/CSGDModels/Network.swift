@@ -51,9 +51,16 @@ public final class Network {
             case .bnShift, .convBias:
                 p.update(repeating: 0, count: spec.count)
             case .fcWeight, .fcBias:
-                let fanIn = spec.role == .fcWeight ? spec.shape[1] : fcInFeatures(spec)
-                let bound = Float(1 / Double(fanIn).squareRoot())
-                for j in 0..<spec.count { p[j] = (rng.nextFloat() * 2 - 1) * bound }
+                break  // below, per layer: both use the layer's fan-in
+            }
+        }
+        // FC layers come last in the parameter order, so drawing them here keeps the stream
+        // order of a single pass.
+        for case .linear(let l) in graph.layers {
+            let bound = Float(1 / Double(l.inFeatures).squareRoot())
+            for id in [l.weight] + (l.bias.map { [$0] } ?? []) {
+                let p = store.value(id)
+                for j in 0..<store[id].count { p[j] = (rng.nextFloat() * 2 - 1) * bound }
             }
         }
         for (i, spec) in store.bufferSpecs.enumerated() {
@@ -62,13 +69,6 @@ public final class Network {
         }
         store.momentum.zero()
         store.grads.zero()
-    }
-
-    private func fcInFeatures(_ bias: ParameterSpec) -> Int {
-        for case .linear(let l) in graph.layers where store[l.bias!].name == bias.name {
-            return l.inFeatures
-        }
-        return 1
     }
 
     // MARK: - forward
