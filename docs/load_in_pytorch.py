@@ -3,7 +3,7 @@
 The safetensors file carries torchvision-style tensor names and its own widths
 (metadata "csgd.architecture"), so the network is rebuilt from the file alone:
 
-    python tools/load_in_pytorch.py runs/fmnist-r20-csgd/pruned.safetensors [N]
+    python docs/load_in_pytorch.py runs/fmnist-r20-csgd/pruned.safetensors [N]
 
 evaluates the first N (default 1000) Fashion-MNIST test images from the Debian package and
 prints the top-1 accuracy, which should match `csgd-dist eval --input FILE --test-limit N`.
