@@ -78,7 +78,7 @@ public enum Pipelines {
         for r in (resumed?.round ?? 0)..<rounds.count {
             let topology = try Topology(graph: net.graph)
             let target = try roundTarget(
-                rounds[r], original: original, net: net, topology: topology, widen: config.widen)
+                rounds[r], original: original, net: net, topology: topology)
             var state: TrainState
             if let s = resumed, s.round == r, s.plan != nil {
                 state = s
@@ -254,7 +254,7 @@ public enum Pipelines {
 
     /// The round's target as explicit widths per conv, relative to the original widths.
     static func roundTarget(
-        _ spec: String, original: Architecture, net: Network, topology: Topology, widen: Int
+        _ spec: String, original: Architecture, net: Network, topology: Topology
     ) throws -> PruneTarget {
         if spec == "widen" { return .perConv(original.widths) }
         guard let (ratio, internalOnly) = RunConfig.parseRound(spec) else {

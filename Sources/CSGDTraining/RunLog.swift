@@ -32,14 +32,14 @@ public final class RunLog {
     }
 
     /// A progress update: redrawn in place on a terminal, printed every `every` steps
-    /// otherwise (and always when `force`).
-    func progress(_ line: String, step: Int, every: Int, force: Bool = false) {
+    /// otherwise.
+    func progress(_ line: String, step: Int, every: Int) {
         guard comm.isRoot else { return }
         if isTerminal {
             print("\r\u{1B}[K" + line, terminator: "")
             liveLineOpen = true
             fflush(stdout)
-        } else if force || step % every == 0 {
+        } else if step % every == 0 {
             print(line)
             fflush(stdout)
         }
