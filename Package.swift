@@ -4,7 +4,7 @@
 // Dependency direction (never the other way):
 //   CSGDCore ← CSGDKernels ← CSGDModels ← CSGDCentripetal
 //   CSGDCore ← CSGDData,  CSGDCore ← CSGDDistributed
-//   all of the above ← CSGDTraining ← CSGDDistCLI (the `csgd-dist` executable)
+//   all of the above ← CSGDTraining ← CSGDReport ← CSGDDistCLI (the `csgd-dist` executable)
 // Only CSGDKernels imports CBLAS, only CSGDDistributed imports CMPI, only CSGDData imports CZlib.
 import PackageDescription
 
@@ -47,10 +47,14 @@ let package = Package(
                 "CSGDDistributed", .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: fast),
+        .target(
+            name: "CSGDReport",
+            dependencies: ["CSGDCore", "CSGDModels", "CSGDCentripetal", "CSGDTraining"],
+            swiftSettings: fast),
         .executableTarget(
             name: "CSGDDistCLI",
             dependencies: [
-                "CSGDTraining", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "CSGDTraining", "CSGDReport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),
         .testTarget(name: "CSGDCoreTests", dependencies: ["CSGDCore"]),
@@ -60,6 +64,7 @@ let package = Package(
         .testTarget(name: "CSGDCentripetalTests", dependencies: ["CSGDCentripetal", "CSGDData"]),
         .testTarget(name: "CSGDDistributedTests", dependencies: ["CSGDDistributed"]),
         .testTarget(name: "CSGDTrainingTests", dependencies: ["CSGDTraining"]),
+        .testTarget(name: "CSGDReportTests", dependencies: ["CSGDReport"]),
         .testTarget(name: "CSGDCLITests", dependencies: ["CSGDCore"]),
     ],
     swiftLanguageModes: [.v5]

@@ -105,10 +105,21 @@ struct PruneCommand: ParsableCommand {
     @Option(help: "csgd (merge the checkpoint's clusters) or magnitude (L1-norm baseline).")
     var method = "csgd"
     @Option(help: "Magnitude target, e.g. 5/8 or internal:0.7.") var target: String?
-    @Option(help: "Output model file.") var output: String
+    @Option(
+        help: """
+            Output model file. Its folder receives the prune's metrics.jsonl, config.yaml and \
+            command.txt unless --out-dir is given.
+            """)
+    var output: String
 
     func run() throws {
-        let c = try resolveOrExit(options)
+        var c = try resolveOrExit(options)
+        // A prune is its own run: never append to (or overwrite the config of) the run whose
+        // out_dir a shared YAML file names.
+        if !options.overrides.contains(where: { $0 == "--out-dir" || $0.hasPrefix("--out-dir=") }) {
+            let folder = URL(fileURLWithPath: output).deletingLastPathComponent().path
+            c.outDir = folder
+        }
         try runJob {
             try Pipelines.prune(
                 comm: $0, config: c, input: input, method: method, target: target, output: output)

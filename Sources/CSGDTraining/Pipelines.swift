@@ -119,6 +119,7 @@ public enum Pipelines {
                 "test_top1_before": check.a.top1, "test_top1_after": check.b.top1,
                 "flops_before": report.flopsBefore, "flops_after": report.flopsAfter,
                 "params_before": report.paramsBefore, "params_after": report.paramsAfter,
+                "method": "csgd", "layers": layerRecords(report),
             ])
             if check.maxLogitDiff > config.pruneTolerance {
                 throw CSGDError(
@@ -180,6 +181,14 @@ public enum Pipelines {
         let report = PruneReport(before: net.graph, after: thin.graph)
         trainer.log.info(report.table())
         trainer.log.info("\(method) prune: " + equivalenceLine(check))
+        try writeResolvedConfig(comm, config)
+        trainer.log.record([
+            "phase": "prune", "round": 1, "method": method, "max_logit_diff": check.maxLogitDiff,
+            "test_top1_before": check.a.top1, "test_top1_after": check.b.top1,
+            "flops_before": report.flopsBefore, "flops_after": report.flopsAfter,
+            "params_before": report.paramsBefore, "params_after": report.paramsAfter,
+            "layers": layerRecords(report),
+        ])
         if method == "csgd" && check.maxLogitDiff > config.pruneTolerance {
             throw CSGDError(
                 "equivalence check failed: max |logit diff| \(check.maxLogitDiff) > "
@@ -317,9 +326,26 @@ public enum Pipelines {
             + ", update \(config.update), out \(config.outDir)"
     }
 
+    /// Writes the resolved config.yaml and the command line (command.txt) into the run
+    /// directory, so the run's report can say exactly what produced it.
     static func writeResolvedConfig(_ comm: Communicator, _ config: RunConfig) throws {
         if comm.isRoot {
             try writeFileAtomically(Data(config.yaml().utf8), to: config.outDir + "/config.yaml")
+            let argv = CommandLine.arguments.map(shellQuoted).joined(separator: " ")
+            let launch = comm.size > 1 ? "(\(comm.size) MPI ranks) " : ""
+            try writeFileAtomically(
+                Data((launch + argv + "\n").utf8), to: config.outDir + "/command.txt")
         }
+    }
+
+    /// Per-layer widths of a prune, as metrics.jsonl stores them.
+    static func layerRecords(_ report: PruneReport) -> [[String: Any]] {
+        report.rows.map { ["name": $0.name, "before": $0.widthBefore, "after": $0.widthAfter] }
+    }
+
+    /// `s` as one shell word.
+    static func shellQuoted(_ s: String) -> String {
+        let plain = s.allSatisfy { $0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0) }
+        return plain && !s.isEmpty ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 }

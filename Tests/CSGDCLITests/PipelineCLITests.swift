@@ -44,6 +44,30 @@ final class PipelineCLITests: XCTestCase {
         let w = try widths(out + "/pruned.safetensors")
         XCTAssertEqual(Set(w), [4, 8, 16])
         XCTAssertEqual(w.count, 21)
+        try checkReport(of: out, epochs: 10, layers: 22, command: "--widen 2")
+    }
+
+    /// `report` on a finished run: every curve, one before/after bar pair per conv and the FC,
+    /// the recorded command; and the same bars from the checkpoints when the metrics predate
+    /// per-layer widths.
+    func checkReport(of run: String, epochs: Int, layers: Int, command: String) throws {
+        let r = try self.run(["report", run])
+        XCTAssertTrue(r.output.contains("\(epochs) epochs, 1 prunes"), r.output)
+        let html = try String(contentsOfFile: run + "/report.html", encoding: .utf8)
+        XCTAssertEqual(html.components(separatedBy: "<polyline class=\"series\"").count - 1, 6)
+        let bars = html.components(separatedBy: "<rect class=\"bar\"").count - 1
+        XCTAssertEqual(bars, 2 * layers + 4)
+        XCTAssertTrue(html.contains(command), "command.txt is shown")
+        let metrics = run + "/metrics.jsonl"
+        let old = try String(contentsOfFile: metrics, encoding: .utf8)
+            .replacingOccurrences(of: "\"layers\":", with: "\"old_layers\":")
+        try old.write(toFile: metrics, atomically: true, encoding: .utf8)
+        _ = try self.run(["report", run, "--output", dir + "/old.html"])
+        let oldHTML = try String(contentsOfFile: dir + "/old.html", encoding: .utf8)
+        XCTAssertEqual(oldHTML.components(separatedBy: "<rect class=\"bar\"").count - 1, bars)
+        let bad = try CLIRunner.run(["report", dir + "/nothing"])
+        XCTAssertNotEqual(bad.exitCode, 0)
+        XCTAssertTrue(bad.output.contains("nothing: no such run directory"), bad.output)
     }
 
     func testStandalonePruneOfACSGDCheckpointAndMagnitudeBaseline() throws {
