@@ -1,7 +1,7 @@
-// `csgd-dist bench …`: performance benchmarks. `bench` is only a group; each benchmark is a
-// subcommand (today `kernels`; `train`, `csgd`, `comm`, `prune` slot in beside it) that
-// produces `[BenchResult]` and prints it through `BenchOutput`, so every benchmark shares the
-// same table and JSON-lines formats.
+// `csgd-dist bench …`: performance benchmarks. Plain `bench` runs the whole suite (`bench
+// all`); each part is also a subcommand (kernels, train, scaling) that produces
+// `[BenchResult]` and prints it through `BenchOutput`, so every benchmark shares the same table
+// and JSON-lines formats.
 
 import ArgumentParser
 import CSGDTraining
@@ -12,7 +12,11 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure kernel, training-step, C-SGD, inference and scaling throughput.",
-        subcommands: [BenchKernelsCommand.self, BenchTrainCommand.self, BenchScalingCommand.self]
+        subcommands: [
+            BenchSuiteCommand.self, BenchKernelsCommand.self, BenchTrainCommand.self,
+            BenchScalingCommand.self,
+        ],
+        defaultSubcommand: BenchSuiteCommand.self
     )
 }
 

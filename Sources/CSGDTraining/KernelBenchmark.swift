@@ -9,7 +9,7 @@
 
 import CSGDCore
 import CSGDKernels
-import Dispatch
+import Foundation
 
 /// One measured quantity of a benchmark run.
 public struct BenchResult: Sendable, Equatable, Codable {
@@ -50,6 +50,20 @@ public struct BenchResult: Sendable, Equatable, Codable {
     }
 
     static func jsonNumber(_ x: Double) -> String { x.isFinite ? "\(x)" : "null" }
+
+    /// Parses a line written by `jsonLine` (null numbers become NaN); nil if it is not one.
+    public init?(jsonLine: String) {
+        guard let data = jsonLine.data(using: .utf8),
+            let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let name = o["name"] as? String, let unit = o["unit"] as? String
+        else { return nil }
+        let number = { (v: Any?) in (v as? NSNumber)?.doubleValue ?? .nan }
+        var extra: [String: Double] = [:]
+        for (k, v) in o where !["name", "value", "unit", "gflops"].contains(k) {
+            extra[k] = number(v)
+        }
+        self.init(name: name, value: number(o["value"]), unit: unit, extra: extra)
+    }
 }
 
 /// Kernel throughput benchmarks (sgemm and conv2d on ResNet-56 shapes).
