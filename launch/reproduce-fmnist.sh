@@ -1,17 +1,32 @@
 #!/usr/bin/env bash
 # Reproduces the Fashion-MNIST rows of docs/RESULTS.md on one 2-core node (2 MPI ranks):
 # base ResNet-20, C-SGD to 5/8 from it (no finetune), magnitude pruning of the base to the same
-# widths without and with finetuning. Each step's log goes to $OUT/<name>.log; steps whose
-# output already exists are skipped, so the script can be rerun after an interruption.
+# widths without and with finetuning; then train-2×-wider-then-squeeze against the same-width net
+# trained normally on the same budget (one process each). Each step's log goes to
+# $OUT/<name>.log; steps whose output already exists are skipped, so the script can be rerun
+# after an interruption. Every run directory gets an HTML report (csgd-dist report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-runs}"
 run="launch/mpirun-local.sh"
+exe="${CSGD_EXE:-.build/release/csgd-dist}"
 mkdir -p "$OUT"
 
-step() {  # step NAME OUTPUT-FILE ARGS…: runs csgd-dist ARGS unless OUTPUT-FILE exists
+step() {  # step NAME OUTPUT-FILE ARGS…: runs csgd-dist ARGS (2 ranks) unless OUTPUT-FILE exists
     local name=$1 done_file=$2
     shift 2
+    launcher "$run" "$name" "$done_file" "$@"
+}
+
+step1() {  # like step, one process (no mpirun): leaves a core free on a 2-core machine
+    local name=$1 done_file=$2
+    shift 2
+    OPENBLAS_NUM_THREADS=1 launcher "$exe" "$name" "$done_file" "$@"
+}
+
+launcher() {
+    local run=$1 name=$2 done_file=$3
+    shift 3
     if [ -f "$done_file" ]; then
         echo "== $name: done already ($done_file)"
         return
@@ -37,3 +52,12 @@ step fmnist-r20-magnitude-ft "$OUT/fmnist-r20-magnitude-ft/pruned.safetensors" \
     prune --config cluster-configs/fashion-mnist-resnet20-csgd.yaml \
     --input "$base" --method magnitude --target 5/8 --finetune-epochs 8 \
     --output "$OUT/fmnist-r20-magnitude-ft/pruned.safetensors" --out-dir "$OUT/fmnist-r20-magnitude-ft"
+widen_cfg=cluster-configs/fashion-mnist-resnet20-widen.yaml
+step1 fmnist-r20-narrow "$OUT/fmnist-r20-narrow/model.safetensors" \
+    train --config "$widen_cfg" --widen 1 --out-dir "$OUT/fmnist-r20-narrow"
+step1 fmnist-r20-widen "$OUT/fmnist-r20-widen/pruned.safetensors" \
+    csgd --config "$widen_cfg" --out-dir "$OUT/fmnist-r20-widen"
+
+for d in fmnist-r20-base fmnist-r20-csgd fmnist-r20-magnitude-ft fmnist-r20-narrow fmnist-r20-widen; do
+    "$exe" report "$OUT/$d"
+done
