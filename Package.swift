@@ -67,7 +67,7 @@ let package = Package(
         .testTarget(name: "CSGDCentripetalTests", dependencies: ["CSGDCentripetal", "CSGDData"]),
         .testTarget(name: "CSGDDistributedTests", dependencies: ["CSGDDistributed"]),
         .testTarget(name: "CSGDTrainingTests", dependencies: ["CSGDTraining"]),
-        .testTarget(name: "CSGDCLITests", dependencies: ["CSGDCore"]),
+        .testTarget(name: "CSGDCLITests", dependencies: ["CSGDCore", "CSGDData"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -54,7 +54,7 @@ public final class ImageFolderDataset: @unchecked Sendable {
     public let records: [ImageRecord]
     /// Shard file names (empty for a folder tree).
     public let shards: [String]
-    private let shardFDs: [Int32]
+    private let files: ShardFiles
 
     /// Whether the bytes come from packed record files.
     public var isPacked: Bool { !shards.isEmpty }
@@ -67,20 +67,16 @@ public final class ImageFolderDataset: @unchecked Sendable {
         self.classes = classes
         self.records = records
         self.shards = shards
-        var fds: [Int32] = []
-        for s in shards {
-            let fd = openFile(root + "/" + s)
-            if fd < 0 {
-                for f in fds { close(f) }
-                throw CSGDError(
-                    "cannot open packed shard \(root)/\(s): \(String(cString: strerror(errno)))")
-            }
-            fds.append(fd)
-        }
-        shardFDs = fds
+        files = try ShardFiles(root: root, names: shards)
     }
 
-    deinit { for fd in shardFDs { close(fd) } }
+    private init(_ parent: ImageFolderDataset, records: [ImageRecord]) {
+        root = parent.root
+        classes = parent.classes
+        shards = parent.shards
+        files = parent.files
+        self.records = records
+    }
 
     /// Opens a split folder: packed if it holds `index.tsv`, else a class-folder tree.
     /// - Throws: `CSGDError` naming the path if it is missing, has no class folders, a class
@@ -227,7 +223,7 @@ public final class ImageFolderDataset: @unchecked Sendable {
         if r.shard >= 0 {
             var out = [UInt8](repeating: 0, count: r.length)
             let n = out.withUnsafeMutableBytes {
-                pread(shardFDs[r.shard], $0.baseAddress, r.length, off_t(r.offset))
+                pread(files.fds[r.shard], $0.baseAddress, r.length, off_t(r.offset))
             }
             if n != r.length { throw CSGDError("short read of \(location(i))") }
             return out
@@ -252,12 +248,38 @@ public final class ImageFolderDataset: @unchecked Sendable {
     }
 
     /// The first `n` records (all if `n ≥ count`), sharing this dataset's files.
-    public func subset(first n: Int) throws -> ImageFolderDataset {
+    public func subset(first n: Int) -> ImageFolderDataset {
         if n >= count { return self }
-        return try ImageFolderDataset(
-            root: root, classes: classes, records: Array(records.prefix(max(0, n))),
-            shards: shards)
+        return ImageFolderDataset(self, records: Array(records.prefix(max(0, n))))
     }
+
+    /// `n` records spread evenly over the sample order (record `⌊i · count / n⌋` for
+    /// `i < n`), so a limited run still sees every class; all records if `n ≥ count`.
+    public func subset(evenly n: Int) -> ImageFolderDataset {
+        if n >= count { return self }
+        return ImageFolderDataset(self, records: (0..<max(0, n)).map { records[$0 * count / n] })
+    }
+}
+
+/// Open read-only descriptors of the shard files, shared by a dataset and its subsets.
+private final class ShardFiles: @unchecked Sendable {
+    let fds: [Int32]
+
+    init(root: String, names: [String]) throws {
+        var fds: [Int32] = []
+        for s in names {
+            let fd = openFile(root + "/" + s)
+            if fd < 0 {
+                for f in fds { close(f) }
+                throw CSGDError(
+                    "cannot open packed shard \(root)/\(s): \(String(cString: strerror(errno)))")
+            }
+            fds.append(fd)
+        }
+        self.fds = fds
+    }
+
+    deinit { for fd in fds { close(fd) } }
 }
 
 /// `open(2)` for reading; a free function because the class has a static `open`.

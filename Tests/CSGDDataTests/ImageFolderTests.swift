@@ -157,19 +157,29 @@ final class ImageFolderTests: XCTestCase {
     }
 
     func testLargestDCTReductionThatKeepsTheCropAtOutputSize() {
-        // The eval box of a 500×375 image (328×328) for 224: 3/4 gives 246 ≥ 224, 5/8 gives 205.
+        XCTAssertEqual(
+            JPEGScale.available,
+            [
+                JPEGScale(num: 1, denom: 8), JPEGScale(num: 1, denom: 4),
+                JPEGScale(num: 1, denom: 2), .one,
+            ])
+        // The eval box of a 500×375 image (328×328) for 224: 1/2 would give 164 < 224.
         XCTAssertEqual(
             JPEGScale.largestReduction(
-                boxWidth: 328.4, boxHeight: 328.1, outWidth: 224, outHeight: 224),
-            JPEGScale(num: 3, denom: 4))
+                boxWidth: 328.4, boxHeight: 328.1, outWidth: 224, outHeight: 224), .one)
+        // 500×460 → 1/2 gives 250×230 ≥ 224; 1/4 would give 125.
+        XCTAssertEqual(
+            JPEGScale.largestReduction(
+                boxWidth: 500, boxHeight: 460, outWidth: 224, outHeight: 224),
+            JPEGScale(num: 1, denom: 2))
         XCTAssertEqual(
             JPEGScale.largestReduction(
                 boxWidth: 2000, boxHeight: 1800, outWidth: 224, outHeight: 224),
             JPEGScale(num: 1, denom: 8))
+        // The 64-pixel crops of the end-to-end test: a 318-pixel box decodes at 1/4 (80 ≥ 64).
         XCTAssertEqual(
-            JPEGScale.largestReduction(
-                boxWidth: 100, boxHeight: 300, outWidth: 224, outHeight: 224),
-            .one)
+            JPEGScale.largestReduction(boxWidth: 318, boxHeight: 318, outWidth: 64, outHeight: 64),
+            JPEGScale(num: 1, denom: 4))
     }
 
     func testResamplingTheWholeImageAtItsSizeIsTheIdentity() {
