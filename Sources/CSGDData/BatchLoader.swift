@@ -90,6 +90,9 @@ public final class InMemoryBatchStream: BatchStream {
 }
 
 /// Decodes and transforms JPEG batches on worker threads, `prefetch` batches ahead.
+///
+/// Call `close()` when done with a stream that was not consumed to the end: the worker
+/// threads keep the loader alive until they have claimed every sample or are stopped.
 public final class ImageBatchLoader: BatchStream, @unchecked Sendable {
     /// The images.
     public let dataset: ImageFolderDataset

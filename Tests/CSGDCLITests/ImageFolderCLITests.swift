@@ -83,6 +83,37 @@ final class ImageFolderCLITests: XCTestCase {
         XCTAssertTrue(eval.output.contains("on 8 images"), eval.output)
     }
 
+    /// A run interrupted by max_steps and resumed, decoding with 3 threads, ends bit for bit
+    /// where an uninterrupted 1-thread run ends: the loader's output depends only on (seed,
+    /// epoch, sample), and the resumed epoch restarts its stream at the checkpointed step.
+    func testResumeWithAnotherWorkerCountIsBitwise() throws {
+        let data = try makeData(trainPerClass: 6)
+        let args = [
+            "train", "--dataset", "imagefolder", "--data-dir", data, "--model", "resnet18",
+            "--width-multiplier", "0.25", "--image-size", "32", "--train-limit", "0",
+            "--batch-size", "8", "--epochs", "2", "--log-every", "1000",
+        ]
+        let straight = dir + "/straight"
+        let split = dir + "/split"
+        let env = ["OPENBLAS_NUM_THREADS": "1"]
+        let a = try CLIRunner.run(
+            args + ["--loader-workers", "1", "--out-dir", straight], env: env)
+        XCTAssertEqual(a.exitCode, 0, a.output)
+        let b = try CLIRunner.run(
+            args + ["--loader-workers", "3", "--out-dir", split, "--max-steps", "4"], env: env)
+        XCTAssertEqual(b.exitCode, 0, b.output)
+        let c = try CLIRunner.run(
+            args + ["--loader-workers", "3", "--out-dir", split, "--resume"], env: env)
+        XCTAssertEqual(c.exitCode, 0, c.output)
+        XCTAssertTrue(c.output.contains("resuming from"), c.output)
+        let x = try SafeTensorsFile.read(path: straight + "/checkpoint.safetensors")
+        let y = try SafeTensorsFile.read(path: split + "/checkpoint.safetensors")
+        XCTAssertEqual(x.names, y.names)
+        for n in x.names {
+            XCTAssertEqual(try x.floats(n), try y.floats(n), "tensor \(n) differs after resume")
+        }
+    }
+
     func expectError(_ args: [String], mentions needle: String, line: UInt = #line) throws {
         let r = try CLIRunner.run(args, timeout: 60)
         XCTAssertNotEqual(r.exitCode, 0, r.output, line: line)
