@@ -5,7 +5,8 @@
 //   CSGDCore ← CSGDKernels ← CSGDModels ← CSGDCentripetal
 //   CSGDCore ← CSGDData,  CSGDCore ← CSGDDistributed
 //   all of the above ← CSGDTraining ← CSGDReport ← CSGDDistCLI (the `csgd-dist` executable)
-// Only CSGDKernels imports CBLAS, only CSGDDistributed imports CMPI, only CSGDData imports CZlib.
+// Only CSGDKernels imports CBLAS, only CSGDDistributed imports CMPI, only CSGDData imports CZlib
+// and CTurboJPEG.
 import PackageDescription
 
 // -Ounchecked drops bounds checks in the hot loops of release builds; the checks that
@@ -32,10 +33,16 @@ let package = Package(
         .systemLibrary(
             name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(
+            name: "CTurboJPEG", path: "Sources/CTurboJPEG", pkgConfig: "libturbojpeg",
+            providers: [.apt(["libturbojpeg0-dev"])]),
         .target(name: "CSGDCore", swiftSettings: fast),
         .target(name: "CSGDKernels", dependencies: ["CSGDCore", "CBLAS"], swiftSettings: fast),
-        .target(name: "CSGDModels", dependencies: ["CSGDCore", "CSGDKernels"], swiftSettings: fast),
-        .target(name: "CSGDData", dependencies: ["CSGDCore", "CZlib"], swiftSettings: fast),
+        .target(
+            name: "CSGDModels", dependencies: ["CSGDCore", "CSGDKernels"], swiftSettings: fast),
+        .target(
+            name: "CSGDData", dependencies: ["CSGDCore", "CZlib", "CTurboJPEG"], swiftSettings: fast
+        ),
         .target(
             name: "CSGDCentripetal", dependencies: ["CSGDCore", "CSGDModels"],
             swiftSettings: fast),
@@ -65,7 +72,7 @@ let package = Package(
         .testTarget(name: "CSGDDistributedTests", dependencies: ["CSGDDistributed"]),
         .testTarget(name: "CSGDTrainingTests", dependencies: ["CSGDTraining"]),
         .testTarget(name: "CSGDReportTests", dependencies: ["CSGDReport"]),
-        .testTarget(name: "CSGDCLITests", dependencies: ["CSGDCore"]),
+        .testTarget(name: "CSGDCLITests", dependencies: ["CSGDCore", "CSGDData"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -2,10 +2,12 @@
 # Installs what csgd-dist needs from Debian (only the missing packages; apt-get update first)
 # and builds the release binary. Idempotent. `--no-build` installs packages only.
 #   OpenMPI (mpirun + headers), OpenBLAS (cblas_sgemm), zlib (reads the .gz datasets),
-#   dataset-fashion-mnist (the bundled real data, MIT licence).
+#   libjpeg-turbo (decodes ImageFolder / packed JPEGs), dataset-fashion-mnist (the bundled real
+#   data, MIT licence).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(libopenmpi-dev openmpi-bin libopenblas-dev pkg-config zlib1g-dev dataset-fashion-mnist)
+pkgs=(libopenmpi-dev openmpi-bin libopenblas-dev pkg-config zlib1g-dev libturbojpeg0-dev
+    dataset-fashion-mnist)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -32,3 +32,61 @@ public func writeFileAtomically(_ data: Data, to path: String) throws {
         throw CSGDError("cannot write \(path): \(why)")
     }
 }
+
+/// A large file written in pieces that appears under its name only when complete: bytes go to
+/// a temp file beside the target; `commit()` fsyncs and renames it over `path`, and a writer
+/// dropped without `commit()` removes the temp file.
+public final class AtomicFileWriter {
+    /// The final path.
+    public let path: String
+    /// Bytes appended so far.
+    public private(set) var count = 0
+    private let tmp: String
+    private var fd: Int32
+
+    /// Creates the temp file (and the folder).
+    /// - Throws: `CSGDError` naming `path` if it cannot be created.
+    public init(path: String) throws {
+        self.path = path
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        if fd < 0 { throw CSGDError("cannot write \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    deinit {
+        if fd >= 0 {
+            close(fd)
+            unlink(tmp)
+        }
+    }
+
+    /// Appends `bytes`.
+    /// - Throws: `CSGDError` naming `path` on a write error (e.g. disk full).
+    public func append(_ bytes: UnsafeRawBufferPointer) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = write(fd, bytes.baseAddress! + off, bytes.count - off)
+            if n <= 0 {
+                throw CSGDError("cannot write \(path): \(String(cString: strerror(errno)))")
+            }
+            off += n
+        }
+        count += bytes.count
+    }
+
+    /// Flushes to disk and renames the temp file to `path`.
+    /// - Throws: `CSGDError` naming `path`; the temp file is then removed.
+    public func commit() throws {
+        let ok = fsync(fd) == 0
+        close(fd)
+        fd = -1
+        if !ok || rename(tmp, path) != 0 {
+            let why = String(cString: strerror(errno))
+            unlink(tmp)
+            throw CSGDError("cannot write \(path): \(why)")
+        }
+    }
+}

@@ -4,6 +4,7 @@
 // and JSON-lines formats.
 
 import ArgumentParser
+import CSGDKernels
 import CSGDTraining
 import Foundation
 
@@ -14,7 +15,7 @@ struct BenchCommand: ParsableCommand {
         abstract: "Measure kernel, training-step, C-SGD, inference and scaling throughput.",
         subcommands: [
             BenchSuiteCommand.self, BenchKernelsCommand.self, BenchTrainCommand.self,
-            BenchScalingCommand.self,
+            BenchScalingCommand.self, BenchLoaderCommand.self,
         ],
         defaultSubcommand: BenchSuiteCommand.self
     )
@@ -60,6 +61,67 @@ struct BenchKernelsCommand: ParsableCommand {
             columns: [
                 ("ratio", "ratio_to_sgemm"), ("gemm share", "ratio_to_gemm_shapes"),
                 ("ms", "median_ms"),
+            ])
+    }
+}
+
+/// `csgd-dist bench loader`: JPEG loader img/s per worker and ResNet-50 data-wait fraction.
+struct BenchLoaderCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "loader",
+        abstract: "ImageNet loader img/s per worker thread and the data wait of ResNet-50 steps.",
+        discussion: """
+            Generates 500×375 JPEGs in a temp folder. Rows: loader_train<size>_<n>worker \
+            (train transform: RandomResizedCrop + flip + normalize, img/s over n decode threads \
+            and per thread), the same with full-size decoding (no DCT scaling) for comparison, \
+            and data_wait_resnet50_b<batch>: the share of a ResNet-50 training step spent \
+            blocked on the prefetch queue (after one warm-up step; `with first` includes it).
+            """)
+
+    @Option(help: "Generated images.") var images = 96
+    @Option(help: "Crop side.") var size = 224
+    @Option(help: "Largest decode-thread count of the throughput rows.") var maxWorkers = 2
+    @Option(help: "Images per ResNet-50 step.") var stepBatch = 4
+    @Option(help: "Timed ResNet-50 steps.") var steps = 4
+    @Option(help: "Decode threads feeding the steps.") var stepWorkers = 1
+    @Option(help: "OpenBLAS threads.") var threads = 1
+    @OptionGroup var output: BenchOutputOptions
+
+    func validate() throws {
+        if images < 16 || size < 8 || maxWorkers < 1 || stepBatch < 1 || steps < 1
+            || stepWorkers < 1 || threads < 1
+        {
+            throw ValidationError(
+                "--images must be at least 16, --size at least 8, the other counts at least 1")
+        }
+        if stepBatch > images {
+            throw ValidationError("--step-batch (\(stepBatch)) exceeds --images (\(images))")
+        }
+    }
+
+    func run() throws {
+        BLASThreads.set(threads)
+        var o = LoaderBenchmark.Options()
+        o.images = images
+        o.size = size
+        o.maxWorkers = maxWorkers
+        o.stepBatch = stepBatch
+        o.steps = steps
+        o.stepWorkers = stepWorkers
+        let rows: [BenchResult]
+        do {
+            rows = try LoaderBenchmark.run(options: o)
+        } catch {
+            fail(error, comm: nil)
+        }
+        BenchOutput.emit(
+            rows, json: output.json,
+            title: "bench loader: \(images) generated 500×375 JPEGs, train transform at \(size), "
+                + "\(threads) BLAS thread(s)",
+            columns: [
+                ("per worker", "per_worker"), ("ms/img", "ms_per_image"),
+                ("scaled ×", "scaled_speedup"), ("step ms", "step_ms"), ("wait ms", "wait_ms"),
+                ("with first %", "with_first_step_pct"),
             ])
     }
 }

@@ -7,6 +7,7 @@ let allSubcommands: [ParsableCommand.Type] = [
     PruneCommand.self,
     EvalCommand.self,
     ReportCommand.self,
+    PackCommand.self,
     BenchCommand.self,
     CheckCommCommand.self,
     ConfigCommand.self,

@@ -106,7 +106,7 @@ public enum Pipelines {
                 net, state: state, epochs: config.epochs, centripetal: cen)
             guard result.completed else { return }
             let thin = try Pruner.prune(net, topology: topology, plan: plan)
-            let check = trainer.compare(net, thin, on: data.test)
+            let check = try trainer.compare(net, thin, on: data.test)
             let report = PruneReport(before: net.graph, after: thin.graph)
             lastReport =
                 equivalenceLine(check)
@@ -177,7 +177,7 @@ public enum Pipelines {
         default:
             throw CSGDError("--method must be csgd or magnitude, got '\(method)'")
         }
-        let check = trainer.compare(net, thin, on: data.test)
+        let check = try trainer.compare(net, thin, on: data.test)
         let report = PruneReport(before: net.graph, after: thin.graph)
         trainer.log.info(report.table())
         trainer.log.info("\(method) prune: " + equivalenceLine(check))
@@ -225,7 +225,7 @@ public enum Pipelines {
                     + "\(net.architecture.numClasses) classes; \(config.dataset) has "
                     + "\(data.test.channels) and \(data.test.numClasses)")
         }
-        let t = trainer.evaluate(net, data.test)
+        let t = try trainer.evaluate(net, data.test)
         trainer.log.info(
             "\(input): \(net.architecture.model) widths \(summarize(net.architecture.widths)), "
                 + "\(net.graph.parameterCount) params, "

@@ -7,6 +7,7 @@
 // `yaml()`. Adding a key means adding a stored property here and one entry there.
 
 import CSGDCore
+import CSGDData
 import Foundation
 import Yams
 
@@ -22,16 +23,28 @@ public struct RunConfig: Equatable {
     public var model = "resnet20"
     /// Multiplies every layer width (1 = the standard network).
     public var widthMultiplier = 1.0
-    /// Dataset: "fashion-mnist", "cifar10" or "cifar100".
+    /// Dataset: "fashion-mnist", "cifar10", "cifar100" or "imagefolder" (JPEG class folders,
+    /// e.g. ImageNet, under `dataDir`/train and `dataDir`/val, plain or packed).
     public var dataset = "fashion-mnist"
     /// Folder with the dataset files; "" means the dataset's default location.
     public var dataDir = ""
-    /// Use only the first N training images (0 = all).
+    /// Use only the first N training images (0 = all); for imagefolder, N images spread evenly
+    /// over the sorted samples so every class keeps its share.
     public var trainLimit = 10_000
-    /// Use only the first N test images (0 = all).
+    /// Use only the first N test images (0 = all); imagefolder spreads them as `trainLimit`.
     public var testLimit = 0
     /// Random crop / flip augmentation of training images.
     public var augment = true
+    /// imagefolder: side of the square crop fed to the net (224 for ImageNet); eval resizes the
+    /// shorter side to round(size · 256/224) first.
+    public var imageSize = 224
+    /// imagefolder: JPEG decode threads per rank.
+    public var loaderWorkers = 2
+    /// imagefolder: batches decoded ahead of the one being trained on.
+    public var prefetchBatches = 2
+    /// imagefolder: "fail" on an unreadable image (naming it) or "skip" it (replaced by the
+    /// next readable image, counted in the log).
+    public var badImages = "fail"
 
     // Optimisation.
     /// Training epochs (per C-SGD round).
@@ -120,7 +133,9 @@ public struct RunConfig: Equatable {
         "resnet50",
     ]
     /// Accepted `dataset` values.
-    public static let datasets = ["fashion-mnist", "cifar10", "cifar100"]
+    public static let datasets = ["fashion-mnist", "cifar10", "cifar100", "imagefolder"]
+    /// Accepted `bad_images` values.
+    public static let badImagePolicies = BadImagePolicy.allCases.map(\.rawValue)
     /// Accepted `lr_schedule` values.
     public static let lrSchedules = ["cosine", "multistep", "constant"]
     /// Accepted `cluster_method` values.

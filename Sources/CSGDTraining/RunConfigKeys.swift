@@ -66,6 +66,16 @@ extension ConfigKey {
                 .int("train_limit", \.trainLimit, .atLeast(0), "first N train images; 0 = all"),
                 .int("test_limit", \.testLimit, .atLeast(0), "first N test images; 0 = all"),
                 .bool("augment", \.augment, "random crop + horizontal flip of train images"),
+                .int(
+                    "image_size", \.imageSize, .atLeast(8), "imagefolder: crop side (eval ×256/224)"
+                ),
+                .int("loader_workers", \.loaderWorkers, .atLeast(1), "imagefolder: decode threads"),
+                .int(
+                    "prefetch_batches", \.prefetchBatches, .atLeast(1),
+                    "imagefolder: batches decoded ahead"),
+                .choice(
+                    "bad_images", \.badImages, RunConfig.badImagePolicies,
+                    "imagefolder: unreadable image"),
             ]
         ),
         (

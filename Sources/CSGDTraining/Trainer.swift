@@ -22,8 +22,8 @@ import Foundation
 
 /// Train and test sets of a run.
 public struct DataBundle {
-    public let train: ImageDataset
-    public let test: ImageDataset
+    public let train: DataSplit
+    public let test: DataSplit
 
     /// Loads the configured dataset (Fashion-MNIST from the Debian package by default).
     public static func load(_ c: RunConfig) throws -> DataBundle {
@@ -32,10 +32,14 @@ public struct DataBundle {
         case "fashion-mnist":
             let dir = c.dataDir.isEmpty ? FashionMNIST.defaultDirectory : c.dataDir
             return DataBundle(
-                train: try FashionMNIST.load(
-                    directory: dir, train: true, limit: limit(c.trainLimit)),
-                test: try FashionMNIST.load(directory: dir, train: false, limit: limit(c.testLimit))
+                train: .memory(
+                    try FashionMNIST.load(directory: dir, train: true, limit: limit(c.trainLimit))),
+                test: .memory(
+                    try FashionMNIST.load(directory: dir, train: false, limit: limit(c.testLimit)))
             )
+        case "imagefolder":
+            let (train, test) = try DataSplit.imageFolder(c)
+            return DataBundle(train: train, test: test)
         default:
             let variant: CIFAR.Variant = c.dataset == "cifar100" ? .cifar100 : .cifar10
             if c.dataDir.isEmpty {
@@ -43,10 +47,14 @@ public struct DataBundle {
                     "dataset \(c.dataset) needs --data-dir (the folder with the binary batches)")
             }
             return DataBundle(
-                train: try CIFAR.load(
-                    directory: c.dataDir, variant: variant, train: true, limit: limit(c.trainLimit)),
-                test: try CIFAR.load(
-                    directory: c.dataDir, variant: variant, train: false, limit: limit(c.testLimit))
+                train: .memory(
+                    try CIFAR.load(
+                        directory: c.dataDir, variant: variant, train: true,
+                        limit: limit(c.trainLimit))),
+                test: .memory(
+                    try CIFAR.load(
+                        directory: c.dataDir, variant: variant, train: false,
+                        limit: limit(c.testLimit)))
             )
         }
     }
@@ -89,7 +97,9 @@ public final class Trainer {
     public let checkpointPath: String
     /// Total optimizer steps across phases, for `max_steps`.
     public private(set) var totalSteps = 0
-    let evalBatch = 250
+    /// Images per evaluation forward pass: 250 at 32×32, fewer for larger images (at least 8)
+    /// to bound activation and prefetch memory.
+    var evalBatch: Int { min(250, max(8, 250 * 1024 / (data.test.height * data.test.height))) }
 
     /// - Throws: `CSGDError` if the batch does not split evenly over ranks and micro-batches.
     public init(comm: Communicator, config: RunConfig, data: DataBundle) throws {
@@ -126,10 +136,10 @@ public final class Trainer {
         let mb = local / micro
         let runner = StepRunner(
             net: net, comm: comm, microBatch: mb, microBatches: micro, update: config.update)
-        let augmentation = config.augment ? Augmentation.standard : .none
         var lastTest: EvalResult?
         let tag = state.phase == "train" ? "train" : "\(state.phase) round \(state.round + 1)"
 
+        let imageFloats = data.train.imageFloats
         while state.epoch < epochs {
             let order = sampler.globalOrder(epoch: state.epoch)
             let epochStart = now()
@@ -137,6 +147,15 @@ public final class Trainer {
             var correct = 0
             var seen = 0
             var stepsThisEpoch = 0
+            // This rank's batches for the rest of the epoch (up to max_steps), prefetched.
+            var lastStep = sampler.stepsPerEpoch
+            if config.maxSteps > 0 {
+                lastStep = min(lastStep, state.step + max(0, config.maxSteps - totalSteps))
+            }
+            let stream = data.train.stream(
+                batches: (state.step..<lastStep).map { sampler.rankBatch(order: order, step: $0) },
+                epoch: state.epoch, train: true, config: config)
+            defer { stream.close() }
             while state.step < sampler.stepsPerEpoch {
                 if config.maxSteps > 0 && totalSteps >= config.maxSteps {
                     try checkpoint(net, state)
@@ -144,13 +163,10 @@ public final class Trainer {
                     return PhaseResult(completed: false, test: lastTest)
                 }
                 let lr = schedule.lr(at: state.phaseStep)
-                let batch = sampler.rankBatch(order: order, step: state.step)
-                let epoch = state.epoch
+                let batch = try stream.next()
                 let r = runner.step(sgd: sgd, centripetal: centripetal, lr: lr) { m, img, lab in
-                    makeBatch(
-                        dataset: self.data.train, indices: Array(batch[(m * mb)..<((m + 1) * mb)]),
-                        augmentation: augmentation, seed: self.config.seed, epoch: epoch,
-                        images: img, labels: lab)
+                    img.update(from: batch.images + m * mb * imageFloats, count: mb * imageFloats)
+                    lab.update(from: batch.labels + m * mb, count: mb)
                 }
                 lossSum += r.lossSum
                 correct += r.correct
@@ -190,7 +206,15 @@ public final class Trainer {
                 "lr": schedule.lr(at: max(0, state.phaseStep - 1)), "seconds": seconds,
                 "img_per_s": Double(stepsThisEpoch * config.batchSize) / max(seconds, 1e-9),
                 "world_size": comm.size,
+                "data_wait_seconds": comm.allreduceMax(stream.waitSeconds),
             ]
+            var skipped = [Double(stream.skippedImages.count)]
+            comm.allreduceSum(&skipped)
+            if skipped[0] > 0 {
+                record["skipped_images"] = Int(skipped[0])
+                let first = stream.skippedImages.first.map { " (e.g. \($0))" } ?? ""
+                log.info("skipped \(Int(skipped[0])) unreadable image(s) this epoch\(first)")
+            }
             var line =
                 "\(tag) epoch \(state.epoch + 1)/\(epochs): train loss "
                 + String(
@@ -205,7 +229,7 @@ public final class Trainer {
             }
             let last = state.epoch + 1 == epochs
             if last || (state.epoch + 1) % config.evalEvery == 0 {
-                let t = evaluate(net, data.test)
+                let t = try evaluate(net, data.test)
                 lastTest = t
                 record["test_loss"] = t.loss
                 record["test_top1"] = t.top1
@@ -250,10 +274,11 @@ public final class Trainer {
     // MARK: - evaluation
 
     /// Eval-mode loss and top-1/top-5 over `dataset`, sharded across ranks and reduced.
-    public func evaluate(_ net: Network, _ dataset: ImageDataset) -> EvalResult {
+    /// - Throws: `CSGDError` if an image cannot be read (imagefolder, `bad_images: fail`).
+    public func evaluate(_ net: Network, _ dataset: DataSplit) throws -> EvalResult {
         let shard = Sampler.evalShard(count: dataset.count, rank: comm.rank, worldSize: comm.size)
         var sums = [0.0, 0.0, 0.0, 0.0]
-        forEachBatch(dataset, shard) { images, labels, n in
+        try forEachBatch(dataset, shard) { images, labels, n in
             let logits = net.forward(images: images, batch: n, training: false)
             Trainer.score(logits, labels, n, net.numClasses, into: &sums, at: 0)
         }
@@ -262,13 +287,13 @@ public final class Trainer {
 
     /// Runs both nets over `dataset` in eval mode, one pass: the max |logit difference| and
     /// each net's loss/accuracy (the pruning equivalence check).
-    public func compare(_ a: Network, _ b: Network, on dataset: ImageDataset) -> (
+    public func compare(_ a: Network, _ b: Network, on dataset: DataSplit) throws -> (
         maxLogitDiff: Double, a: EvalResult, b: EvalResult
     ) {
         let shard = Sampler.evalShard(count: dataset.count, rank: comm.rank, worldSize: comm.size)
         var sums = [Double](repeating: 0, count: 8)
         var maxDiff = 0.0
-        forEachBatch(dataset, shard) { images, labels, n in
+        try forEachBatch(dataset, shard) { images, labels, n in
             let k = a.numClasses
             let la = Array(
                 UnsafeBufferPointer(
@@ -310,20 +335,18 @@ public final class Trainer {
 
     /// Calls `body` with normalised, un-augmented batches of `range` of `dataset`.
     func forEachBatch(
-        _ dataset: ImageDataset, _ range: Range<Int>,
+        _ dataset: DataSplit, _ range: Range<Int>,
         _ body: (UnsafePointer<Float>, UnsafePointer<Int32>, Int) -> Void
-    ) {
-        let images = FloatBuffer(count: evalBatch * dataset.imageSize)
-        let labels = UnsafeMutablePointer<Int32>.allocate(capacity: evalBatch)
-        defer { labels.deallocate() }
-        var start = range.lowerBound
-        while start < range.upperBound {
-            let n = min(evalBatch, range.upperBound - start)
-            makeBatch(
-                dataset: dataset, indices: Array(start..<(start + n)), augmentation: .none,
-                seed: 0, epoch: 0, images: images.pointer, labels: labels)
-            body(images.pointer, labels, n)
-            start += n
+    ) throws {
+        let size = evalBatch
+        let batches = stride(from: range.lowerBound, to: range.upperBound, by: size).map {
+            Array($0..<min($0 + size, range.upperBound))
+        }
+        let stream = dataset.stream(batches: batches, epoch: 0, train: false, config: config)
+        defer { stream.close() }
+        for _ in batches {
+            let b = try stream.next()
+            body(b.images, b.labels, b.count)
         }
     }
 }

@@ -258,6 +258,10 @@ final class RunConfigTests: XCTestCase {
         c.trainLimit = 1000
         c.testLimit = 200
         c.augment = false
+        c.imageSize = 64
+        c.loaderWorkers = 5
+        c.prefetchBatches = 1
+        c.badImages = "skip"
         c.epochs = 600
         c.maxSteps = 12
         c.batchSize = 256

@@ -51,11 +51,11 @@ final class TrainingTests: XCTestCase {
         let data = try DataBundle.load(c)
         let trainer = try Trainer(comm: LocalCommunicator(), config: c, data: data)
         let net = try smallNet(data, seed: 1)
-        let before = trainer.evaluate(net, data.train.subset(first: 256))
+        let before = try trainer.evaluate(net, data.train.subset(first: 256))
         _ = try trainer.train(
             net, state: TrainState(phase: "train", round: 0, worldSize: 1), epochs: 6,
             centripetal: nil)
-        let after = trainer.evaluate(net, data.train.subset(first: 256))
+        let after = try trainer.evaluate(net, data.train.subset(first: 256))
         XCTAssertLessThan(after.loss, before.loss * 0.8, "loss \(before.loss) → \(after.loss)")
         XCTAssertGreaterThan(after.top1, 0.5)
     }
@@ -121,7 +121,7 @@ final class TrainingTests: XCTestCase {
         XCTAssertLessThan(dev.kernels, 1e-6, "kernel deviation \(start) → \(dev.kernels)")
         XCTAssertLessThan(dev.vectors, 1e-6)
         let thin = try Pruner.prune(net, topology: topology, plan: plan)
-        let check = trainer.compare(net, thin, on: data.test)
+        let check = try trainer.compare(net, thin, on: data.test)
         XCTAssertEqual(check.a.top1, check.b.top1, "accuracy changed by pruning")
         XCTAssertLessThan(check.maxLogitDiff, 1e-4)
         XCTAssertLessThan(thin.graph.flopsPerImage, net.graph.flopsPerImage / 3)
