@@ -6,6 +6,7 @@ let allSubcommands: [ParsableCommand.Type] = [
     TrainCommand.self,
     PruneCommand.self,
     EvalCommand.self,
+    ExportCommand.self,
     BenchCommand.self,
     CheckCommCommand.self,
     ConfigCommand.self,
