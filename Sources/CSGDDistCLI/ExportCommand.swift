@@ -23,7 +23,9 @@ struct ExportCommand: ParsableCommand {
             too; their optimizer state is left out.
             """)
 
-    @Option(help: ArgumentHelp("ONNX file to write.", valueName: "OUT.onnx"))
+    @Option(
+        help: ArgumentHelp(
+            "ONNX file to write (atomically: temp file, then rename).", valueName: "OUT.onnx"))
     var onnx: String
 
     @Option(
