@@ -5,6 +5,7 @@
 //   CSGDCore ← CSGDKernels ← CSGDModels ← CSGDCentripetal
 //   CSGDCore ← CSGDData,  CSGDCore ← CSGDDistributed
 //   all of the above ← CSGDTraining ← CSGDReport ← CSGDDistCLI (the `csgd-dist` executable)
+//   CSGDCore, CSGDModels ← CSGDExport (ONNX; the only user of SwiftProtobuf) ← CSGDDistCLI
 // Only CSGDKernels imports CBLAS, only CSGDDistributed imports CMPI, only CSGDData imports CZlib
 // and CTurboJPEG.
 import PackageDescription
@@ -22,6 +23,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // Runtime only: onnx.pb.swift is generated once and committed (launch/gen-onnx-proto.sh).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         .systemLibrary(
@@ -58,10 +61,18 @@ let package = Package(
             name: "CSGDReport",
             dependencies: ["CSGDCore", "CSGDModels", "CSGDCentripetal", "CSGDTraining"],
             swiftSettings: fast),
+        .target(
+            name: "CSGDExport",
+            dependencies: [
+                "CSGDCore", "CSGDModels",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["onnx.proto"]),
         .executableTarget(
             name: "CSGDDistCLI",
             dependencies: [
-                "CSGDTraining", "CSGDReport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "CSGDTraining", "CSGDReport", "CSGDExport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),
         .testTarget(name: "CSGDCoreTests", dependencies: ["CSGDCore"]),
@@ -72,6 +83,12 @@ let package = Package(
         .testTarget(name: "CSGDDistributedTests", dependencies: ["CSGDDistributed"]),
         .testTarget(name: "CSGDTrainingTests", dependencies: ["CSGDTraining"]),
         .testTarget(name: "CSGDReportTests", dependencies: ["CSGDReport"]),
+        .testTarget(
+            name: "CSGDExportTests",
+            dependencies: [
+                "CSGDExport", "CSGDModels",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
         .testTarget(name: "CSGDCLITests", dependencies: ["CSGDCore", "CSGDData"]),
     ],
     swiftLanguageModes: [.v5]

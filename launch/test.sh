@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 launch/setup.sh --no-build
+# Python for the interoperability tests (onnxruntime, safetensors); best effort, they skip
+# without it.
+bash launch/setup-python.sh
+if [ -x .build/pyenv/bin/python3 ]; then
+    export CSGD_PYTHON=$PWD/.build/pyenv/bin/python3
+fi
 echo "test: swift format lint"
 swift format lint --strict --recursive Sources Tests
 # mpirun refuses root unless told; tests pass --allow-run-as-root, these cover the rest.

@@ -1,4 +1,4 @@
-// The training-side subcommands: train, csgd, prune, eval, config. Each parses its own flags,
+// The training-side subcommands: train, csgd, prune, eval, config (export: ExportCommand.swift). Each parses its own flags,
 // builds the RunConfig (defaults ← --config YAML ← any `--key value` override), starts the
 // communicator (rank 0 of 1 without mpirun) and hands over to a Pipelines entry point.
 
@@ -132,10 +132,18 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval", abstract: "Evaluate any model file on the test set.")
     @OptionGroup var options: ConfigOptions
     @Option(help: "Model or checkpoint file.") var input: String
+    @Option(
+        help: ArgumentHelp(
+            "Also write the evaluated test images, labels and logits to this safetensors file "
+                + "(to compare another runtime, e.g. an ONNX export, on the same inputs).",
+            valueName: "FILE"))
+    var dumpLogits: String?
 
     func run() throws {
         let c = try resolveOrExit(options)
-        try runJob { try Pipelines.eval(comm: $0, config: c, input: input) }
+        try runJob {
+            try Pipelines.eval(comm: $0, config: c, input: input, dumpLogits: dumpLogits)
+        }
     }
 }
 

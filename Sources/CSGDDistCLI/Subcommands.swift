@@ -8,6 +8,7 @@ let allSubcommands: [ParsableCommand.Type] = [
     EvalCommand.self,
     ReportCommand.self,
     PackCommand.self,
+    ExportCommand.self,
     BenchCommand.self,
     CheckCommCommand.self,
     ConfigCommand.self,

@@ -213,7 +213,11 @@ public enum Pipelines {
     }
 
     /// `csgd-dist eval`: test-set loss and accuracy of any model file (widths from the file).
-    public static func eval(comm: Communicator, config: RunConfig, input: String) throws {
+    /// - Parameter dumpLogits: if set, rank 0 also writes the test images as evaluated
+    ///   (`images` [N, C, H, W], normalised), `labels` [N] and `logits` [N, classes] there.
+    public static func eval(
+        comm: Communicator, config: RunConfig, input: String, dumpLogits: String? = nil
+    ) throws {
         let data = try DataBundle.load(config)
         let trainer = try Trainer(comm: comm, config: config, data: data)
         let net = try Checkpoint.load(path: input).network
@@ -234,6 +238,39 @@ public enum Pipelines {
                         "%.2f MFLOPs/image; test loss %.4f top-1 %.2f%% top-5 %.2f%% on %d images",
                     Double(net.graph.flopsPerImage) / 1e6, t.loss, 100 * t.top1, 100 * t.top5,
                     t.count))
+        if let dumpLogits {
+            if comm.isRoot {
+                try dump(net, data.test, trainer: trainer, to: dumpLogits)
+                trainer.log.info(
+                    "images, labels and logits of \(data.test.count) images: \(dumpLogits)")
+            }
+            comm.barrier()
+        }
+    }
+
+    /// Runs `net` over the whole of `dataset` on this rank and writes inputs, labels and
+    /// logits as a safetensors file (atomically).
+    static func dump(_ net: Network, _ dataset: DataSplit, trainer: Trainer, to path: String)
+        throws
+    {
+        let k = net.numClasses
+        var images: [Float] = []
+        var labels: [Int32] = []
+        var logits: [Float] = []
+        images.reserveCapacity(dataset.count * dataset.imageFloats)
+        try trainer.forEachBatch(dataset, 0..<dataset.count) { x, y, n in
+            images.append(contentsOf: UnsafeBufferPointer(start: x, count: n * dataset.imageFloats))
+            labels.append(contentsOf: UnsafeBufferPointer(start: y, count: n))
+            let out = net.forward(images: x, batch: n, training: false)
+            logits.append(contentsOf: UnsafeBufferPointer(start: out, count: n * k))
+        }
+        var file = SafeTensorsFile()
+        file.add(
+            "images", shape: [dataset.count, dataset.channels, dataset.height, dataset.height],
+            floats: images)
+        file.add("labels", shape: [dataset.count], int32s: labels)
+        file.add("logits", shape: [dataset.count, k], floats: logits)
+        try file.write(path: path)
     }
 
     // MARK: - helpers

@@ -39,4 +39,42 @@ final class BadInputTests: XCTestCase {
         try "epochs: 2\nlearning_rate: 0.1\n".write(toFile: cfg, atomically: true, encoding: .utf8)
         try expectError(["train", "--config", cfg], mentions: "learning_rate")
     }
+
+    func testExportBadInput() throws {
+        let tmp = NSTemporaryDirectory() + "csgd-bad-export-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: tmp) }
+        let out = tmp + "/out.onnx"
+        try expectError(
+            ["export", "--onnx", out, "--input", tmp + "/nope.safetensors"],
+            mentions: "nope.safetensors")
+        let junk = tmp + "/junk.safetensors"
+        try Data("not a model at all".utf8).write(to: URL(fileURLWithPath: junk))
+        try expectError(["export", "--onnx", out, "--input", junk], mentions: "junk.safetensors")
+        try expectError(["export", "--input", junk], mentions: "--onnx")
+        try expectError(["export", "--onnx", out, "--input", junk, "--bogus"], mentions: "--bogus")
+        try expectError(
+            ["export", "--onnx", out, "--input", junk, "--opset", "7"], mentions: "--opset")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "nothing may be written")
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: tmp), ["junk.safetensors"])
+
+        // A valid model to an unwritable place (the parent is a file): one line, no output.
+        if !FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist") { return }
+        let train = try CLIRunner.run(
+            [
+                "train", "--width-multiplier", "0.25", "--train-limit", "64", "--test-limit",
+                "32", "--batch-size", "32", "--epochs", "1", "--out-dir", tmp + "/m",
+            ], env: ["OPENBLAS_NUM_THREADS": "1"])
+        XCTAssertEqual(train.exitCode, 0, train.output)
+        let model = tmp + "/m/model.safetensors"
+        try expectError(
+            ["export", "--onnx", junk + "/out.onnx", "--input", model], mentions: junk + "/out.onnx"
+        )
+        let ok = try CLIRunner.run(["export", "--onnx", out, "--input", model])
+        XCTAssertEqual(ok.exitCode, 0, ok.output)
+        XCTAssertEqual(
+            Set(try FileManager.default.contentsOfDirectory(atPath: tmp)),
+            ["junk.safetensors", "m", "out.onnx"], "no temp files left behind")
+    }
 }

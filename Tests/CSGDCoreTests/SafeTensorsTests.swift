@@ -249,7 +249,7 @@ final class SafeTensorsTests: XCTestCase {
             print('meta', meta['model'], meta['step'], len(meta['csgd.checksum']))
             """
         guard let out = runPython(["-c", script, path]) else {
-            throw XCTSkip("python3 not available")
+            throw XCTSkip("\(Python.executable) not available")
         }
         let lines = out.split(separator: "\n").map(String.init)
         XCTAssertEqual(lines.count, 8, out)
@@ -264,65 +264,90 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertTrue(lines[0].hasPrefix("conv1.weight F32 [2, 3, 2, 2] -3.0 -2.75 "), lines[0])
     }
 
-    /// The reference `safetensors` package, when installed (skipped otherwise).
-    func testSafetensorsPackageLoadsOurFile() throws {
+    /// The reference `safetensors` package, when installed (skipped otherwise): it reads every
+    /// name, dtype, shape, value and metadata entry we wrote, and we read what it writes.
+    func testSafetensorsPackageRoundTripsNamesShapesDtypesAndValues() throws {
         guard runPython(["-c", "import safetensors, numpy"]) != nil else {
-            throw XCTSkip("python3 with safetensors and numpy not available")
+            throw XCTSkip(
+                "\(Python.executable) cannot import safetensors and numpy "
+                    + "(run launch/setup-python.sh, or set CSGD_PYTHON)")
         }
+        let f = sample()
         let path = dir + "/ref.safetensors"
-        try sample().write(path: path)
-        let script = """
-            import sys
+        try f.write(path: path)
+        let reader = """
+            import json, sys
             from safetensors.numpy import load_file
             from safetensors import safe_open
             t = load_file(sys.argv[1])
-            print(t['conv1.weight'].shape, t['conv1.weight'].dtype, t['conv1.weight'].sum())
-            print(t['clusters'].tolist(), t['mask'].tolist(), t['lr'].item(), t['empty'].shape)
+            for k in sorted(t):
+                v = t[k]
+                print(k, v.dtype, list(v.shape), ' '.join(repr(x) for x in v.reshape(-1).tolist()))
             with safe_open(sys.argv[1], framework='numpy') as f:
-                print(f.metadata()['model'])
+                m = {k: v for k, v in f.metadata().items() if k != 'csgd.checksum'}
+            print(json.dumps(m))
             """
-        guard let out = runPython(["-c", script, path]) else {
-            return XCTFail("safetensors failed to load the file")
+        guard let out = runPython(["-c", reader, path]) else {
+            return XCTFail("safetensors failed to load \(path)")
         }
-        let lines = out.split(separator: "\n").map(String.init)
-        XCTAssertEqual(lines.first, "(2, 3, 2, 2) float32 -3.0")
-        XCTAssertEqual(lines.dropFirst().first, "[[0, 1], [1, -7]] [0, 1, 255, 7, 9] 0.05 (0, 5)")
-        XCTAssertEqual(lines.last, "resnet20")
+        // What numpy must report, derived from our own file: name, dtype, shape, values.
+        let numpyName: [SafeTensorsDType: String] = [
+            .f32: "float32", .f64: "float64", .i64: "int64", .i32: "int32", .u8: "uint8",
+        ]
+        var expected: [String] = []
+        for t in f.tensors.sorted(by: { $0.name < $1.name }) {
+            let values: [String]
+            switch t.dtype {
+            case .f32: values = try f.floats(t.name).map { Double($0).description }
+            case .f64: values = try f.doubles(t.name).map(\.description)
+            case .i64: values = try f.int64s(t.name).map(\.description)
+            case .i32: values = try f.int32s(t.name).map(\.description)
+            case .u8: values = try f.uint8s(t.name).map(\.description)
+            }
+            expected.append(
+                "\(t.name) \(numpyName[t.dtype]!) \(t.shape) " + values.joined(separator: " "))
+        }
+        var lines = out.split(separator: "\n").map(String.init)
+        let meta = lines.popLast() ?? ""
+        XCTAssertEqual(lines, expected)
+        XCTAssertEqual(
+            try JSONSerialization.jsonObject(with: Data(meta.utf8)) as? [String: String],
+            f.metadata)
 
-        // And the other way: a file written by the reference implementation reads here.
+        // And the other way: every dtype written by the reference implementation reads here.
         let theirs = dir + "/theirs.safetensors"
         let writer = """
             import sys, numpy as np
             from safetensors.numpy import save_file
-            save_file({'b': np.arange(6, dtype=np.float32).reshape(2, 3) - 2,
+            save_file({'b': np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5,
                        'a': np.array([-5, 7], dtype=np.int64),
-                       'c': np.array([3], dtype=np.uint8)}, sys.argv[1], metadata={'k': 'v'})
+                       'c': np.array([3], dtype=np.uint8),
+                       'd': np.array(0.1, dtype=np.float64),
+                       'e': np.array([[-1], [2]], dtype=np.int32),
+                       'z': np.zeros((0, 4), dtype=np.float32)},
+                      sys.argv[1], metadata={'k': 'v'})
             """
         XCTAssertNotNil(runPython(["-c", writer, theirs]))
         let g = try SafeTensorsFile.read(path: theirs)
-        XCTAssertEqual(Set(g.names), ["a", "b", "c"])
+        XCTAssertEqual(Set(g.names), ["a", "b", "c", "d", "e", "z"])
         XCTAssertEqual(g.metadata, ["k": "v"])
-        XCTAssertEqual(try g.floats("b"), [-2, -1, 0, 1, 2, 3])
+        XCTAssertEqual(g.dtype("b"), .f32)
         XCTAssertEqual(g.shape("b"), [2, 3])
+        XCTAssertEqual(try g.floats("b"), [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5])
         XCTAssertEqual(try g.int64s("a"), [-5, 7])
         XCTAssertEqual(try g.uint8s("c"), [3])
+        XCTAssertEqual(g.shape("d"), [])
+        XCTAssertEqual(try g.doubles("d"), [0.1])
+        XCTAssertEqual(g.shape("e"), [2, 1])
+        XCTAssertEqual(try g.int32s("e"), [-1, 2])
+        XCTAssertEqual(g.shape("z"), [0, 4])
+        XCTAssertEqual(try g.floats("z"), [])
     }
 
     // MARK: - Helpers
 
-    /// Runs python3; its stdout on exit status 0, nil if python3 is missing or fails.
-    private func runPython(_ args: [String]) -> String? {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3"] + args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = FileHandle.nullDevice
-        do { try p.run() } catch { return nil }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return p.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
-    }
+    /// Runs $CSGD_PYTHON or python3 (Python.swift); its stdout on success, else nil.
+    private func runPython(_ args: [String]) -> String? { Python.run(args) }
 
     private func assertThrows(
         contains parts: [String], file: StaticString = #filePath, line: UInt = #line,

@@ -1,0 +1,286 @@
+// ONNX export: walks a model's layer graph (Graph.swift) and writes one ONNX node per
+// operation, with the weights as initializers, so a csgd-dist model — pruned or not — runs in
+// onnxruntime, TensorRT, OpenVINO, … without our code.
+//
+// Conventions of the file we write:
+// - input `input` float [N, C, H, W] (N symbolic), normalised exactly as for training; output
+//   `logits` float [N, classes] (no softmax).
+// - BatchNorm stays a BatchNormalization node (inference form: running mean/var, eps from the
+//   network), not folded into the conv. The file then mirrors the checkpoint tensor for tensor
+//   under the same torchvision names, and computes what `csgd-dist eval` computes; runtimes
+//   fold BN into the preceding conv themselves when they load a model, so folding here would
+//   buy no speed at inference, only lose the one-to-one mapping.
+// - Values are named after the module that produced them (`layer1.0.conv1`, `layer1.0.bn1`,
+//   `layer1.0.bn1.relu`, `layer1.0.add`, …), initializers after their checkpoint tensor.
+// - Widths come from the network's architecture, so a pruned net exports like any other.
+
+import CSGDCore
+import CSGDModels
+import Foundation
+import SwiftProtobuf
+
+/// Writes csgd-dist networks as ONNX models.
+public enum ONNXExport {
+    /// Opsets we can write. Every operator we emit (Conv, BatchNormalization, Relu, Add,
+    /// MaxPool, GlobalAveragePool, Flatten, Gemm) has the same inference semantics across them.
+    public static let supportedOpsets = 11...21
+
+    /// The default opset: read by every current runtime.
+    public static let defaultOpset = 13
+
+    /// The lowest ONNX IR version that can carry `opset` (the pairing of ONNX releases), so
+    /// older runtimes accept the file.
+    public static func irVersion(opset: Int) -> Int {
+        switch opset {
+        case ...11: return 6
+        case 12...14: return 7
+        case 15...18: return 8
+        case 19...20: return 9
+        default: return 10
+        }
+    }
+
+    /// The serialized ONNX model of `network` in eval mode.
+    /// - Parameters:
+    ///   - opset: the default-domain opset to declare; must be in `supportedOpsets`.
+    ///   - docString: free text stored as the model's doc string (e.g. where it came from).
+    /// - Throws: `CSGDError` for an unsupported opset.
+    public static func serialize(
+        _ network: Network, opset: Int = defaultOpset, docString: String = ""
+    )
+        throws -> Data
+    {
+        try model(network, opset: opset, docString: docString).serializedBytes()
+    }
+
+    /// The ONNX model as a protobuf message (what `serialize` encodes).
+    static func model(_ network: Network, opset: Int, docString: String) throws -> ONNXModelProto {
+        if !supportedOpsets.contains(opset) {
+            throw CSGDError(
+                "--opset \(opset) is not supported (use \(supportedOpsets.lowerBound)"
+                    + "–\(supportedOpsets.upperBound))")
+        }
+        var m = ONNXModelProto()
+        m.irVersion = Int64(irVersion(opset: opset))
+        m.producerName = "csgd-dist"
+        m.modelVersion = 1
+        m.docString = docString
+        m.opsetImport = [
+            ONNXOperatorSetIdProto.with {
+                $0.domain = ""
+                $0.version = Int64(opset)
+            }
+        ]
+        var writer = GraphWriter(network)
+        m.graph = writer.graph()
+        let architecture = try architectureJSON(network.architecture)
+        m.metadataProps = [
+            ONNXStringStringEntryProto.with {
+                $0.key = "csgd.architecture"
+                $0.value = architecture
+            }
+        ]
+        return m
+    }
+
+    private static func architectureJSON(_ a: Architecture) throws -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        return String(decoding: try enc.encode(a), as: UTF8.self)
+    }
+}
+
+/// Turns one network's graph into ONNX nodes, value names and initializers.
+private struct GraphWriter {
+    let network: Network
+    var graphIR: Graph { network.graph }
+    var store: ParameterStore { network.store }
+    /// The ONNX value currently holding each activation tensor (an in-place ReLU in our graph
+    /// is a separate ONNX node, so a tensor's value name changes after it).
+    var valueOf: [String]
+    var nodes: [ONNXNodeProto] = []
+    var usedNames: Set<String> = ["input", "logits"]
+
+    init(_ network: Network) {
+        self.network = network
+        valueOf = [String](repeating: "", count: network.graph.tensors.count)
+        valueOf[network.graph.input.index] = "input"
+    }
+
+    mutating func graph() -> ONNXGraphProto {
+        for layer in graphIR.layers {
+            emit(layer)
+        }
+        var g = ONNXGraphProto()
+        g.name = network.architecture.model
+        g.node = nodes
+        g.initializer =
+            store.specs.indices.map { i in
+                let spec = store.specs[i]
+                return tensor(spec.name, spec.shape, store.value(ParameterID(i)))
+            }
+            + store.bufferSpecs.indices.map { i in
+                let spec = store.bufferSpecs[i]
+                return tensor(spec.name, spec.shape, store.buffer(BufferID(i)))
+            }
+        let image = graphIR.tensors[graphIR.input.index]
+        g.input = [valueInfo("input", [nil, image.c, image.h, image.w])]
+        g.output = [valueInfo("logits", [nil, network.numClasses])]
+        return g
+    }
+
+    // MARK: - nodes
+
+    private mutating func emit(_ layer: Layer) {
+        switch layer {
+        case .conv(let l):
+            let g = l.shape
+            var inputs = [valueOf[l.input.index], store[l.weight].name]
+            if let b = l.bias { inputs.append(store[b].name) }
+            node(
+                "Conv", l.name, inputs, l.output,
+                [
+                    ints("kernel_shape", [g.r, g.s]), ints("strides", [g.stride, g.stride]),
+                    ints("pads", [g.pad, g.pad, g.pad, g.pad]), ints("dilations", [1, 1]),
+                    int("group", 1),
+                ])
+        case .batchNorm(let l):
+            node(
+                "BatchNormalization", l.name,
+                [
+                    valueOf[l.input.index], store[l.scale].name, store[l.shift].name,
+                    store[l.runningMean].name, store[l.runningVar].name,
+                ],
+                l.output, [float("epsilon", network.batchNorm.eps)], last: !l.relu)
+            if l.relu { relu(l.output, l.name) }
+        case .add(let l):
+            // Named after the block whose residual branch it closes: `layer1.0.add`.
+            let name = blockPrefix(of: valueOf[l.a.index]) + "add"
+            node(
+                "Add", name, [valueOf[l.a.index], valueOf[l.b.index]], l.output, [], last: !l.relu)
+            if l.relu { relu(l.output, name) }
+        case .maxPool(let l):
+            let g = l.shape
+            node(
+                "MaxPool", "maxpool", [valueOf[l.input.index]], l.output,
+                [
+                    ints("kernel_shape", [g.kernel, g.kernel]),
+                    ints("strides", [g.stride, g.stride]),
+                    ints("pads", [g.pad, g.pad, g.pad, g.pad]),
+                ])
+        case .globalAvgPool(let l):
+            node("GlobalAveragePool", "avgpool", [valueOf[l.input.index]], l.output, [])
+        case .linear(let l):
+            // Gemm needs [N, features]; our activations are [N, C, H, W] (H = W = 1 after the
+            // global pool), so flatten first, as torch.flatten(x, 1) does.
+            let flat = unique(l.name + ".flatten")
+            nodes.append(
+                makeNode("Flatten", flat, [valueOf[l.input.index]], flat, [int("axis", 1)]))
+            var inputs = [flat, store[l.weight].name]
+            if let b = l.bias { inputs.append(store[b].name) }
+            node(
+                "Gemm", l.name, inputs, l.output,
+                [float("alpha", 1), float("beta", 1), int("transA", 0), int("transB", 1)])
+        }
+    }
+
+    /// Appends a node writing activation `output`; its value is `logits` if this is the
+    /// graph's final value (`last`: no in-place ReLU follows), else a fresh name from `name`.
+    private mutating func node(
+        _ op: String, _ name: String, _ inputs: [String], _ output: TensorID,
+        _ attributes: [ONNXAttributeProto], last: Bool = true
+    ) {
+        let nodeName = unique(name)
+        let value = (last && output == graphIR.logits) ? "logits" : nodeName
+        valueOf[output.index] = value
+        nodes.append(makeNode(op, nodeName, inputs, value, attributes))
+    }
+
+    /// The in-place ReLU our graph fuses into BN/add, as its own node.
+    private mutating func relu(_ tensor: TensorID, _ producer: String) {
+        node("Relu", producer + ".relu", [valueOf[tensor.index]], tensor, [])
+    }
+
+    private func makeNode(
+        _ op: String, _ name: String, _ inputs: [String], _ output: String,
+        _ attributes: [ONNXAttributeProto]
+    ) -> ONNXNodeProto {
+        ONNXNodeProto.with {
+            $0.opType = op
+            $0.name = name
+            $0.input = inputs
+            $0.output = [output]
+            $0.attribute = attributes
+        }
+    }
+
+    /// `name`, or `name_2`, `name_3`, … if taken; node and value names must be unique.
+    private mutating func unique(_ name: String) -> String {
+        var candidate = name
+        var k = 2
+        while usedNames.contains(candidate) {
+            candidate = "\(name)_\(k)"
+            k += 1
+        }
+        usedNames.insert(candidate)
+        return candidate
+    }
+
+    /// `layer1.0.` for `layer1.0.bn2` (the module path without its last component).
+    private func blockPrefix(of value: String) -> String {
+        guard let dot = value.lastIndex(of: ".") else { return "" }
+        return String(value[...dot])
+    }
+
+    // MARK: - attributes, tensors, types
+
+    private func ints(_ name: String, _ values: [Int]) -> ONNXAttributeProto {
+        ONNXAttributeProto.with {
+            $0.name = name
+            $0.type = .ints
+            $0.ints = values.map(Int64.init)
+        }
+    }
+
+    private func int(_ name: String, _ value: Int) -> ONNXAttributeProto {
+        ONNXAttributeProto.with {
+            $0.name = name
+            $0.type = .int
+            $0.i = Int64(value)
+        }
+    }
+
+    private func float(_ name: String, _ value: Float) -> ONNXAttributeProto {
+        ONNXAttributeProto.with {
+            $0.name = name
+            $0.type = .float
+            $0.f = value
+        }
+    }
+
+    /// A FLOAT initializer; raw_data is little-endian, as is our memory (see SafeTensors.swift).
+    private func tensor(_ name: String, _ shape: [Int], _ values: UnsafePointer<Float>)
+        -> ONNXTensorProto
+    {
+        ONNXTensorProto.with {
+            $0.name = name
+            $0.dims = shape.map(Int64.init)
+            $0.dataType = Int32(ONNXTensorProto.DataType.float.rawValue)
+            $0.rawData = Data(
+                buffer: UnsafeBufferPointer(start: values, count: shape.reduce(1, *)))
+        }
+    }
+
+    /// A float tensor value; `nil` dimensions are the symbolic batch size `N`.
+    private func valueInfo(_ name: String, _ dims: [Int?]) -> ONNXValueInfoProto {
+        ONNXValueInfoProto.with {
+            $0.name = name
+            $0.type.tensorType.elemType = Int32(ONNXTensorProto.DataType.float.rawValue)
+            $0.type.tensorType.shape.dim = dims.map { d in
+                ONNXTensorShapeProto.Dimension.with {
+                    if let d { $0.dimValue = Int64(d) } else { $0.dimParam = "N" }
+                }
+            }
+        }
+    }
+}

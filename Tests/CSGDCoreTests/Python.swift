@@ -1,0 +1,54 @@
+// The Python interpreter for interoperability tests: $CSGD_PYTHON (launch/test.sh points it at
+// the venv made by launch/setup-python.sh), else `python3` from PATH. CSGDCoreTests and
+// CSGDCLITests each hold a copy of this file (test targets cannot share sources).
+
+import Foundation
+
+/// What one Python run printed.
+struct PythonResult {
+    /// Exit status.
+    let status: Int32
+    /// Everything written to stdout.
+    let stdout: String
+    /// Everything written to stderr (the traceback when a script fails).
+    let stderr: String
+}
+
+enum Python {
+    /// The interpreter the tests run, for messages.
+    static var executable: String {
+        ProcessInfo.processInfo.environment["CSGD_PYTHON"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? "python3"
+    }
+
+    /// Runs the interpreter with `args`; nil if it cannot be started.
+    static func launch(_ args: [String]) -> PythonResult? {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = [executable] + args
+        // stderr goes to a file, so a chatty failure can never block on a full pipe.
+        let errPath = NSTemporaryDirectory() + "csgd-python-\(UUID().uuidString).err"
+        guard FileManager.default.createFile(atPath: errPath, contents: nil),
+            let errFile = FileHandle(forWritingAtPath: errPath)
+        else { return nil }
+        defer { try? FileManager.default.removeItem(atPath: errPath) }
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = errFile
+        p.standardInput = FileHandle.nullDevice
+        do { try p.run() } catch { return nil }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        try? errFile.close()
+        let err = FileManager.default.contents(atPath: errPath) ?? Data()
+        return PythonResult(
+            status: p.terminationStatus, stdout: String(decoding: data, as: UTF8.self),
+            stderr: String(decoding: err, as: UTF8.self))
+    }
+
+    /// Runs the interpreter; its stdout on exit status 0, nil if it is missing or fails.
+    static func run(_ args: [String]) -> String? {
+        guard let r = launch(args), r.status == 0 else { return nil }
+        return r.stdout
+    }
+}
