@@ -14,8 +14,8 @@ import Foundation
 public enum PruneTarget: Equatable, Sendable {
     /// Every group keeps ⌈ratio · width⌉ channels (e.g. 5/8).
     case ratio(Double)
-    /// Only non-residual (internal) groups shrink, to ⌈ratio · width⌉ (the paper's ImageNet
-    /// setting); residual streams keep their width.
+    /// Only block-internal groups shrink, to ⌈ratio · width⌉ (the paper's ImageNet setting);
+    /// residual streams and the stem keep their width.
     case internalRatio(Double)
     /// Maps a current width to a target width (per-stage widths, e.g. 16:10,32:20,64:40);
     /// widths not listed are kept.
@@ -75,7 +75,7 @@ public enum PruneTarget: Equatable, Sendable {
             switch self {
             case .ratio(let r): target = Int((Double(w) * r - 1e-9).rounded(.up))
             case .internalRatio(let r):
-                target = g.isResidual ? w : Int((Double(w) * r - 1e-9).rounded(.up))
+                target = g.isBlockInternal ? Int((Double(w) * r - 1e-9).rounded(.up)) : w
             case .widthMap(let m): target = m[w] ?? w
             case .perConv(let ws):
                 if ws.count != topology.convs.count {

@@ -55,6 +55,12 @@ public struct ChannelGroup: Sendable {
     public var followers: ArraySlice<Int> { producers.dropFirst() }
     /// Whether the space is a residual stream (more than one producer).
     public var isResidual: Bool { producers.count > 1 }
+    /// Whether a producer reads the network's input image (the stem conv).
+    public let isStem: Bool
+    /// Whether the space lives inside a residual block: neither a residual stream nor the
+    /// stem's output (the paper's ImageNet setting prunes exactly these: the first two convs
+    /// of each bottleneck, the first of each basic block).
+    public var isBlockInternal: Bool { !isResidual && !isStem }
 }
 
 /// Producers, consumers and residual groups of every conv of a graph.
@@ -144,7 +150,8 @@ public struct Topology: Sendable {
         convs = nodes
         groups = producers.enumerated().map { gi, prods in
             ChannelGroup(
-                index: gi, width: nodes[prods[0]].width, producers: prods, consumers: consumers[gi])
+                index: gi, width: nodes[prods[0]].width, producers: prods, consumers: consumers[gi],
+                isStem: prods.contains { convLayers[$0].1.input == graph.input })
         }
     }
 }

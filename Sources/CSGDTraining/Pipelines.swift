@@ -312,7 +312,9 @@ public enum Pipelines {
         return .perConv(
             topology.convs.map { node in
                 let current = net.architecture.widths[node.convIndex]
-                if internalOnly && topology.groups[node.groupIndex].isResidual { return current }
+                if internalOnly && !topology.groups[node.groupIndex].isBlockInternal {
+                    return current
+                }
                 let t = Int((Double(original.widths[node.convIndex]) * ratio - 1e-9).rounded(.up))
                 return min(current, max(1, t))
             })

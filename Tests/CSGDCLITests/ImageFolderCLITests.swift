@@ -72,11 +72,12 @@ final class ImageFolderCLITests: XCTestCase {
         XCTAssertTrue(r.output.contains("C-SGD done"), r.output)
         XCTAssertTrue(r.output.contains("FLOPs cut"), r.output)
         let pruned = out + "/pruned.safetensors"
-        // Non-residual convs at ⌈0.7·w⌉ (64 → 45, 128 → 90, 256 → 180, 512 → 359; the stem
-        // feeds no residual add, so it is one of them); the residual streams keep 256 … 2048.
+        // Block-internal convs at ⌈0.7·w⌉ (64 → 45, 128 → 90, 256 → 180, 512 → 359); the
+        // stem (64) and the residual streams (256 … 2048) keep their widths.
         let w = try widths(pruned)
         XCTAssertEqual(w.count, 53)
-        XCTAssertEqual(Set(w), [45, 90, 180, 359, 256, 512, 1024, 2048])
+        XCTAssertEqual(w[0], 64, "the stem is not pruned")
+        XCTAssertEqual(Set(w), [45, 90, 180, 359, 64, 256, 512, 1024, 2048])
         let eval = try CLIRunner.run(["eval", "--input", pruned] + common, timeout: 120)
         XCTAssertEqual(eval.exitCode, 0, eval.output)
         XCTAssertTrue(eval.output.contains("top-1"), eval.output)

@@ -52,6 +52,12 @@ final class TopologyTests: XCTestCase {
         XCTAssertEqual(t.groups.filter { !$0.isResidual }.count, 1 + 32)
         let stem = t.groups[t.convs[0].groupIndex]
         XCTAssertEqual(stem.consumers.count, 2)
+        // What `internal:` rounds prune: the two first convs of every bottleneck, nothing else.
+        XCTAssertTrue(stem.isStem)
+        XCTAssertFalse(stem.isBlockInternal)
+        let internalConvs = t.convs.filter { t.groups[$0.groupIndex].isBlockInternal }.map(\.name)
+        XCTAssertEqual(internalConvs.count, 32)
+        XCTAssertTrue(internalConvs.allSatisfy { $0.hasSuffix(".conv1") || $0.hasSuffix(".conv2") })
     }
 }
 
