@@ -23,12 +23,13 @@ public struct BatchNormConfig: Sendable, Equatable {
 ///   - runningMean, runningVar: `[C]`, updated in place.
 ///   - input: `[N, C, H·W]`.
 ///   - scale, shift: γ and β, `[C]`.
+///   - relu: apply ReLU to the output in the same pass (BN → ReLU fused).
 public func batchNormForwardTraining(
     output: UnsafeMutablePointer<Float>, saveMean: UnsafeMutablePointer<Float>,
     saveInvStd: UnsafeMutablePointer<Float>, runningMean: UnsafeMutablePointer<Float>,
     runningVar: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
     scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, n: Int, c: Int, hw: Int,
-    config: BatchNormConfig = .init()
+    config: BatchNormConfig = .init(), relu: Bool = false
 ) {
     let m = n * hw
     for ch in 0..<c {
@@ -48,9 +49,7 @@ public func batchNormForwardTraining(
         let a = scale[ch] * invStd
         let b = shift[ch] - meanF * a
         for i in 0..<n {
-            let x = input + (i * c + ch) * hw
-            let y = output + (i * c + ch) * hw
-            for j in 0..<hw { y[j] = x[j] * a + b }
+            affine(output + (i * c + ch) * hw, input + (i * c + ch) * hw, hw, a, b, relu: relu)
         }
         let unbiased = m > 1 ? variance * Double(m) / Double(m - 1) : variance
         let mom = config.momentum
@@ -64,17 +63,39 @@ public func batchNormForwardEval(
     output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
     runningMean: UnsafePointer<Float>, runningVar: UnsafePointer<Float>,
     scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, n: Int, c: Int, hw: Int,
-    config: BatchNormConfig = .init()
+    config: BatchNormConfig = .init(), relu: Bool = false
 ) {
     for ch in 0..<c {
         let invStd = 1 / (runningVar[ch] + config.eps).squareRoot()
         let a = scale[ch] * invStd
         let b = shift[ch] - runningMean[ch] * a
         for i in 0..<n {
-            let x = input + (i * c + ch) * hw
-            let y = output + (i * c + ch) * hw
-            for j in 0..<hw { y[j] = x[j] * a + b }
+            affine(output + (i * c + ch) * hw, input + (i * c + ch) * hw, hw, a, b, relu: relu)
         }
+    }
+}
+
+/// `y = x·a + b`, then `max(·, 0)` when `relu` — one pass (a fused ReLU saves re-reading and
+/// re-writing the whole tensor). Rounding is the same as the separate steps: no FMA.
+@inline(__always)
+func affine(
+    _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ count: Int, _ a: Float,
+    _ b: Float, relu: Bool
+) {
+    let va = SIMD8<Float>(repeating: a)
+    let vb = SIMD8<Float>(repeating: b)
+    let zero = SIMD8<Float>()
+    var j = 0
+    while j + 8 <= count {
+        var v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self) * va + vb
+        if relu { v = v.replacing(with: zero, where: .!(v .> zero)) }
+        UnsafeMutableRawPointer(y + j).storeBytes(of: v, as: SIMD8<Float>.self)
+        j += 8
+    }
+    while j < count {
+        let v = x[j] * a + b
+        y[j] = relu && !(v > 0) ? 0 : v
+        j += 1
     }
 }
 

@@ -50,21 +50,54 @@ public func reluMaskInPlace(
     }
 }
 
-/// Residual add: `output = a + b`.
+/// Residual add: `output = a + b`, then `max(·, 0)` when `relu` (one pass).
 public func addForward(
     output: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-    count: Int
+    count: Int, relu: Bool = false
 ) {
-    for i in 0..<count { output[i] = a[i] + b[i] }
+    let zero = SIMD8<Float>()
+    var i = 0
+    while i + 8 <= count {
+        var v =
+            UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self)
+            + UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
+        if relu { v = v.replacing(with: zero, where: .!(v .> zero)) }
+        UnsafeMutableRawPointer(output + i).storeBytes(of: v, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < count {
+        let v = a[i] + b[i]
+        output[i] = relu && !(v > 0) ? 0 : v
+        i += 1
+    }
 }
 
-/// Residual add backward. ACCUMULATES `dOutput` into both `dA` and `dB`.
+/// Residual add backward. ACCUMULATES `dOutput` into both `dA` and `dB`; with `reluOutput`
+/// (the forward output of a fused add → ReLU) the gradient is first masked by `output > 0`,
+/// in the same pass.
 public func addBackward(
     dA: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>,
-    dOutput: UnsafePointer<Float>, count: Int
+    dOutput: UnsafePointer<Float>, count: Int, reluOutput: UnsafePointer<Float>? = nil
 ) {
-    for i in 0..<count {
-        dA[i] += dOutput[i]
-        dB[i] += dOutput[i]
+    let zero = SIMD8<Float>()
+    var i = 0
+    while i + 8 <= count {
+        var g = UnsafeRawPointer(dOutput + i).loadUnaligned(as: SIMD8<Float>.self)
+        if let y = reluOutput {
+            let yv = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self)
+            g = g.replacing(with: zero, where: .!(yv .> zero))
+        }
+        // Load dB only after storing dA: correct even when both are the same buffer (x + x).
+        let da = UnsafeRawPointer(dA + i).loadUnaligned(as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(dA + i).storeBytes(of: da + g, as: SIMD8<Float>.self)
+        let db = UnsafeRawPointer(dB + i).loadUnaligned(as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(dB + i).storeBytes(of: db + g, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < count {
+        let g = reluOutput.map { $0[i] > 0 ? dOutput[i] : 0 } ?? dOutput[i]
+        dA[i] += g
+        dB[i] += g
+        i += 1
     }
 }

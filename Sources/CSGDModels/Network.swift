@@ -100,21 +100,21 @@ public final class Network {
                         runningMean: store.buffer(l.runningMean),
                         runningVar: store.buffer(l.runningVar), input: v[l.input.index].pointer,
                         scale: store.value(l.scale), shift: store.value(l.shift), n: batch,
-                        c: l.channels, hw: l.hw, config: batchNorm)
+                        c: l.channels, hw: l.hw, config: batchNorm, relu: l.relu)
                 } else {
                     batchNormForwardEval(
                         output: y, input: v[l.input.index].pointer,
                         runningMean: store.buffer(l.runningMean),
                         runningVar: store.buffer(l.runningVar), scale: store.value(l.scale),
                         shift: store.value(l.shift), n: batch, c: l.channels, hw: l.hw,
-                        config: batchNorm)
+                        config: batchNorm, relu: l.relu)
                 }
-                if l.relu { reluForward(output: y, input: y, count: batch * l.channels * l.hw) }
             case .add(let l):
                 let y = v[l.output.index].pointer
                 let n = batch * graph.tensors[l.output.index].count
-                addForward(output: y, a: v[l.a.index].pointer, b: v[l.b.index].pointer, count: n)
-                if l.relu { reluForward(output: y, input: y, count: n) }
+                addForward(
+                    output: y, a: v[l.a.index].pointer, b: v[l.b.index].pointer, count: n,
+                    relu: l.relu)
             case .maxPool(let l):
                 maxPoolForward(
                     output: v[l.output.index].pointer, argmax: arena.argmax[li]!,
@@ -195,12 +195,10 @@ public final class Network {
                     scale: store.value(l.scale), saveMean: arena.bnMean[li]!.pointer,
                     saveInvStd: arena.bnInvStd[li]!.pointer, n: batch, c: l.channels, hw: l.hw)
             case .add(let l):
-                let dy = take(l.output)
                 let n = batch * graph.tensors[l.output.index].count
-                if l.relu {
-                    reluMaskInPlace(dOutput: dy, output: v[l.output.index].pointer, count: n)
-                }
-                addBackward(dA: grad(l.a)!, dB: grad(l.b)!, dOutput: dy, count: n)
+                addBackward(
+                    dA: grad(l.a)!, dB: grad(l.b)!, dOutput: take(l.output), count: n,
+                    reluOutput: l.relu ? v[l.output.index].pointer : nil)
             case .maxPool(let l):
                 if let dx = grad(l.input) {
                     maxPoolBackward(

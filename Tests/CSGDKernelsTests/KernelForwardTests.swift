@@ -156,6 +156,69 @@ final class KernelForwardTests: XCTestCase {
         }
     }
 
+    /// The fused BN → ReLU and add → ReLU passes give exactly the unfused sequence (odd sizes
+    /// exercise the SIMD tails), and the fused add backward equals mask-then-add, also when
+    /// both inputs are the same tensor.
+    func testFusedReLUPassesEqualTheUnfusedSequence() {
+        let n = 3
+        let c = 2
+        let hw = 13
+        let x = randomBuffer(n * c * hw, seed: 17, -2, 2)
+        let scale = FloatBuffer([1.3, -0.7])
+        let shift = FloatBuffer([0.2, -0.1])
+        let runMean = FloatBuffer([0.1, -0.3])
+        let runVar = FloatBuffer([0.8, 1.7])
+        for training in [false, true] {
+            func bn(_ relu: Bool) -> [Float] {
+                let y = FloatBuffer(count: x.count)
+                let rm = FloatBuffer(runMean.array)
+                let rv = FloatBuffer(runVar.array)
+                if training {
+                    let m = FloatBuffer(count: c)
+                    let s = FloatBuffer(count: c)
+                    batchNormForwardTraining(
+                        output: y.pointer, saveMean: m.pointer, saveInvStd: s.pointer,
+                        runningMean: rm.pointer, runningVar: rv.pointer, input: x.pointer,
+                        scale: scale.pointer, shift: shift.pointer, n: n, c: c, hw: hw,
+                        relu: relu)
+                } else {
+                    batchNormForwardEval(
+                        output: y.pointer, input: x.pointer, runningMean: rm.pointer,
+                        runningVar: rv.pointer, scale: scale.pointer, shift: shift.pointer, n: n,
+                        c: c, hw: hw, relu: relu)
+                }
+                return y.array
+            }
+            let plain = bn(false)
+            XCTAssertTrue(plain.contains { $0 < 0 }, "the test must exercise the clamp")
+            XCTAssertEqual(bn(true), plain.map { max($0, 0) }, "training \(training)")
+        }
+        let b = randomBuffer(x.count, seed: 18, -2, 2)
+        let sum = FloatBuffer(count: x.count)
+        let fused = FloatBuffer(count: x.count)
+        addForward(output: sum.pointer, a: x.pointer, b: b.pointer, count: x.count)
+        addForward(output: fused.pointer, a: x.pointer, b: b.pointer, count: x.count, relu: true)
+        XCTAssertEqual(fused.array, sum.array.map { max($0, 0) })
+        let dy = randomBuffer(x.count, seed: 19, -1, 1)
+        let masked = FloatBuffer(dy.array)
+        reluMaskInPlace(dOutput: masked.pointer, output: fused.pointer, count: x.count)
+        let da = randomBuffer(x.count, seed: 20, -1, 1)
+        let db = randomBuffer(x.count, seed: 21, -1, 1)
+        let (da2, db2) = (FloatBuffer(da.array), FloatBuffer(db.array))
+        addBackward(dA: da.pointer, dB: db.pointer, dOutput: masked.pointer, count: x.count)
+        addBackward(
+            dA: da2.pointer, dB: db2.pointer, dOutput: dy.pointer, count: x.count,
+            reluOutput: fused.pointer)
+        XCTAssertEqual(da2.array, da.array)
+        XCTAssertEqual(db2.array, db.array)
+        // x + x: one buffer receives both contributions.
+        let same = FloatBuffer(count: x.count)
+        addBackward(
+            dA: same.pointer, dB: same.pointer, dOutput: dy.pointer, count: x.count,
+            reluOutput: fused.pointer)
+        XCTAssertEqual(same.array, masked.array.map { $0 + $0 })
+    }
+
     // MARK: softmax cross-entropy
 
     func testCrossEntropyHandComputed() {
