@@ -99,7 +99,9 @@ func affine(
     }
 }
 
-/// BatchNorm backward (training mode). ACCUMULATES into `dInput`, `dScale`, `dShift`.
+/// BatchNorm backward (training mode). ACCUMULATES into `dScale`, `dShift` and — unless
+/// `overwriteInput` — into `dInput`; with `overwriteInput` the input gradient is stored, not
+/// added (the caller's buffer holds nothing yet: saves zeroing it and reading it back).
 ///
 /// With x̂ = (x − mean)·invStd: dβ = Σ dy, dγ = Σ dy·x̂,
 /// dx = γ·invStd·(dy − mean(dy) − x̂·mean(dy·x̂)).
@@ -107,7 +109,7 @@ public func batchNormBackward(
     dInput: UnsafeMutablePointer<Float>, dScale: UnsafeMutablePointer<Float>,
     dShift: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
     input: UnsafePointer<Float>, scale: UnsafePointer<Float>, saveMean: UnsafePointer<Float>,
-    saveInvStd: UnsafePointer<Float>, n: Int, c: Int, hw: Int
+    saveInvStd: UnsafePointer<Float>, n: Int, c: Int, hw: Int, overwriteInput: Bool = false
 ) {
     let m = Float(n * hw)
     for ch in 0..<c {
@@ -132,9 +134,16 @@ public func batchNormBackward(
             let x = input + (i * c + ch) * hw
             let dy = dOutput + (i * c + ch) * hw
             let dx = dInput + (i * c + ch) * hw
-            for j in 0..<hw {
-                let xhat = (x[j] - mean) * invStd
-                dx[j] += g * (dy[j] - meanDy - xhat * meanDyXhat)
+            if overwriteInput {
+                for j in 0..<hw {
+                    let xhat = (x[j] - mean) * invStd
+                    dx[j] = g * (dy[j] - meanDy - xhat * meanDyXhat)
+                }
+            } else {
+                for j in 0..<hw {
+                    let xhat = (x[j] - mean) * invStd
+                    dx[j] += g * (dy[j] - meanDy - xhat * meanDyXhat)
+                }
             }
         }
     }

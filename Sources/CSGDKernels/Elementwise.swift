@@ -72,12 +72,14 @@ public func addForward(
     }
 }
 
-/// Residual add backward. ACCUMULATES `dOutput` into both `dA` and `dB`; with `reluOutput`
-/// (the forward output of a fused add → ReLU) the gradient is first masked by `output > 0`,
-/// in the same pass.
+/// Residual add backward. ACCUMULATES `dOutput` into both `dA` and `dB` (STORES into those
+/// flagged `overwriteA`/`overwriteB`: buffers that hold nothing yet; never set both when `dA`
+/// and `dB` are the same buffer); with `reluOutput` (the forward output of a fused add → ReLU)
+/// the gradient is first masked by `output > 0`, in the same pass.
 public func addBackward(
     dA: UnsafeMutablePointer<Float>, dB: UnsafeMutablePointer<Float>,
-    dOutput: UnsafePointer<Float>, count: Int, reluOutput: UnsafePointer<Float>? = nil
+    dOutput: UnsafePointer<Float>, count: Int, reluOutput: UnsafePointer<Float>? = nil,
+    overwriteA: Bool = false, overwriteB: Bool = false
 ) {
     let zero = SIMD8<Float>()
     var i = 0
@@ -88,16 +90,16 @@ public func addBackward(
             g = g.replacing(with: zero, where: .!(yv .> zero))
         }
         // Load dB only after storing dA: correct even when both are the same buffer (x + x).
-        let da = UnsafeRawPointer(dA + i).loadUnaligned(as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(dA + i).storeBytes(of: da + g, as: SIMD8<Float>.self)
-        let db = UnsafeRawPointer(dB + i).loadUnaligned(as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(dB + i).storeBytes(of: db + g, as: SIMD8<Float>.self)
+        let da = overwriteA ? g : UnsafeRawPointer(dA + i).loadUnaligned(as: SIMD8<Float>.self) + g
+        UnsafeMutableRawPointer(dA + i).storeBytes(of: da, as: SIMD8<Float>.self)
+        let db = overwriteB ? g : UnsafeRawPointer(dB + i).loadUnaligned(as: SIMD8<Float>.self) + g
+        UnsafeMutableRawPointer(dB + i).storeBytes(of: db, as: SIMD8<Float>.self)
         i += 8
     }
     while i < count {
         let g = reluOutput.map { $0[i] > 0 ? dOutput[i] : 0 } ?? dOutput[i]
-        dA[i] += g
-        dB[i] += g
+        dA[i] = overwriteA ? g : dA[i] + g
+        dB[i] = overwriteB ? g : dB[i] + g
         i += 1
     }
 }

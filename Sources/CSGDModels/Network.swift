@@ -143,26 +143,29 @@ public final class Network {
             let arena = arenas[ArenaKey(batch: batch, training: true)]
         else { fatalError("Network.backward called without a training-mode forward") }
         let v = arena.values
-        // Activation gradients live in a small pool: a tensor's gradient is taken (zeroed) when
-        // the first layer that feeds it back runs and returned once its producer has consumed
-        // it, so only the few gradients crossing the current layer exist at any time (about 3
-        // for a ResNet) instead of one per tensor.
+        // Activation gradients live in a small pool: a tensor's gradient is taken when the
+        // first layer that feeds it back runs and returned once its producer has consumed it,
+        // so only the few gradients crossing the current layer exist at any time (about 3 for
+        // a ResNet) instead of one per tensor. A freshly taken buffer is zeroed for kernels
+        // that accumulate, unless the first contributor stores its result outright (BN, add).
         var slotOf = [Int](repeating: -1, count: graph.tensors.count)
         var free = Array(arena.gradPool.indices.reversed())  // the pool persists across steps
-        func take(_ t: TensorID) -> UnsafeMutablePointer<Float> {
-            if slotOf[t.index] < 0 {
-                let slot: Int
-                if let f = free.popLast() {
-                    slot = f
-                } else {
-                    arena.gradPool.append(FloatBuffer(count: arena.maxTensorCount))
-                    slot = arena.gradPool.count - 1
-                }
-                arena.gradPool[slot].pointer.update(
-                    repeating: 0, count: batch * graph.tensors[t.index].count)
-                slotOf[t.index] = slot
+        func slot(_ t: TensorID) -> (UnsafeMutablePointer<Float>, fresh: Bool) {
+            if slotOf[t.index] >= 0 { return (arena.gradPool[slotOf[t.index]].pointer, false) }
+            let slot: Int
+            if let f = free.popLast() {
+                slot = f
+            } else {
+                arena.gradPool.append(FloatBuffer(count: arena.maxTensorCount))
+                slot = arena.gradPool.count - 1
             }
-            return arena.gradPool[slotOf[t.index]].pointer
+            slotOf[t.index] = slot
+            return (arena.gradPool[slot].pointer, true)
+        }
+        func take(_ t: TensorID) -> UnsafeMutablePointer<Float> {
+            let (p, fresh) = slot(t)
+            if fresh { p.update(repeating: 0, count: batch * graph.tensors[t.index].count) }
+            return p
         }
         func grad(_ t: TensorID) -> UnsafeMutablePointer<Float>? {
             t == graph.input ? nil : take(t)
@@ -189,16 +192,26 @@ public final class Network {
                         dOutput: dy, output: v[l.output.index].pointer,
                         count: batch * l.channels * l.hw)
                 }
+                let (dx, fresh) = slot(l.input)
                 batchNormBackward(
-                    dInput: grad(l.input)!, dScale: store.grad(l.scale),
-                    dShift: store.grad(l.shift), dOutput: dy, input: v[l.input.index].pointer,
-                    scale: store.value(l.scale), saveMean: arena.bnMean[li]!.pointer,
-                    saveInvStd: arena.bnInvStd[li]!.pointer, n: batch, c: l.channels, hw: l.hw)
+                    dInput: dx, dScale: store.grad(l.scale), dShift: store.grad(l.shift),
+                    dOutput: dy, input: v[l.input.index].pointer, scale: store.value(l.scale),
+                    saveMean: arena.bnMean[li]!.pointer, saveInvStd: arena.bnInvStd[li]!.pointer,
+                    n: batch, c: l.channels, hw: l.hw, overwriteInput: fresh)
             case .add(let l):
                 let n = batch * graph.tensors[l.output.index].count
-                addBackward(
-                    dA: grad(l.a)!, dB: grad(l.b)!, dOutput: take(l.output), count: n,
-                    reluOutput: l.relu ? v[l.output.index].pointer : nil)
+                let dy = take(l.output)
+                let relu = l.relu ? v[l.output.index].pointer : nil
+                if l.a == l.b {  // x + x: one buffer, two contributions
+                    let dx = take(l.a)
+                    addBackward(dA: dx, dB: dx, dOutput: dy, count: n, reluOutput: relu)
+                } else {
+                    let (da, freshA) = slot(l.a)
+                    let (db, freshB) = slot(l.b)
+                    addBackward(
+                        dA: da, dB: db, dOutput: dy, count: n, reluOutput: relu,
+                        overwriteA: freshA, overwriteB: freshB)
+                }
             case .maxPool(let l):
                 if let dx = grad(l.input) {
                     maxPoolBackward(

@@ -217,6 +217,26 @@ final class KernelForwardTests: XCTestCase {
             dA: same.pointer, dB: same.pointer, dOutput: dy.pointer, count: x.count,
             reluOutput: fused.pointer)
         XCTAssertEqual(same.array, masked.array.map { $0 + $0 })
+        // Storing instead of adding (first contributor): stale contents are ignored.
+        let (sa, sb) = (randomBuffer(x.count, seed: 22), randomBuffer(x.count, seed: 23))
+        addBackward(
+            dA: sa.pointer, dB: sb.pointer, dOutput: dy.pointer, count: x.count,
+            reluOutput: fused.pointer, overwriteA: true, overwriteB: true)
+        XCTAssertEqual(sa.array, masked.array)
+        XCTAssertEqual(sb.array, masked.array)
+        // BN backward storing its input gradient == accumulating it into zeros.
+        let saveMean = FloatBuffer([0.05, -0.2])
+        let saveInvStd = FloatBuffer([1.1, 0.9])
+        func bnBackward(_ overwrite: Bool) -> [Float] {
+            let dx = overwrite ? randomBuffer(x.count, seed: 24) : FloatBuffer(count: x.count)
+            let (ds, db) = (FloatBuffer(count: c), FloatBuffer(count: c))
+            batchNormBackward(
+                dInput: dx.pointer, dScale: ds.pointer, dShift: db.pointer, dOutput: dy.pointer,
+                input: x.pointer, scale: scale.pointer, saveMean: saveMean.pointer,
+                saveInvStd: saveInvStd.pointer, n: n, c: c, hw: hw, overwriteInput: overwrite)
+            return dx.array + ds.array + db.array
+        }
+        XCTAssertEqual(bnBackward(true), bnBackward(false))
     }
 
     // MARK: softmax cross-entropy
