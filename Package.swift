@@ -75,7 +75,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),
-        .testTarget(name: "CSGDCoreTests", dependencies: ["CSGDCore"]),
+        // Helpers shared by the test targets (not part of the product).
+        .target(name: "CSGDTestSupport", path: "Tests/CSGDTestSupport"),
+        .testTarget(name: "CSGDCoreTests", dependencies: ["CSGDCore", "CSGDTestSupport"]),
         .testTarget(name: "CSGDKernelsTests", dependencies: ["CSGDKernels"]),
         .testTarget(name: "CSGDModelsTests", dependencies: ["CSGDModels"]),
         .testTarget(name: "CSGDDataTests", dependencies: ["CSGDData"]),
@@ -89,7 +91,8 @@ let package = Package(
                 "CSGDExport", "CSGDModels",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
-        .testTarget(name: "CSGDCLITests", dependencies: ["CSGDCore", "CSGDData"]),
+        .testTarget(
+            name: "CSGDCLITests", dependencies: ["CSGDCore", "CSGDData", "CSGDTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -4,6 +4,7 @@
 // launch script would, including argument parsing, exit codes and multi-rank MPI runs.
 // Shared by every CLI test file; keep the API small and stable.
 
+import CSGDCore
 import Foundation
 import XCTest
 
@@ -183,4 +184,13 @@ private final class OutputCollector: @unchecked Sendable {
         defer { lock.unlock() }
         return data
     }
+}
+
+/// The per-conv widths a model file records in its metadata.
+func modelWidths(_ path: String) throws -> [Int] {
+    let f = try SafeTensorsFile.read(path: path)
+    let arch =
+        try JSONSerialization.jsonObject(with: Data(f.metadata["csgd.architecture"]!.utf8))
+        as! [String: Any]
+    return arch["widths"] as! [Int]
 }

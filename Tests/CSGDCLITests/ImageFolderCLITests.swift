@@ -29,14 +29,6 @@ final class ImageFolderCLITests: XCTestCase {
         return data
     }
 
-    func widths(_ path: String) throws -> [Int] {
-        let f = try SafeTensorsFile.read(path: path)
-        let arch =
-            try JSONSerialization.jsonObject(
-                with: Data(f.metadata["csgd.architecture"]!.utf8)) as! [String: Any]
-        return arch["widths"] as! [Int]
-    }
-
     func testResNet50CSGDOnPackedImageFolderUnderMPIRunThenPruneAndEval() throws {
         try CLIRunner.requireMPIRun()
         let data = try makeData(trainPerClass: 16)
@@ -74,7 +66,7 @@ final class ImageFolderCLITests: XCTestCase {
         let pruned = out + "/pruned.safetensors"
         // Block-internal convs at ⌈0.7·w⌉ (64 → 45, 128 → 90, 256 → 180, 512 → 359); the
         // stem (64) and the residual streams (256 … 2048) keep their widths.
-        let w = try widths(pruned)
+        let w = try modelWidths(pruned)
         XCTAssertEqual(w.count, 53)
         XCTAssertEqual(w[0], 64, "the stem is not pruned")
         XCTAssertEqual(Set(w), [45, 90, 180, 359, 64, 256, 512, 1024, 2048])

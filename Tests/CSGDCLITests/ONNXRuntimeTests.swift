@@ -5,6 +5,7 @@
 // otherwise.
 
 import CSGDCore
+import CSGDTestSupport
 import Foundation
 import XCTest
 

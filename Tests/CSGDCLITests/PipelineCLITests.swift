@@ -28,20 +28,12 @@ final class PipelineCLITests: XCTestCase {
         return r
     }
 
-    func widths(_ path: String) throws -> [Int] {
-        let f = try SafeTensorsFile.read(path: path)
-        let arch =
-            try JSONSerialization.jsonObject(
-                with: Data(f.metadata["csgd.architecture"]!.utf8)) as! [String: Any]
-        return arch["widths"] as! [Int]
-    }
-
     func testWidenTwoThenSqueezeBackToTheOriginalWidths() throws {
         let out = dir + "/widen"
         let r = try run(["csgd"] + tiny + ["--widen", "2", "--epochs", "10", "--out-dir", out])
         XCTAssertTrue(r.output.contains("C-SGD done"), r.output)
         // ResNet-20 ×0.25 = 4/8/16; trained at 8/16/32 with clusters of two, squeezed back.
-        let w = try widths(out + "/pruned.safetensors")
+        let w = try modelWidths(out + "/pruned.safetensors")
         XCTAssertEqual(Set(w), [4, 8, 16])
         XCTAssertEqual(w.count, 21)
         try checkReport(of: out, epochs: 10, layers: 22, command: "--widen 2")
@@ -78,7 +70,7 @@ final class PipelineCLITests: XCTestCase {
         let p = try run(
             ["prune", "--input", out + "/checkpoint.safetensors", "--output", pruned] + tiny)
         XCTAssertTrue(p.output.contains("max |logit diff|"), p.output)
-        XCTAssertEqual(try widths(pruned), try widths(out + "/pruned.safetensors"))
+        XCTAssertEqual(try modelWidths(pruned), try modelWidths(out + "/pruned.safetensors"))
         // Magnitude pruning of the same unpruned net to the same widths, then 1 finetune epoch.
         let mag = dir + "/mag.safetensors"
         let m = try run(
@@ -88,7 +80,7 @@ final class PipelineCLITests: XCTestCase {
                 dir + "/ft",
             ] + tiny)
         XCTAssertTrue(m.output.contains("after 1 finetune epochs"), m.output)
-        XCTAssertEqual(try widths(mag), try widths(pruned))
+        XCTAssertEqual(try modelWidths(mag), try modelWidths(pruned))
         let bad = try CLIRunner.run(
             ["prune", "--input", mag, "--output", dir + "/x.safetensors"] + tiny)
         XCTAssertNotEqual(bad.exitCode, 0)

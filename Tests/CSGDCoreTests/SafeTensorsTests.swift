@@ -2,6 +2,7 @@
 // corruption path (each must name the file), and interoperability with Python readers.
 
 import CSGDCore
+import CSGDTestSupport
 import Foundation
 import XCTest
 

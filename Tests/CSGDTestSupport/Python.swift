@@ -1,28 +1,29 @@
 // The Python interpreter for interoperability tests: $CSGD_PYTHON (launch/test.sh points it at
-// the venv made by launch/setup-python.sh), else `python3` from PATH. CSGDCoreTests and
-// CSGDCLITests each hold a copy of this file (test targets cannot share sources).
+// the venv made by launch/setup-python.sh), else `python3` from PATH. Shared by the test
+// targets through this support library (test targets cannot share sources directly).
 
 import Foundation
 
 /// What one Python run printed.
-struct PythonResult {
+public struct PythonResult {
     /// Exit status.
-    let status: Int32
+    public let status: Int32
     /// Everything written to stdout.
-    let stdout: String
+    public let stdout: String
     /// Everything written to stderr (the traceback when a script fails).
-    let stderr: String
+    public let stderr: String
 }
 
-enum Python {
+/// Runs the tests' Python interpreter.
+public enum Python {
     /// The interpreter the tests run, for messages.
-    static var executable: String {
+    public static var executable: String {
         ProcessInfo.processInfo.environment["CSGD_PYTHON"].flatMap { $0.isEmpty ? nil : $0 }
             ?? "python3"
     }
 
     /// Runs the interpreter with `args`; nil if it cannot be started.
-    static func launch(_ args: [String]) -> PythonResult? {
+    public static func launch(_ args: [String]) -> PythonResult? {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = [executable] + args
@@ -47,7 +48,7 @@ enum Python {
     }
 
     /// Runs the interpreter; its stdout on exit status 0, nil if it is missing or fails.
-    static func run(_ args: [String]) -> String? {
+    public static func run(_ args: [String]) -> String? {
         guard let r = launch(args), r.status == 0 else { return nil }
         return r.stdout
     }
