@@ -99,6 +99,7 @@ public enum SVGChart {
             s += line(x, f.top, x, f.top + f.plotHeight, stroke: "#888", dash: "4 3")
             s += text(x + 3, f.top + 11, m.label, size: 10, fill: "#555")
         }
+        var legend = ""
         for (i, se) in series.enumerated() {
             let pts = se.points.map { p -> String in
                 let y = logY && p.y <= 0 ? floorValue : p.y
@@ -115,12 +116,16 @@ public enum SVGChart {
                     s += "<circle cx=\"\(c[0])\" cy=\"\(c[1])\" r=\"2.5\" fill=\"\(se.color)\"/>\n"
                 }
             }
-            // Legend, top right, one row per series.
+            // Legend, top right, one row per series, on white so curves do not hide it.
             let ly = f.top + 14 + Double(i) * 16
             let lx = f.left + f.plotWidth - 150
-            s += line(lx, ly - 4, lx + 22, ly - 4, stroke: se.color, width: 2.5)
-            s += text(lx + 28, ly, se.name, size: 11)
+            legend +=
+                "<rect x=\"\(fmt(lx - 4))\" y=\"\(fmt(ly - 11))\" width=\"150\" height=\"16\" "
+                + "fill=\"white\" fill-opacity=\"0.85\"/>\n"
+            legend += line(lx, ly - 4, lx + 22, ly - 4, stroke: se.color, width: 2.5)
+            legend += text(lx + 28, ly, se.name, size: 11)
         }
+        s += legend  // drawn last: above every curve
         if let floorNote, logY, ys.contains(where: { $0 <= 0 }) {
             s += text(f.left + 4, f.top + f.plotHeight - 6, floorNote, size: 10, fill: "#555")
         }
@@ -135,7 +140,11 @@ public enum SVGChart {
         height: Double = 340
     ) -> String {
         let slot = 16.0 + 6.0 * Double(sets.count)
-        let width = max(minWidth, 64 + 16 + Double(categories.count) * slot)
+        // Wide enough for the bars, and for the title plus the legend beside it.
+        let titleEnd = 64 + 8.5 * Double(title.count)
+        let width = max(
+            minWidth, 64 + 16 + Double(categories.count) * slot,
+            titleEnd + 16 + 80 * Double(sets.count) + 16)
         let maxV = sets.flatMap(\.values).max() ?? 1
         let ticks = niceTicks(0, max(maxV, 1))
         let f = PlotFrame(
