@@ -78,7 +78,7 @@ public enum HTMLReport {
         let phases = Set(run.epochs.map(\.phase)).sorted().joined(separator: ", ")
         rows.append(("epochs", "\(run.epochs.count) (\(phases.isEmpty ? "none" : phases))"))
         if let last = run.epochs.last(where: { $0.testTop1 != nil }), let t = last.testTop1 {
-            rows.append(("final test top-1 (unpruned)", pct(t)))
+            rows.append(("test top-1, last epoch", pct(t)))
         }
         let seconds = run.epochs.compactMap(\.seconds).reduce(0, +)
         if seconds > 0 { rows.append(("training time (sum of epochs)", duration(seconds))) }
