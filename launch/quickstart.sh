@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # README command 1: set up, then run the bundled default job — C-SGD on ResNet-20 from scratch
 # on 10,000 Fashion-MNIST images (6 epochs), prune every layer to 5/8 width with no finetune,
-# and print test accuracy before/after pruning, the per-layer widths and the FLOPs cut.
-# Extra arguments are passed on, e.g. `launch/quickstart.sh --epochs 2`.
+# and print test accuracy before/after pruning, the per-layer widths and the FLOPs cut; then
+# write the run's HTML report. Extra arguments are passed on, e.g. `launch/quickstart.sh
+# --epochs 2` (with a different --out-dir, the report goes there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 launch/setup.sh
-exec .build/release/csgd-dist csgd "$@"
+.build/release/csgd-dist csgd "$@"
+out=$(.build/release/csgd-dist config "$@" | sed -n 's/^out_dir: *//p' | tr -d '"')
+.build/release/csgd-dist report "${out:-runs/quickstart}"
