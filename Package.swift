@@ -76,15 +76,16 @@ let package = Package(
             ],
             swiftSettings: fast),
         // Helpers shared by the test targets (not part of the product).
-        .target(name: "CSGDTestSupport", path: "Tests/CSGDTestSupport"),
+        .target(
+            name: "CSGDTestSupport", dependencies: ["CSGDCore"], path: "Tests/CSGDTestSupport"),
         .testTarget(name: "CSGDCoreTests", dependencies: ["CSGDCore", "CSGDTestSupport"]),
         .testTarget(name: "CSGDKernelsTests", dependencies: ["CSGDKernels"]),
         .testTarget(name: "CSGDModelsTests", dependencies: ["CSGDModels"]),
-        .testTarget(name: "CSGDDataTests", dependencies: ["CSGDData"]),
+        .testTarget(name: "CSGDDataTests", dependencies: ["CSGDData", "CSGDTestSupport"]),
         .testTarget(name: "CSGDCentripetalTests", dependencies: ["CSGDCentripetal", "CSGDData"]),
         .testTarget(name: "CSGDDistributedTests", dependencies: ["CSGDDistributed"]),
-        .testTarget(name: "CSGDTrainingTests", dependencies: ["CSGDTraining"]),
-        .testTarget(name: "CSGDReportTests", dependencies: ["CSGDReport"]),
+        .testTarget(name: "CSGDTrainingTests", dependencies: ["CSGDTraining", "CSGDTestSupport"]),
+        .testTarget(name: "CSGDReportTests", dependencies: ["CSGDReport", "CSGDTestSupport"]),
         .testTarget(
             name: "CSGDExportTests",
             dependencies: [

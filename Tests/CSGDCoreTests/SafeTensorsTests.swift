@@ -70,10 +70,10 @@ final class SafeTensorsTests: XCTestCase {
         let path = dir + "/b.safetensors"
         try sample().write(path: path)
         let g = try SafeTensorsFile.read(path: path)
-        assertThrows(contains: [path, "clusters", "I32", "F32"]) { _ = try g.floats("clusters") }
-        assertThrows(contains: [path, "no tensor named 'x'"]) { _ = try g.floats("x") }
+        assertCSGDError([path, "clusters", "I32", "F32"]) { _ = try g.floats("clusters") }
+        assertCSGDError([path, "no tensor named 'x'"]) { _ = try g.floats("x") }
         var dst = [Float](repeating: 0, count: 2)
-        assertThrows(contains: [path, "fc.bias", "3 elements"]) {
+        assertCSGDError([path, "fc.bias", "3 elements"]) {
             try dst.withUnsafeMutableBufferPointer { try g.copyFloats("fc.bias", into: $0) }
         }
     }
@@ -127,7 +127,7 @@ final class SafeTensorsTests: XCTestCase {
 
     func testMissingFile() {
         let path = dir + "/missing.safetensors"
-        assertThrows(contains: [path, "No such file"]) {
+        assertCSGDError([path, "No such file"]) {
             _ = try SafeTensorsFile.read(path: path)
         }
     }
@@ -136,7 +136,7 @@ final class SafeTensorsTests: XCTestCase {
         var (path, bytes) = try writeSample()
         bytes[bytes.count - 3] ^= 0x10
         try put(bytes, path)
-        assertThrows(contains: [path, "checksum mismatch (file corrupt or truncated)"]) {
+        assertCSGDError([path, "checksum mismatch (file corrupt or truncated)"]) {
             _ = try SafeTensorsFile.read(path: path)
         }
     }
@@ -146,19 +146,19 @@ final class SafeTensorsTests: XCTestCase {
         let n = headerLength(bytes)
         for keep in [0, 5, 8, 8 + n / 2, 8 + n, bytes.count - 1] {
             try put(Array(bytes[0..<keep]), path)
-            assertThrows(contains: [path]) { _ = try SafeTensorsFile.read(path: path) }
+            assertCSGDError([path]) { _ = try SafeTensorsFile.read(path: path) }
         }
         try put(Array(bytes[0..<(bytes.count - 1)]), path)
-        assertThrows(contains: [path, "truncated"]) { _ = try SafeTensorsFile.read(path: path) }
+        assertCSGDError([path, "truncated"]) { _ = try SafeTensorsFile.read(path: path) }
         try put(bytes + [0], path)
-        assertThrows(contains: [path, "data section"]) { _ = try SafeTensorsFile.read(path: path) }
+        assertCSGDError([path, "data section"]) { _ = try SafeTensorsFile.read(path: path) }
     }
 
     func testBogusHeaderLength() throws {
         var (path, bytes) = try writeSample()
         bytes[5] = 0x01  // 2^40 + n
         try put(bytes, path)
-        assertThrows(contains: [path, "header length", "larger than the file"]) {
+        assertCSGDError([path, "header length", "larger than the file"]) {
             _ = try SafeTensorsFile.read(path: path)
         }
     }
@@ -169,7 +169,7 @@ final class SafeTensorsTests: XCTestCase {
         var bad = bytes
         bad[8] = UInt8(ascii: "[")
         try put(bad, path)
-        assertThrows(contains: [path, "not valid JSON"]) {
+        assertCSGDError([path, "not valid JSON"]) {
             _ = try SafeTensorsFile.read(path: path)
         }
 
@@ -177,7 +177,7 @@ final class SafeTensorsTests: XCTestCase {
         let bf16 = header.replacingOccurrences(of: #""dtype":"I32""#, with: #""dtype":"Q32""#)
         XCTAssertNotEqual(bf16, header)
         try put(Array(bytes[0..<8]) + Array(bf16.utf8) + Array(bytes[(8 + n)...]), path)
-        assertThrows(contains: [path, "clusters", "unsupported dtype 'Q32'"]) {
+        assertCSGDError([path, "clusters", "unsupported dtype 'Q32'"]) {
             _ = try SafeTensorsFile.read(path: path)
         }
     }
@@ -209,7 +209,7 @@ final class SafeTensorsTests: XCTestCase {
         let path = dir + "/d.safetensors"
         for (json, data, why) in cases {
             try put(file(json, data: data), path)
-            assertThrows(contains: [path, why]) { _ = try SafeTensorsFile.read(path: path) }
+            assertCSGDError([path, why]) { _ = try SafeTensorsFile.read(path: path) }
         }
         // Without a checksum, a valid foreign file is accepted (e.g. written by PyTorch).
         try put(file(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, data: 4), path)
@@ -350,22 +350,4 @@ final class SafeTensorsTests: XCTestCase {
     /// Runs $CSGD_PYTHON or python3 (Python.swift); its stdout on success, else nil.
     private func runPython(_ args: [String]) -> String? { Python.run(args) }
 
-    private func assertThrows(
-        contains parts: [String], file: StaticString = #filePath, line: UInt = #line,
-        _ body: () throws -> Void
-    ) {
-        do {
-            try body()
-            XCTFail("expected an error containing \(parts)", file: file, line: line)
-        } catch let e as CSGDError {
-            for p in parts {
-                XCTAssertTrue(
-                    e.message.contains(p), "'\(e.message)' lacks '\(p)'", file: file, line: line)
-            }
-            XCTAssertFalse(
-                e.message.contains("\n"), "multi-line: \(e.message)", file: file, line: line)
-        } catch {
-            XCTFail("unexpected error type: \(error)", file: file, line: line)
-        }
-    }
 }

@@ -4,6 +4,7 @@
 
 import CSGDCore
 import CSGDData
+import CSGDTestSupport
 import Foundation
 import XCTest
 

@@ -3,6 +3,7 @@
 
 import CSGDCore
 import CSGDData
+import CSGDTestSupport
 import XCTest
 
 final class SamplerTests: XCTestCase {

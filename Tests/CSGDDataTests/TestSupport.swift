@@ -49,23 +49,3 @@ func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     var rng = Rng(seed: seed)
     return (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next() >> 56) }
 }
-
-/// Asserts that `body` throws a `CSGDError` whose message contains every string in `needles`.
-func assertCSGDError(
-    _ needles: [String], file: StaticString = #filePath, line: UInt = #line,
-    _ body: () throws -> Void
-) {
-    do {
-        try body()
-        XCTFail("expected a CSGDError mentioning \(needles)", file: file, line: line)
-    } catch let error as CSGDError {
-        for needle in needles where !error.message.contains(needle) {
-            XCTFail("message \"\(error.message)\" lacks \"\(needle)\"", file: file, line: line)
-        }
-        if error.message.contains("\n") {
-            XCTFail("message is not one line: \(error.message)", file: file, line: line)
-        }
-    } catch {
-        XCTFail("expected CSGDError, got \(error)", file: file, line: line)
-    }
-}

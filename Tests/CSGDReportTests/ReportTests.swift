@@ -1,4 +1,5 @@
 import CSGDCore
+import CSGDTestSupport
 import Foundation
 import XCTest
 
@@ -114,18 +115,18 @@ final class ReportTests: XCTestCase {
 
     func testReportsBadInputAndTrainOnlyRuns() throws {
         // Missing directory, missing metrics, a broken line, no records: one line each.
-        assertError(contains: ["/no/such/run", "no such run directory"]) {
+        assertCSGDError(["/no/such/run", "no such run directory"]) {
             _ = try RunRecords(directory: "/no/such/run")
         }
-        assertError(contains: ["metrics.jsonl", "cannot read"]) {
+        assertCSGDError(["metrics.jsonl", "cannot read"]) {
             _ = try RunRecords(directory: dir)
         }
         try write("metrics.jsonl", "{\"phase\":\"train\",\"epoch\":1}\nnot json\n")
-        assertError(contains: ["metrics.jsonl:2", "not a JSON object"]) {
+        assertCSGDError(["metrics.jsonl:2", "not a JSON object"]) {
             _ = try RunRecords(directory: dir)
         }
         try write("metrics.jsonl", "\n")
-        assertError(contains: ["no epoch or prune records"]) { _ = try RunRecords(directory: dir) }
+        assertCSGDError(["no epoch or prune records"]) { _ = try RunRecords(directory: dir) }
         // A train-only run: curves, no prune section, no layer bars.
         try write("metrics.jsonl", "{\"phase\":\"train\",\"epoch\":1,\"test_top1\":0.5}\n")
         let html = HTMLReport.render(try RunRecords(directory: dir))
@@ -162,20 +163,4 @@ final class ReportTests: XCTestCase {
         }
     }
 
-    func assertError(
-        contains parts: [String], file: StaticString = #filePath, line: UInt = #line,
-        _ body: () throws -> Void
-    ) {
-        do {
-            try body()
-            XCTFail("expected an error", file: file, line: line)
-        } catch let e as CSGDError {
-            for p in parts {
-                XCTAssertTrue(e.message.contains(p), e.message, file: file, line: line)
-            }
-            XCTAssertFalse(e.message.contains("\n"), file: file, line: line)
-        } catch {
-            XCTFail("unexpected \(error)", file: file, line: line)
-        }
-    }
 }

@@ -2,6 +2,7 @@
 // messages (unknown keys, bad types, rule violations), and the exact yaml() round trip.
 
 import CSGDCore
+import CSGDTestSupport
 import Foundation
 import XCTest
 
@@ -125,14 +126,14 @@ final class RunConfigTests: XCTestCase {
         try c.apply(overrides: ["--debug", "off", "--augment=0"])
         XCTAssertFalse(c.debug)
         XCTAssertFalse(c.augment)
-        assertError(contains: ["--no-debug takes no value"]) {
+        assertCSGDError(["--no-debug takes no value"]) {
             try c.apply(overrides: ["--no-debug=true"])
         }
-        assertError(contains: ["debug", "true or false", "'maybe'"]) {
+        assertCSGDError(["debug", "true or false", "'maybe'"]) {
             try c.apply(overrides: ["--debug=maybe"])
         }
         // "--no-" only negates booleans.
-        assertError(contains: ["unknown config key 'no-epochs'"]) {
+        assertCSGDError(["unknown config key 'no-epochs'"]) {
             try c.apply(overrides: ["--no-epochs"])
         }
     }
@@ -157,7 +158,7 @@ final class RunConfigTests: XCTestCase {
             XCTAssertEqual(e.hint, "run `csgd-dist config --list` to see the keys")
         }
         XCTAssertEqual(c, RunConfig(), "a failed apply leaves the config unchanged")
-        assertError(contains: ["unknown config key 'zzz' (from env)"]) {
+        assertCSGDError(["unknown config key 'zzz' (from env)"]) {
             try c.apply(overrides: ["--zzz=1"], source: "env")
         }
     }
@@ -177,7 +178,7 @@ final class RunConfigTests: XCTestCase {
             (["epochs", "3"], ["unexpected argument 'epochs'"]),
         ]
         for (words, parts) in cases {
-            assertError(contains: parts + ["command line"]) { try c.apply(overrides: words) }
+            assertCSGDError(parts + ["command line"]) { try c.apply(overrides: words) }
         }
         let yamlCases: [(String, [String])] = [
             ("epochs: [1, 2]", ["'epochs' expects an integer, got a list (from y.yaml:1)"]),
@@ -191,11 +192,11 @@ final class RunConfigTests: XCTestCase {
             ("a: b: c", ["y.yaml:1", "invalid YAML"]),
         ]
         for (text, parts) in yamlCases {
-            assertError(contains: parts) {
+            assertCSGDError(parts) {
                 _ = try RunConfig.load(yamlText: text, source: "y.yaml")
             }
         }
-        assertError(contains: ["cannot read config /nonexistent/x.yaml", "no such file"]) {
+        assertCSGDError(["cannot read config /nonexistent/x.yaml", "no such file"]) {
             _ = try RunConfig.load(yamlPath: "/nonexistent/x.yaml")
         }
     }
@@ -227,17 +228,17 @@ final class RunConfigTests: XCTestCase {
         for (flag, parts) in cases {
             var c = RunConfig()
             XCTAssertNoThrow(try c.apply(overrides: [flag]), flag)
-            assertError(contains: parts) { try c.validate() }
+            assertCSGDError(parts) { try c.validate() }
         }
         var c = RunConfig()
         c.momentum = 0
-        assertError(contains: ["'nesterov' requires momentum > 0"]) { try c.validate() }
+        assertCSGDError(["'nesterov' requires momentum > 0"]) { try c.validate() }
         c.nesterov = false
         XCTAssertNoThrow(try c.validate())
         c.batchSize = 64
         c.microBatches = 4
         XCTAssertNoThrow(try c.validate(worldSize: 2))
-        assertError(contains: ["micro_batches × ranks (4 × 3 = 12)"]) {
+        assertCSGDError(["micro_batches × ranks (4 × 3 = 12)"]) {
             try c.validate(worldSize: 3)
         }
         c.rounds = []
@@ -347,22 +348,4 @@ final class RunConfigTests: XCTestCase {
         }
     }
 
-    private func assertError(
-        contains parts: [String], file: StaticString = #filePath, line: UInt = #line,
-        _ body: () throws -> Void
-    ) {
-        do {
-            try body()
-            XCTFail("expected an error containing \(parts)", file: file, line: line)
-        } catch let e as CSGDError {
-            for p in parts {
-                XCTAssertTrue(
-                    e.message.contains(p), "'\(e.message)' lacks '\(p)'", file: file, line: line)
-            }
-            XCTAssertFalse(
-                e.message.contains("\n"), "multi-line: \(e.message)", file: file, line: line)
-        } catch {
-            XCTFail("unexpected error type: \(error)", file: file, line: line)
-        }
-    }
 }
