@@ -71,6 +71,18 @@ enum CLIRunner {
         try runProcess(executablePath(), args, env: env, timeout: timeout)
     }
 
+    /// Runs `csgd-dist` with `args` on one BLAS thread and fails the calling test (at the
+    /// caller's line) unless it exits 0; returns the result for further checks.
+    @discardableResult
+    static func succeed(
+        _ args: [String], timeout: Double = 300, file: StaticString = #filePath,
+        line: UInt = #line
+    ) throws -> CLIResult {
+        let r = try run(args, env: ["OPENBLAS_NUM_THREADS": "1"], timeout: timeout)
+        XCTAssertEqual(r.exitCode, 0, r.output, file: file, line: line)
+        return r
+    }
+
     /// Runs the built `csgd-dist` with `args` as `ranks` MPI ranks:
     /// `mpirun --allow-run-as-root --oversubscribe -n <ranks> --mca btl <btl> csgd-dist <args>`,
     /// with `OPENBLAS_NUM_THREADS=1`.

@@ -31,17 +31,12 @@ final class ONNXRuntimeTests: XCTestCase {
         "1000",
     ]
 
-    func run(_ args: [String]) throws -> CLIResult {
-        let r = try CLIRunner.run(args, env: ["OPENBLAS_NUM_THREADS": "1"], timeout: 300)
-        XCTAssertEqual(r.exitCode, 0, r.output)
-        return r
-    }
-
     func testOnnxruntimeMatchesCSGDDistOnFashionMNISTForBaseAndPrunedResNet20() throws {
         let base = dir + "/base/model.safetensors"
         let pruned = dir + "/pruned.safetensors"
-        _ = try run(["train"] + small + ["--epochs", "2", "--out-dir", dir + "/base"])
-        _ = try run(
+        _ = try CLIRunner.succeed(
+            ["train"] + small + ["--epochs", "2", "--out-dir", dir + "/base"])
+        _ = try CLIRunner.succeed(
             [
                 "prune", "--input", base, "--method", "magnitude", "--target", "5/8",
                 "--finetune-epochs", "1", "--output", pruned, "--out-dir", dir + "/ft",
@@ -49,9 +44,11 @@ final class ONNXRuntimeTests: XCTestCase {
         for (label, model) in [("base", base), ("pruned 5/8", pruned)] {
             let onnx = dir + "/\(label.prefix(4)).onnx"
             let dump = dir + "/\(label.prefix(4)).logits.safetensors"
-            let e = try run(["export", "--onnx", onnx, "--input", model])
+            let e = try CLIRunner.succeed(["export", "--onnx", onnx, "--input", model])
             XCTAssertTrue(e.output.contains("opset 13"), e.output)
-            _ = try run(["eval", "--input", model, "--test-limit", "500", "--dump-logits", dump])
+            _ = try CLIRunner.succeed([
+                "eval", "--input", model, "--test-limit", "500", "--dump-logits", dump,
+            ])
             guard let r = Python.launch(["-c", Self.checkScript, onnx, dump]) else {
                 return XCTFail("cannot start \(Python.executable)")
             }

@@ -22,15 +22,10 @@ final class PipelineCLITests: XCTestCase {
         "--centripetal-strength", "0.5", "--vector-strength-factor", "1",
     ]
 
-    func run(_ args: [String]) throws -> CLIResult {
-        let r = try CLIRunner.run(args, env: ["OPENBLAS_NUM_THREADS": "1"], timeout: 300)
-        XCTAssertEqual(r.exitCode, 0, r.output)
-        return r
-    }
-
     func testWidenTwoThenSqueezeBackToTheOriginalWidths() throws {
         let out = dir + "/widen"
-        let r = try run(["csgd"] + tiny + ["--widen", "2", "--epochs", "10", "--out-dir", out])
+        let r = try CLIRunner.succeed(
+            ["csgd"] + tiny + ["--widen", "2", "--epochs", "10", "--out-dir", out])
         XCTAssertTrue(r.output.contains("C-SGD done"), r.output)
         // ResNet-20 ×0.25 = 4/8/16; trained at 8/16/32 with clusters of two, squeezed back.
         let w = try modelWidths(out + "/pruned.safetensors")
@@ -43,7 +38,7 @@ final class PipelineCLITests: XCTestCase {
     /// the recorded command; and the same bars from the checkpoints when the metrics predate
     /// per-layer widths.
     func checkReport(of run: String, epochs: Int, layers: Int, command: String) throws {
-        let r = try self.run(["report", run])
+        let r = try CLIRunner.succeed(["report", run])
         XCTAssertTrue(r.output.contains("\(epochs) epochs, 1 prunes"), r.output)
         let html = try String(contentsOfFile: run + "/report.html", encoding: .utf8)
         XCTAssertEqual(html.components(separatedBy: "<polyline class=\"series\"").count - 1, 6)
@@ -54,7 +49,7 @@ final class PipelineCLITests: XCTestCase {
         let old = try String(contentsOfFile: metrics, encoding: .utf8)
             .replacingOccurrences(of: "\"layers\":", with: "\"old_layers\":")
         try old.write(toFile: metrics, atomically: true, encoding: .utf8)
-        _ = try self.run(["report", run, "--output", dir + "/old.html"])
+        _ = try CLIRunner.succeed(["report", run, "--output", dir + "/old.html"])
         let oldHTML = try String(contentsOfFile: dir + "/old.html", encoding: .utf8)
         XCTAssertEqual(oldHTML.components(separatedBy: "<rect class=\"bar\"").count - 1, bars)
         let bad = try CLIRunner.run(["report", dir + "/nothing"])
@@ -64,16 +59,17 @@ final class PipelineCLITests: XCTestCase {
 
     func testStandalonePruneOfACSGDCheckpointAndMagnitudeBaseline() throws {
         let out = dir + "/csgd"
-        _ = try run(["csgd"] + tiny + ["--epochs", "10", "--rounds", "0.5", "--out-dir", out])
+        _ = try CLIRunner.succeed(
+            ["csgd"] + tiny + ["--epochs", "10", "--rounds", "0.5", "--out-dir", out])
         // The rolling checkpoint still holds the unpruned net and its clusters.
         let pruned = dir + "/again.safetensors"
-        let p = try run(
+        let p = try CLIRunner.succeed(
             ["prune", "--input", out + "/checkpoint.safetensors", "--output", pruned] + tiny)
         XCTAssertTrue(p.output.contains("max |logit diff|"), p.output)
         XCTAssertEqual(try modelWidths(pruned), try modelWidths(out + "/pruned.safetensors"))
         // Magnitude pruning of the same unpruned net to the same widths, then 1 finetune epoch.
         let mag = dir + "/mag.safetensors"
-        let m = try run(
+        let m = try CLIRunner.succeed(
             [
                 "prune", "--input", out + "/checkpoint.safetensors", "--method", "magnitude",
                 "--target", "0.5", "--finetune-epochs", "1", "--output", mag, "--out-dir",
