@@ -176,7 +176,7 @@ public final class Network {
                 slotOf[t.index] = -1
             }
         }
-        take(graph.logits).update(from: dLogits, count: batch * numClasses)
+        slot(graph.logits).0.update(from: dLogits, count: batch * numClasses)  // stored: no zeroing
         for li in graph.layers.indices.reversed() {
             switch graph.layers[li] {
             case .conv(let l):
