@@ -12,6 +12,7 @@ public enum HTMLReport {
     /// The whole page.
     public static func render(_ run: RunRecords) -> String {
         let xs = epochAxis(run.epochs)
+        let markers = phaseMarkers(run.epochs, xs)
         var body = "<h1>csgd-dist run: \(escapeXML(run.directory))</h1>\n"
         body += summary(run)
         body += "<h2>Training curves</h2>\n<div class=\"charts\">\n"
@@ -20,14 +21,14 @@ public enum HTMLReport {
             series: [
                 series("train loss", trainColor, run.epochs, xs, \.trainLoss),
                 series("test loss", testColor, run.epochs, xs, \.testLoss, dashed: true),
-            ], markers: phaseMarkers(run.epochs, xs))
+            ], markers: markers)
         body += SVGChart.lines(
             title: "Top-1 accuracy per epoch (%)", xLabel: "epoch (all phases)",
             yLabel: "top-1 %",
             series: [
                 series("train top-1", trainColor, run.epochs, xs, \.trainTop1, scale: 100),
                 series("test top-1", testColor, run.epochs, xs, \.testTop1, scale: 100),
-            ], markers: phaseMarkers(run.epochs, xs))
+            ], markers: markers)
         let csgd = run.epochs.indices.filter { run.epochs[$0].deviationKernels != nil }
         if !csgd.isEmpty {
             let sub = csgd.map { run.epochs[$0] }
@@ -38,7 +39,7 @@ public enum HTMLReport {
                 series: [
                     series("kernels", "#2ca02c", sub, subX, \.deviationKernels),
                     series("BN / bias vectors", "#9467bd", sub, subX, \.deviationVectors),
-                ], markers: phaseMarkers(run.epochs, xs), logY: true,
+                ], markers: markers, logY: true,
                 floorNote: "points on the bottom line are exactly 0: the filters are identical")
         }
         body += "</div>\n"
