@@ -66,13 +66,39 @@ public func batchNormForwardEval(
     config: BatchNormConfig = .init(), relu: Bool = false
 ) {
     for ch in 0..<c {
-        let invStd = 1 / (runningVar[ch] + config.eps).squareRoot()
-        let a = scale[ch] * invStd
-        let b = shift[ch] - runningMean[ch] * a
+        let (a, b) = batchNormEvalCoefficients(
+            ch, runningMean: runningMean, runningVar: runningVar, scale: scale, shift: shift,
+            config: config)
         for i in 0..<n {
             affine(output + (i * c + ch) * hw, input + (i * c + ch) * hw, hw, a, b, relu: relu)
         }
     }
+}
+
+/// Eval-mode BatchNorm as a per-channel affine map: `a = γ/√(running_var + eps)`,
+/// `b = β − running_mean·a`, so `y = x·a + b`. Writes `[C]` each of `a` and `b`: feed them to
+/// `conv2dForward`'s epilogue to fuse the BN into the conv before it (same rounding).
+public func batchNormEvalAffine(
+    a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>,
+    runningMean: UnsafePointer<Float>, runningVar: UnsafePointer<Float>,
+    scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, c: Int,
+    config: BatchNormConfig = .init()
+) {
+    for ch in 0..<c {
+        (a[ch], b[ch]) = batchNormEvalCoefficients(
+            ch, runningMean: runningMean, runningVar: runningVar, scale: scale, shift: shift,
+            config: config)
+    }
+}
+
+@inline(__always)
+func batchNormEvalCoefficients(
+    _ ch: Int, runningMean: UnsafePointer<Float>, runningVar: UnsafePointer<Float>,
+    scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, config: BatchNormConfig
+) -> (Float, Float) {
+    let invStd = 1 / (runningVar[ch] + config.eps).squareRoot()
+    let a = scale[ch] * invStd
+    return (a, shift[ch] - runningMean[ch] * a)
 }
 
 /// `y = x·a + b`, then `max(·, 0)` when `relu` — one pass (a fused ReLU saves re-reading and

@@ -309,18 +309,38 @@ func scatterAddStride2(
 ///   - output: overwritten, N·K·P·Q floats.
 ///   - bias: optional `[K]`.
 ///   - workspace: at least `shape.workspaceCount` floats of scratch.
+///   - epilogue: a per-channel `y = x·a + b` (+ ReLU) applied to each image's output while it
+///     is still in cache — an eval-mode BatchNorm fused into the conv. Bitwise the same as
+///     running the conv (with its bias), then `batchNormForwardEval` on its output.
 public func conv2dForward(
     output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, shape g: Conv2dShape,
-    workspace: UnsafeMutablePointer<Float>?
+    workspace: UnsafeMutablePointer<Float>?, epilogue: ChannelAffine? = nil
 ) {
     let pq = g.p * g.q
     let crs = g.rowLength
+    // Bias, then the epilogue, on images n0..<n0+nb of the output (just written, still hot).
+    func finish(_ n0: Int, _ nb: Int) {
+        if bias == nil && epilogue == nil { return }
+        for i in n0..<(n0 + nb) {
+            for kk in 0..<g.k {
+                let o = output + (i * g.k + kk) * pq
+                if let bias {
+                    let b = bias[kk]
+                    for j in 0..<pq { o[j] += b }
+                }
+                if let e = epilogue {
+                    affine(o, o, pq, e.scale[kk], e.shift[kk], relu: e.relu)
+                }
+            }
+        }
+    }
     if g.isPointwise {
         for i in 0..<g.n {
             sgemm(
                 transA: false, transB: false, m: g.k, n: pq, k: g.c, alpha: 1, a: weight, lda: crs,
                 b: input + i * g.c * pq, ldb: pq, beta: 0, c: output + i * g.k * pq, ldc: pq)
+            finish(i, 1)
         }
     } else {
         let ws = workspace!
@@ -338,30 +358,46 @@ public func conv2dForward(
                         transA: false, transB: false, m: g.k, n: pq, k: crs, alpha: 1,
                         a: weight, lda: crs, b: col + i * pq, ldb: nb * pq, beta: 0,
                         c: output + (n0 + i) * g.k * pq, ldc: pq)
+                    finish(n0 + i, 1)
                 }
             } else {
                 sgemm(
                     transA: false, transB: false, m: g.k, n: nb * pq, k: crs, alpha: 1, a: weight,
                     lda: crs, b: col, ldb: nb * pq, beta: 0, c: staging, ldc: nb * pq)
-                // (K, nb·PQ) → (nb, K, PQ)
+                // (K, nb·PQ) → (nb, K, PQ); without a bias the epilogue IS the copy.
                 for kk in 0..<g.k {
                     for i in 0..<nb {
-                        (output + ((n0 + i) * g.k + kk) * pq).update(
-                            from: staging + kk * nb * pq + i * pq, count: pq)
+                        let o = output + ((n0 + i) * g.k + kk) * pq
+                        let src = staging + kk * nb * pq + i * pq
+                        if let e = epilogue, bias == nil {
+                            affine(o, src, pq, e.scale[kk], e.shift[kk], relu: e.relu)
+                        } else {
+                            o.update(from: src, count: pq)
+                        }
                     }
                 }
+                if bias != nil { finish(n0, nb) }
             }
             n0 += nb
         }
     }
-    if let bias {
-        for i in 0..<g.n {
-            for kk in 0..<g.k {
-                let o = output + (i * g.k + kk) * pq
-                let b = bias[kk]
-                for j in 0..<pq { o[j] += b }
-            }
-        }
+}
+
+/// A per-channel affine map `y = x·scale[k] + shift[k]`, then ReLU when `relu` — what an
+/// eval-mode BatchNorm (+ ReLU) does, in the form `conv2dForward` can apply as an epilogue.
+public struct ChannelAffine {
+    /// `[K]` multipliers.
+    public let scale: UnsafePointer<Float>
+    /// `[K]` offsets.
+    public let shift: UnsafePointer<Float>
+    /// Whether to clamp at zero afterwards.
+    public let relu: Bool
+
+    /// Wraps the two `[K]` arrays (not copied: they must outlive the conv call).
+    public init(scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, relu: Bool) {
+        self.scale = scale
+        self.shift = shift
+        self.relu = relu
     }
 }
 

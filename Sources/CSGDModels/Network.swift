@@ -18,6 +18,12 @@ public final class Network {
     public let store: ParameterStore
     /// BatchNorm eps and running-stat momentum.
     public var batchNorm = BatchNormConfig()
+    /// In eval mode, run each BatchNorm that only reads a conv's output as that conv's
+    /// epilogue (bitwise the same logits; saves a pass over the activations). Tests turn it off
+    /// to compare.
+    public var fusesBatchNormInEval = true
+    /// conv layer index → the BatchNorm layer right after it that is its output's only reader.
+    private let fusibleBatchNorm: [Int: Int]
     private var arenas: [ArenaKey: Arena] = [:]
     private var lastTrainingBatch: Int?
 
@@ -26,6 +32,17 @@ public final class Network {
         self.architecture = architecture
         graph = try architecture.graph()
         store = ParameterStore(specs: graph.specs, bufferSpecs: graph.bufferSpecs)
+        var readers = [Int](repeating: 0, count: graph.tensors.count)
+        for layer in graph.layers { for t in layer.inputs { readers[t.index] += 1 } }
+        var fusible: [Int: Int] = [:]
+        for (li, layer) in graph.layers.enumerated().dropLast() {
+            if case .conv(let c) = layer, case .batchNorm(let bn) = graph.layers[li + 1],
+                bn.input == c.output, readers[c.output.index] == 1, c.output != graph.logits
+            {
+                fusible[li] = li + 1
+            }
+        }
+        fusibleBatchNorm = fusible
     }
 
     /// Number of classes (logit width).
@@ -84,13 +101,29 @@ public final class Network {
         let arena = self.arena(batch: batch, training: training)
         arena.values[graph.input.index].pointer.update(from: images, count: batch * imageCount)
         let v = arena.values
-        for (li, layer) in graph.layers.enumerated() {
+        let fuse = !training && fusesBatchNormInEval
+        var skip = -1  // a BatchNorm already applied as the previous conv's epilogue
+        for (li, layer) in graph.layers.enumerated() where li != skip {
             switch layer {
             case .conv(let l):
+                var output = v[l.output.index].pointer
+                var epilogue: ChannelAffine?
+                if fuse, let bi = fusibleBatchNorm[li], case .batchNorm(let bn) = graph.layers[bi] {
+                    let a = arena.affineScale.pointer
+                    let b = arena.affineShift.pointer
+                    batchNormEvalAffine(
+                        a: a, b: b, runningMean: store.buffer(bn.runningMean),
+                        runningVar: store.buffer(bn.runningVar), scale: store.value(bn.scale),
+                        shift: store.value(bn.shift), c: bn.channels, config: batchNorm)
+                    epilogue = ChannelAffine(scale: a, shift: b, relu: bn.relu)
+                    output = v[bn.output.index].pointer
+                    skip = bi
+                }
                 conv2dForward(
-                    output: v[l.output.index].pointer, input: v[l.input.index].pointer,
+                    output: output, input: v[l.input.index].pointer,
                     weight: store.value(l.weight), bias: l.bias.map { store.value($0) },
-                    shape: arena.convShapes[li]!, workspace: arena.workspace.pointer)
+                    shape: arena.convShapes[li]!, workspace: arena.workspace.pointer,
+                    epilogue: epilogue)
             case .batchNorm(let l):
                 let y = v[l.output.index].pointer
                 if training {
@@ -259,6 +292,9 @@ public final class Network {
         var bnInvStd: [Int: FloatBuffer] = [:]
         var argmax: [Int: UnsafeMutablePointer<Int32>] = [:]
         var workspace = FloatBuffer(count: 0)
+        /// A fused BatchNorm's per-channel `a`, `b` (eval mode), sized for the widest layer.
+        var affineScale = FloatBuffer(count: 0)
+        var affineShift = FloatBuffer(count: 0)
         deinit { for p in argmax.values { p.deallocate() } }
     }
 
@@ -285,6 +321,9 @@ public final class Network {
             }
         }
         a.workspace = FloatBuffer(count: ws)
+        let widest = graph.tensors.map(\.c).max() ?? 0
+        a.affineScale = FloatBuffer(count: widest)
+        a.affineShift = FloatBuffer(count: widest)
         arenas[key] = a
         return a
     }

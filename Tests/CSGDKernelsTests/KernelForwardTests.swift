@@ -65,6 +65,55 @@ final class KernelForwardTests: XCTestCase {
         }
     }
 
+    /// An eval-mode BatchNorm (+ ReLU) run as the conv's epilogue gives bitwise the same output
+    /// as the conv followed by `batchNormForwardEval`, on every conv path (pointwise, im2col
+    /// with per-image GEMMs, batched through the staging block), with and without a bias.
+    func testConvBatchNormEpilogueEqualsConvThenBatchNorm() {
+        let cases = ConvCases.small + ConvCases.chunked
+        for (i, (name, g)) in cases.enumerated() {
+            let x = randomBuffer(g.n * g.c * g.h * g.w, seed: 500 + UInt64(i))
+            let w = randomBuffer(g.k * g.rowLength, seed: 600 + UInt64(i))
+            let bias = randomBuffer(g.k, seed: 700 + UInt64(i))
+            let gamma = randomBuffer(g.k, seed: 800 + UInt64(i), -2, 2)
+            let beta = randomBuffer(g.k, seed: 900 + UInt64(i))
+            let mean = randomBuffer(g.k, seed: 1000 + UInt64(i))
+            let variance = randomBuffer(g.k, seed: 1100 + UInt64(i), 0.1, 3)
+            let ws = FloatBuffer(count: g.workspaceCount)
+            let count = g.n * g.k * g.p * g.q
+            for withBias in [false, true] {
+                for relu in [false, true] {
+                    let conv = FloatBuffer(count: count)
+                    conv2dForward(
+                        output: conv.pointer, input: x.pointer, weight: w.pointer,
+                        bias: withBias ? bias.pointer : nil, shape: g, workspace: ws.pointer)
+                    let expected = FloatBuffer(count: count)
+                    batchNormForwardEval(
+                        output: expected.pointer, input: conv.pointer, runningMean: mean.pointer,
+                        runningVar: variance.pointer, scale: gamma.pointer, shift: beta.pointer,
+                        n: g.n, c: g.k, hw: g.p * g.q, relu: relu)
+                    let a = FloatBuffer(count: g.k)
+                    let b = FloatBuffer(count: g.k)
+                    batchNormEvalAffine(
+                        a: a.pointer, b: b.pointer, runningMean: mean.pointer,
+                        runningVar: variance.pointer, scale: gamma.pointer, shift: beta.pointer,
+                        c: g.k)
+                    let fused = FloatBuffer(count: count)
+                    fused.buffer.update(repeating: .nan)  // every output must be written
+                    conv2dForward(
+                        output: fused.pointer, input: x.pointer, weight: w.pointer,
+                        bias: withBias ? bias.pointer : nil, shape: g, workspace: ws.pointer,
+                        epilogue: ChannelAffine(scale: a.pointer, shift: b.pointer, relu: relu))
+                    XCTAssertEqual(
+                        fused.array.map(\.bitPattern), expected.array.map(\.bitPattern),
+                        "\(name), bias \(withBias), relu \(relu)")
+                    if relu {
+                        XCTAssertTrue(expected.array.contains(0), "must exercise the clamp")
+                    }
+                }
+            }
+        }
+    }
+
     func testConvCasesCoverEveryPath() {
         let all = (ConvCases.small + ConvCases.chunked).map(\.1)
         XCTAssertTrue(all.contains { $0.isPointwise })

@@ -69,4 +69,37 @@ final class ResNetTests: XCTestCase {
         net2.initialize(seed: 3)
         XCTAssertEqual(net.store.checksum(), net2.store.checksum())
     }
+
+    /// Eval mode runs each BatchNorm that follows a conv as the conv's epilogue; the logits
+    /// must be bitwise those of the unfused network, for a basic-block CIFAR net (fused BN
+    /// with and without ReLU, projection shortcuts) and a bottleneck net with max-pooling.
+    func testFusedEvalBatchNormGivesBitwiseTheSameLogits() throws {
+        for (model, size) in [("resnet20", 32), ("resnet50", 64)] {
+            let a = try Architecture.standard(
+                model: model, inputChannels: 3, imageSize: size, numClasses: 10)
+            let net = try Network(architecture: a)
+            net.initialize(seed: 5)
+            // Non-trivial running statistics and BN affine parameters.
+            var rng = Rng(seed: 9)
+            for i in 0..<net.store.buffers.count {
+                net.store.buffers[i] = 0.5 + rng.nextFloat()
+            }
+            for (i, spec) in net.store.specs.enumerated()
+            where spec.role == .bnScale || spec.role == .bnShift {
+                let p = net.store.value(ParameterID(i))
+                for j in 0..<spec.count { p[j] = rng.nextGaussian() }
+            }
+            let batch = 3
+            let x = FloatBuffer(count: batch * net.imageCount)
+            for i in 0..<x.count { x[i] = rng.nextGaussian() }
+            func logits(fused: Bool) -> [UInt32] {
+                net.fusesBatchNormInEval = fused
+                let y = net.forward(images: x.pointer, batch: batch, training: false)
+                return (0..<batch * 10).map { y[$0].bitPattern }
+            }
+            let unfused = logits(fused: false)
+            XCTAssertTrue(unfused.allSatisfy { Float(bitPattern: $0).isFinite }, model)
+            XCTAssertEqual(logits(fused: true), unfused, model)
+        }
+    }
 }
