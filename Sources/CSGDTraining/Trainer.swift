@@ -135,7 +135,8 @@ public final class Trainer {
         }
         let mb = local / micro
         let runner = StepRunner(
-            net: net, comm: comm, microBatch: mb, microBatches: micro, update: config.update)
+            net: net, comm: comm, microBatch: mb, microBatches: micro, update: config.update,
+            allreduce: config.allreduce, bucketMiB: config.bucketMB)
         var lastTest: EvalResult?
         let tag = state.phase == "train" ? "train" : "\(state.phase) round \(state.round + 1)"
 
