@@ -64,8 +64,8 @@ public final class StepRunner {
         }
     }
 
-    /// Whether gradients are reduced in buckets during backward (see `init`).
-    public var overlapsAllreduce: Bool { buckets != nil }
+    /// Buckets of the overlapped gradient allreduce; 0 when it blocks (see `init`).
+    public var allreduceBucketCount: Int { buckets?.buckets.count ?? 0 }
 
     deinit { labels.deallocate() }
 
