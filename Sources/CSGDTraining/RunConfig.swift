@@ -118,8 +118,9 @@ public struct RunConfig: Equatable {
     /// Who applies the update: "rank0" (then broadcast weights) or "replicated" (every rank).
     public var update = "rank0"
     /// Gradient allreduce: "overlap" (in buckets, started during backward) or "blocking"
-    /// (one allreduce after backward). Steps with `microBatches` > 1 always block.
-    public var allreduce = "overlap"
+    /// (one allreduce after backward). Steps with `microBatches` > 1 always block. Blocking by
+    /// default: on shared memory overlap measured no faster (docs/performance.md).
+    public var allreduce = "blocking"
     /// Target bucket size of the overlapped allreduce, in MiB.
     public var bucketMB = 1.0
     /// Verify replica checksums every N steps.
