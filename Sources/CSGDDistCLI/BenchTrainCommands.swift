@@ -30,8 +30,8 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "rank0 (update on rank 0 + broadcast) or replicated.") var update = "rank0"
     @Option(help: "Gradient allreduce: overlap (buckets during backward) or blocking.")
     var allreduce = RunConfig().allreduce
-    @Option(help: "Bucket size of the overlapped allreduce, MiB.") var bucketMb = RunConfig()
-        .bucketMB
+    @Option(help: "Bucket size of the overlapped allreduce, MiB.")
+    var bucketMb = RunConfig().bucketMb
     @Flag(help: "Only the SGD step (skip C-SGD and inference rows).") var stepOnly = false
     @OptionGroup var output: BenchOutputOptions
 
@@ -59,7 +59,7 @@ struct BenchTrainCommand: ParsableCommand {
             o.steps = steps
             o.update = update
             o.allreduce = allreduce
-            o.bucketMB = bucketMb
+            o.bucketMb = bucketMb
             o.full = !stepOnly
             let rows = try TrainBenchmark.run(comm: comm, options: o)
             guard comm.isRoot else { return }

@@ -122,7 +122,7 @@ public struct RunConfig: Equatable {
     /// default: on shared memory overlap measured no faster (docs/performance.md).
     public var allreduce = "blocking"
     /// Target bucket size of the overlapped allreduce, in MiB.
-    public var bucketMB = 1.0
+    public var bucketMb = 1.0
     /// Verify replica checksums every N steps.
     public var verifyEvery = 100
     /// Extra checks and logging.

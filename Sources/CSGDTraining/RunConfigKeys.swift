@@ -137,7 +137,7 @@ extension ConfigKey {
                     "allreduce", \.allreduce, RunConfig.allreduceModes,
                     "gradient allreduce during or after backward"),
                 .double(
-                    "bucket_mb", \.bucketMB, .positive, "overlap: MiB of gradients per allreduce"),
+                    "bucket_mb", \.bucketMb, .positive, "overlap: MiB of gradients per allreduce"),
                 .int("verify_every", \.verifyEvery, .atLeast(0), "replica check; 0 = never"),
                 .bool("debug", \.debug, "extra checks and logging"),
             ]

@@ -40,7 +40,7 @@ public final class StepRunner {
     ///   - bucketMiB: target bucket size of the overlapped allreduce, in MiB (> 0).
     public init(
         net: Network, comm: Communicator, microBatch: Int, microBatches: Int, update: String,
-        allreduce: String = RunConfig().allreduce, bucketMiB: Double = RunConfig().bucketMB
+        allreduce: String = RunConfig().allreduce, bucketMiB: Double = RunConfig().bucketMb
     ) {
         self.net = net
         self.comm = comm

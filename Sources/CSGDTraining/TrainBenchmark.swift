@@ -24,7 +24,7 @@ public enum TrainBenchmark {
         /// Gradient allreduce: "overlap" (buckets during backward) or "blocking".
         public var allreduce = RunConfig().allreduce
         /// Bucket size of the overlapped allreduce, MiB.
-        public var bucketMB = RunConfig().bucketMB
+        public var bucketMb = RunConfig().bucketMb
         /// Also time the C-SGD step and pruned inference.
         public var full = true
         public init() {}
@@ -45,7 +45,7 @@ public enum TrainBenchmark {
         let sgd = SGD(store: net.store, config: SGDConfig(RunConfig()))
         let runner = StepRunner(
             net: net, comm: comm, microBatch: o.batch, microBatches: 1, update: o.update,
-            allreduce: o.allreduce, bucketMiB: o.bucketMB)
+            allreduce: o.allreduce, bucketMiB: o.bucketMb)
         var rng = Rng(seed: UInt64(7 + comm.rank))
         let input = FloatBuffer(count: o.batch * net.imageCount)
         for i in 0..<input.count { input[i] = rng.nextGaussian() }
