@@ -29,6 +29,8 @@ public final class StepRunner {
     /// The overlapped gradient allreduce, or nil for the blocking one.
     let buckets: GradientBuckets?
     /// Seconds spent in forward/backward (incl. filling batches), allreduce/broadcast, update.
+    /// Communicator calls made during backward (overlapped allreduce) count as communication:
+    /// `communication` is the time not hidden behind compute.
     public private(set) var seconds = (compute: 0.0, communication: 0.0, update: 0.0)
 
     /// - Parameters:
