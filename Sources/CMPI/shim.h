@@ -16,4 +16,5 @@ static inline void *csgd_mpi_in_place(void) { return MPI_IN_PLACE; }
 static inline MPI_Status *csgd_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
 static inline MPI_Errhandler csgd_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline MPI_Request csgd_mpi_request_null(void) { return MPI_REQUEST_NULL; }
+static inline MPI_Status *csgd_mpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
 #endif

@@ -74,6 +74,7 @@ struct BenchSuiteCommand: ParsableCommand {
                 ("÷sgemm", "ratio_to_sgemm"), ("ms", "step_ms"), ("comm", "comm_fraction"),
                 ("÷sgd", "ratio_to_sgd_step"), ("speedup", "speedup"),
                 ("÷1 thread", "ratio_to_1thread"), ("÷1 rank", "ratio_to_1rank"),
+                ("÷blocking", "ratio_to_blocking"),
             ])
     }
 

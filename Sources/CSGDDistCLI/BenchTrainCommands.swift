@@ -1,6 +1,7 @@
 // `csgd-dist bench train` (one process or every rank of an mpirun job) and `bench scaling`
 // (an orchestrator that runs `bench train` under mpirun with 1 and 2 ranks, both update modes,
-// and a batch-128 process for peak memory, then prints the ratios from that same run).
+// the overlapped and the blocking gradient allreduce, and a batch-128 process for peak memory,
+// then prints the ratios from that same run).
 
 import ArgumentParser
 import CSGDDistributed
@@ -27,6 +28,10 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "Timed steps (median reported).") var steps = 8
     @Option(help: "OpenBLAS threads per rank.") var threads = 1
     @Option(help: "rank0 (update on rank 0 + broadcast) or replicated.") var update = "rank0"
+    @Option(help: "Gradient allreduce: overlap (buckets during backward) or blocking.")
+    var allreduce = RunConfig().allreduce
+    @Option(help: "Bucket size of the overlapped allreduce, MiB.")
+    var bucketMb = RunConfig().bucketMb
     @Flag(help: "Only the SGD step (skip C-SGD and inference rows).") var stepOnly = false
     @OptionGroup var output: BenchOutputOptions
 
@@ -36,6 +41,12 @@ struct BenchTrainCommand: ParsableCommand {
         }
         if update != "rank0" && update != "replicated" {
             throw ValidationError("--update must be rank0 or replicated (got \(update))")
+        }
+        if !RunConfig.allreduceModes.contains(allreduce) {
+            throw ValidationError("--allreduce must be overlap or blocking (got \(allreduce))")
+        }
+        if !(bucketMb > 0 && bucketMb.isFinite) {
+            throw ValidationError("--bucket-mb must be > 0 (got \(bucketMb))")
         }
     }
 
@@ -47,13 +58,16 @@ struct BenchTrainCommand: ParsableCommand {
             o.batch = batch
             o.steps = steps
             o.update = update
+            o.allreduce = allreduce
+            o.bucketMb = bucketMb
             o.full = !stepOnly
             let rows = try TrainBenchmark.run(comm: comm, options: o)
             guard comm.isRoot else { return }
             BenchOutput.emit(
                 rows, json: output.json,
                 title: "bench train: \(model) batch \(batch)/rank × \(comm.size) rank(s), "
-                    + "\(threads) thread(s), update \(update), median of \(steps) steps",
+                    + "\(threads) thread(s), update \(update), allreduce \(allreduce), "
+                    + "median of \(steps) steps",
                 columns: [
                     ("ms", "step_ms"), ("GFLOP/s", "gflops_per_rank"), ("÷sgemm", "ratio_to_sgemm"),
                     ("comm", "comm_fraction"), ("÷sgd", "ratio_to_sgd_step"),
@@ -63,7 +77,8 @@ struct BenchTrainCommand: ParsableCommand {
     }
 }
 
-/// `csgd-dist bench scaling`: 2 ranks vs 1 rank, rank0 vs replicated, peak memory.
+/// `csgd-dist bench scaling`: 2 ranks vs 1 rank, rank0 vs replicated, overlapped vs blocking
+/// allreduce, peak memory.
 struct BenchScalingCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scaling",
@@ -71,7 +86,11 @@ struct BenchScalingCommand: ParsableCommand {
         discussion: """
             Needs mpirun. Each configuration is a separate job (1 BLAS thread per rank, bound \
             to cores), run back to back in this invocation, so the ratios compare figures \
-            measured in the same sitting. Also measures the peak RSS of a batch-128 process.
+            measured in the same sitting. The 2-rank rank0 step runs with the overlapped and \
+            with the blocking gradient allreduce (row *_2ranks_overlap: comm_fraction is the \
+            communication time not hidden behind backward; ratio_to_blocking = img/s ÷ the \
+            blocking job's); the other 2-rank rows use the default `allreduce`. Also measures \
+            the peak RSS of a batch-128 process.
             """)
 
     @Option(help: "Model.") var model = "resnet56"
@@ -82,14 +101,15 @@ struct BenchScalingCommand: ParsableCommand {
 
     func run() throws {
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
-        func job(ranks: Int, update: String, batch b: Int, stepOnly: Bool) throws -> [String:
-            [String: Any]]
-        {
+        func job(
+            ranks: Int, update: String, batch b: Int, stepOnly: Bool,
+            allreduce: String = RunConfig().allreduce
+        ) throws -> [String: [String: Any]] {
             var args = ["-n", "\(ranks)", "--bind-to", "core", "-x", "OPENBLAS_NUM_THREADS=1"]
             if getuid() == 0 { args.append("--allow-run-as-root") }
             args += [
                 exe, "bench", "train", "--json", "--model", model, "--batch", "\(b)", "--steps",
-                "\(steps)", "--update", update,
+                "\(steps)", "--update", update, "--allreduce", allreduce,
             ]
             if stepOnly { args.append("--step-only") }
             let text = try runCapturing(mpirun, args)
@@ -111,7 +131,14 @@ struct BenchScalingCommand: ParsableCommand {
             return r
         }
         let one = try stepRow(try job(ranks: 1, update: "rank0", batch: batch, stepOnly: true))
-        let two = try stepRow(try job(ranks: 2, update: "rank0", batch: batch, stepOnly: true))
+        var byMode: [String: [String: Any]] = [:]
+        for mode in RunConfig.allreduceModes {
+            byMode[mode] = try stepRow(
+                try job(ranks: 2, update: "rank0", batch: batch, stepOnly: true, allreduce: mode))
+        }
+        let overlapped = byMode["overlap"]!
+        let blocking = byMode["blocking"]!
+        let two = byMode[RunConfig().allreduce]!
         let twoRep = try stepRow(
             try job(ranks: 2, update: "replicated", batch: batch, stepOnly: true))
         let mem = try job(ranks: 1, update: "rank0", batch: 128, stepOnly: true)["peak_rss"]
@@ -136,6 +163,19 @@ struct BenchScalingCommand: ParsableCommand {
                     "ratio_to_rank0_step": d(twoRep, "step_ms") / d(two, "step_ms"),
                 ]),
             BenchResult(
+                name: "train_\(model)_2ranks_overlap", value: d(overlapped, "value"),
+                unit: "img/s",
+                extra: [
+                    "step_ms": d(overlapped, "step_ms"),
+                    "comm_fraction": d(overlapped, "comm_fraction"),
+                    "comm_ms": d(overlapped, "comm_ms"), "buckets": d(overlapped, "buckets"),
+                    "blocking_img_s": d(blocking, "value"),
+                    "blocking_step_ms": d(blocking, "step_ms"),
+                    "blocking_comm_fraction": d(blocking, "comm_fraction"),
+                    "blocking_comm_ms": d(blocking, "comm_ms"),
+                    "ratio_to_blocking": d(overlapped, "value") / d(blocking, "value"),
+                ]),
+            BenchResult(
                 name: "peak_rss_\(model)_b128", value: mem.map { d($0, "value") } ?? .nan,
                 unit: "MiB"),
         ]
@@ -144,7 +184,7 @@ struct BenchScalingCommand: ParsableCommand {
             title: "bench scaling: \(model), batch \(batch) per rank, 1 BLAS thread per rank",
             columns: [
                 ("ms", "step_ms"), ("÷1 rank", "ratio_to_1rank"), ("comm", "comm_fraction"),
-                ("÷rank0", "ratio_to_rank0_step"),
+                ("÷rank0", "ratio_to_rank0_step"), ("÷blocking", "ratio_to_blocking"),
             ])
     }
 }

@@ -79,6 +79,26 @@ public struct CommCheck {
         reduced.add(data.buffer)
         comm.allreduceSum(data.pointer, count: 0)  // zero-length collectives must be no-ops
 
+        // 1b. The same sum as non-blocking pieces started from the end (as the gradient
+        // buckets do), progressed with test, finished with waitAll.
+        fillAllreduceInput(data.pointer, count: n, seed: seed, rank: comm.rank)
+        let cuts = [0, n / 3, n / 2, n]
+        var started: [CommRequest] = []
+        for k in stride(from: cuts.count - 1, to: 0, by: -1) {
+            started.append(
+                comm.startAllreduceSum(data.pointer + cuts[k - 1], count: cuts[k] - cuts[k - 1]))
+            _ = comm.test(started[started.count - 1])
+        }
+        comm.waitAll()
+        var pending = started.filter { !comm.test($0) }.count
+        pending += comm.testAll() ? 0 : 1
+        record(
+            "iallreduce",
+            pending > 0
+                ? "\(pending) request(s) still pending after waitAll"
+                : firstMismatch(data.pointer, expected.pointer, count: n),
+            detail: "\(started.count) requests")
+
         // 2. Float broadcast from the last rank; the others start from a sentinel.
         let root = comm.size - 1
         if comm.rank == root {

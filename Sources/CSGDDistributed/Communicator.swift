@@ -29,6 +29,21 @@ public protocol Communicator: AnyObject {
     /// Replaces `buffer[0..<count]` on every rank by the element-wise sum over all ranks.
     /// Large counts are reduced in pieces of at most `maxCollectiveChunkElements`.
     func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int)
+    /// Starts replacing `buffer[0..<count]` on every rank by the element-wise sum over all
+    /// ranks, without waiting for it (pieces of at most `maxCollectiveChunkElements`). The
+    /// buffer must stay allocated and untouched until `test` reports the request complete or
+    /// `waitAll` returns. Ranks must start their non-blocking collectives in the same order.
+    /// - Returns: a handle for `test`.
+    func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) -> CommRequest
+    /// Drives the outstanding non-blocking collectives forward (Open MPI has no progress
+    /// thread, so they advance only inside MPI calls) and tells whether `request` is complete.
+    func test(_ request: CommRequest) -> Bool
+    /// Drives every outstanding non-blocking collective forward without blocking.
+    /// - Returns: whether all of them are complete.
+    @discardableResult
+    func testAll() -> Bool
+    /// Blocks until every outstanding non-blocking collective is complete.
+    func waitAll()
     /// Replaces `values` on every rank by the element-wise sum over all ranks (metrics).
     /// Every rank must pass the same number of values.
     func allreduceSum(_ values: inout [Double])
@@ -45,6 +60,14 @@ public protocol Communicator: AnyObject {
     func barrier()
     /// Prints `rank R: message` to stderr and ends the whole job with `code`; never hangs.
     func abort(code: Int32, message: String) -> Never
+}
+
+/// Handle of a non-blocking collective started on a `Communicator`; pass it to `test`.
+public struct CommRequest: Hashable, Sendable {
+    /// Position of the request among all non-blocking collectives this communicator started.
+    public let serial: Int
+    /// Wraps a serial number.
+    public init(serial: Int) { self.serial = serial }
 }
 
 extension Communicator {

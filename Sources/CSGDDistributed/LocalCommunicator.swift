@@ -13,6 +13,7 @@ public final class LocalCommunicator: Communicator {
     public let size = 1
     /// This machine's host name.
     public let processorName: String
+    private var nextSerial = 0
 
     /// A single-process communicator.
     public init() {
@@ -23,6 +24,30 @@ public final class LocalCommunicator: Communicator {
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
         checkCount(count, "allreduceSum")
     }
+
+    /// No-op (the sum over one rank), complete at once; aborts on a negative count.
+    public func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int)
+        -> CommRequest
+    {
+        checkCount(count, "startAllreduceSum")
+        nextSerial += 1
+        return CommRequest(serial: nextSerial - 1)
+    }
+
+    /// True for every request this communicator started; aborts on any other handle.
+    public func test(_ request: CommRequest) -> Bool {
+        if request.serial < 0 || request.serial >= nextSerial {
+            abort(code: 1, message: "test: unknown request \(request.serial)")
+        }
+        return true
+    }
+
+    /// True: nothing is ever outstanding.
+    @discardableResult
+    public func testAll() -> Bool { true }
+
+    /// No-op: nothing is ever outstanding.
+    public func waitAll() {}
 
     /// No-op (the sum over one rank).
     public func allreduceSum(_ values: inout [Double]) {}

@@ -81,6 +81,12 @@ public final class MPICommunicator: Communicator {
     public private(set) var isFinalized = false
 
     private let world: MPI_Comm?
+    /// MPI requests of the outstanding non-blocking collectives, one per chunk (MPI sets
+    /// completed ones to MPI_REQUEST_NULL); emptied once all of them are complete.
+    private var requests: [MPI_Request?] = []
+    /// Each outstanding `CommRequest`'s slice of `requests`, from serial `firstSerial` on.
+    private var spans: [Range<Int>] = []
+    private var firstSerial = 0
 
     nonisolated(unsafe) private static var shared: MPICommunicator?
     private static let lock = NSLock()
@@ -163,6 +169,82 @@ public final class MPICommunicator: Communicator {
                     world),
                 "Allreduce")
         }
+    }
+
+    /// In-place `MPI_Iallreduce` (SUM), one request per piece of at most `maxChunkElements`.
+    public func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int)
+        -> CommRequest
+    {
+        let start = requests.count
+        forEachChunk(count, "Iallreduce") { offset, n in
+            var request: MPI_Request? = csgd_mpi_request_null()
+            mpiCheck(
+                MPI_Iallreduce(
+                    csgd_mpi_in_place(), buffer + offset, n, csgd_mpi_float(), csgd_mpi_sum(),
+                    world, &request),
+                "Iallreduce")
+            requests.append(request)
+        }
+        spans.append(start..<requests.count)
+        return CommRequest(serial: firstSerial + spans.count - 1)
+    }
+
+    /// `MPI_Testall` over the request's pieces (which also progresses every other request).
+    public func test(_ request: CommRequest) -> Bool {
+        requireActive("Testall")
+        let index = request.serial - firstSerial
+        if index < 0 { return true }  // retired by testAll/waitAll, so complete
+        if index >= spans.count {
+            mpiAbort(
+                code: mpiFailureExitCode, message: "test: unknown request \(request.serial)")
+        }
+        let span = spans[index]
+        if span.isEmpty { return true }
+        var flag: Int32 = 0
+        requests.withUnsafeMutableBufferPointer { p in
+            mpiCheck(
+                MPI_Testall(
+                    Int32(span.count), p.baseAddress! + span.lowerBound, &flag,
+                    csgd_mpi_statuses_ignore()),
+                "Testall")
+        }
+        return flag != 0
+    }
+
+    /// `MPI_Testall` over every outstanding request; forgets them once all are complete.
+    @discardableResult
+    public func testAll() -> Bool {
+        requireActive("Testall")
+        if requests.isEmpty {
+            retireRequests()
+            return true
+        }
+        var flag: Int32 = 0
+        let n = Int32(requests.count)
+        requests.withUnsafeMutableBufferPointer { p in
+            mpiCheck(
+                MPI_Testall(n, p.baseAddress!, &flag, csgd_mpi_statuses_ignore()), "Testall")
+        }
+        if flag != 0 { retireRequests() }
+        return flag != 0
+    }
+
+    /// `MPI_Waitall` over every outstanding request.
+    public func waitAll() {
+        requireActive("Waitall")
+        if !requests.isEmpty {
+            let n = Int32(requests.count)
+            requests.withUnsafeMutableBufferPointer { p in
+                mpiCheck(MPI_Waitall(n, p.baseAddress!, csgd_mpi_statuses_ignore()), "Waitall")
+            }
+        }
+        retireRequests()
+    }
+
+    private func retireRequests() {
+        firstSerial += spans.count
+        spans.removeAll(keepingCapacity: true)
+        requests.removeAll(keepingCapacity: true)
     }
 
     /// In-place `MPI_Allreduce` (SUM) of doubles.

@@ -171,7 +171,12 @@ public final class Network {
 
     /// Backpropagates `dLogits` (`[batch, classes]`) through the last training-mode forward.
     /// ACCUMULATES parameter gradients into `store.grads` (zero them once per optimizer step).
-    public func backward(dLogits: UnsafePointer<Float>) {
+    /// - Parameter onGradientsReady: called on the way back, right after each conv, BN and
+    ///   linear layer, with the range of `store.grads` (its parameters' gradients) that no
+    ///   later part of this backward writes, so a caller can start reducing it at once.
+    public func backward(
+        dLogits: UnsafePointer<Float>, onGradientsReady: ((Range<Int>) -> Void)? = nil
+    ) {
         guard let batch = lastTrainingBatch,
             let arena = arenas[ArenaKey(batch: batch, training: true)]
         else { fatalError("Network.backward called without a training-mode forward") }
@@ -209,6 +214,20 @@ public final class Network {
                 slotOf[t.index] = -1
             }
         }
+        // Each layer's parameters (weight then bias, or scale then shift) are declared
+        // together, so they are one range; report separately if a graph ever differs.
+        func ready(_ first: ParameterID, _ second: ParameterID?) {
+            guard let onGradientsReady else { return }
+            let a = store[first].offset..<(store[first].offset + store[first].count)
+            guard let second else { return onGradientsReady(a) }
+            let b = store[second].offset..<(store[second].offset + store[second].count)
+            if a.upperBound == b.lowerBound {
+                onGradientsReady(a.lowerBound..<b.upperBound)
+            } else {
+                onGradientsReady(a)
+                onGradientsReady(b)
+            }
+        }
         slot(graph.logits).0.update(from: dLogits, count: batch * numClasses)  // stored: no zeroing
         for li in graph.layers.indices.reversed() {
             switch graph.layers[li] {
@@ -218,6 +237,7 @@ public final class Network {
                     dBias: l.bias.map { store.grad($0) }, dOutput: take(l.output),
                     input: v[l.input.index].pointer, weight: store.value(l.weight),
                     shape: arena.convShapes[li]!, workspace: arena.workspace.pointer)
+                ready(l.weight, l.bias)
             case .batchNorm(let l):
                 let dy = take(l.output)
                 if l.relu {
@@ -231,6 +251,7 @@ public final class Network {
                     dOutput: dy, input: v[l.input.index].pointer, scale: store.value(l.scale),
                     saveMean: arena.bnMean[li]!.pointer, saveInvStd: arena.bnInvStd[li]!.pointer,
                     n: batch, c: l.channels, hw: l.hw, overwriteInput: fresh)
+                ready(l.scale, l.shift)
             case .add(let l):
                 let n = batch * graph.tensors[l.output.index].count
                 let dy = take(l.output)
@@ -261,6 +282,7 @@ public final class Network {
                     dBias: l.bias.map { store.grad($0) }, dOutput: take(l.output),
                     input: v[l.input.index].pointer, weight: store.value(l.weight), n: batch,
                     inFeatures: l.inFeatures, outFeatures: l.outFeatures)
+                ready(l.weight, l.bias)
             }
             release(graph.layers[li].output)
         }

@@ -117,6 +117,12 @@ public struct RunConfig: Equatable {
     // Distributed.
     /// Who applies the update: "rank0" (then broadcast weights) or "replicated" (every rank).
     public var update = "rank0"
+    /// Gradient allreduce: "overlap" (in buckets, started during backward) or "blocking"
+    /// (one allreduce after backward). Steps with `microBatches` > 1 always block. Blocking by
+    /// default: on shared memory overlap measured no faster (docs/performance.md).
+    public var allreduce = "blocking"
+    /// Target bucket size of the overlapped allreduce, in MiB.
+    public var bucketMb = 1.0
     /// Verify replica checksums every N steps.
     public var verifyEvery = 100
     /// Extra checks and logging.
@@ -142,6 +148,8 @@ public struct RunConfig: Equatable {
     public static let clusterMethods = ["kmeans", "even"]
     /// Accepted `update` values.
     public static let updateModes = ["rank0", "replicated"]
+    /// Accepted `allreduce` values.
+    public static let allreduceModes = ["overlap", "blocking"]
 
     /// `rounds` as fractions; entries that do not parse are dropped (`validate()` rejects them).
     public var roundRatios: [Double] { rounds.compactMap(RunConfig.parseRatio) }

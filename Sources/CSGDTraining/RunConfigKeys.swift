@@ -133,6 +133,11 @@ extension ConfigKey {
             "distributed",
             [
                 .choice("update", \.update, RunConfig.updateModes, "who applies the SGD step"),
+                .choice(
+                    "allreduce", \.allreduce, RunConfig.allreduceModes,
+                    "gradient allreduce during or after backward"),
+                .double(
+                    "bucket_mb", \.bucketMb, .positive, "overlap: MiB of gradients per allreduce"),
                 .int("verify_every", \.verifyEvery, .atLeast(0), "replica check; 0 = never"),
                 .bool("debug", \.debug, "extra checks and logging"),
             ]

@@ -1,6 +1,10 @@
 // One optimizer step, per the design (shared by the trainer and the benchmarks):
 //   every rank: forward/backward per micro-batch; micro-batch gradients are summed in order
-//   allreduce-sum of the gradient block (and the BN running statistics), scaled by 1/size
+//   allreduce-sum of the gradient block (and the BN running statistics), scaled by 1/size;
+//     with allreduce "overlap" the gradient block is reduced in buckets started DURING
+//     backward (GradientBuckets), only when there is one micro-batch: with accumulation the
+//     gradients are final only after the last micro-batch is summed and scaled, so those steps
+//     use the blocking allreduce (same arithmetic either way)
 //   update "rank0":      rank 0 applies the C-SGD transform + SGD, then broadcasts the weights
 //   update "replicated": every rank applies the identical update (the official C-SGD code)
 // Compute, communication and update times are accumulated for the benchmarks.
@@ -22,15 +26,23 @@ public final class StepRunner {
     let labels: UnsafeMutablePointer<Int32>
     let dLogits: FloatBuffer
     let accumulator: GradientAccumulator?
+    /// The overlapped gradient allreduce, or nil for the blocking one.
+    let buckets: GradientBuckets?
     /// Seconds spent in forward/backward (incl. filling batches), allreduce/broadcast, update.
+    /// Communicator calls made during backward (overlapped allreduce) count as communication:
+    /// `communication` is the time not hidden behind compute.
     public private(set) var seconds = (compute: 0.0, communication: 0.0, update: 0.0)
 
     /// - Parameters:
     ///   - microBatch: images per forward/backward.
     ///   - microBatches: forward/backward passes per step (gradient accumulation).
     ///   - update: "rank0" or "replicated".
+    ///   - allreduce: "overlap" (buckets reduced during backward; used with more than one rank
+    ///     and one micro-batch, else blocking) or "blocking" (one allreduce after backward).
+    ///   - bucketMiB: target bucket size of the overlapped allreduce, in MiB (> 0).
     public init(
-        net: Network, comm: Communicator, microBatch: Int, microBatches: Int, update: String
+        net: Network, comm: Communicator, microBatch: Int, microBatches: Int, update: String,
+        allreduce: String = RunConfig().allreduce, bucketMiB: Double = RunConfig().bucketMb
     ) {
         self.net = net
         self.comm = comm
@@ -41,7 +53,21 @@ public final class StepRunner {
         labels = .allocate(capacity: microBatch)
         dLogits = FloatBuffer(count: microBatch * net.numClasses)
         accumulator = microBatches > 1 ? GradientAccumulator(count: net.store.grads.count) : nil
+        let store = net.store
+        if allreduce == "overlap" && comm.size > 1 && microBatches == 1 {
+            let elements = Int(min(max(bucketMiB * 262_144, 1), 1e15).rounded())  // 4 B floats
+            // The specs tile the block by construction, so planning cannot fail.
+            buckets = try! GradientBuckets(
+                comm: comm, block: store.grads.pointer, count: store.grads.count,
+                parameterRanges: store.specs.map { $0.offset..<($0.offset + $0.count) },
+                bucketElements: elements)
+        } else {
+            buckets = nil
+        }
     }
+
+    /// Buckets of the overlapped gradient allreduce; 0 when it blocks (see `init`).
+    public var allreduceBucketCount: Int { buckets?.buckets.count ?? 0 }
 
     deinit { labels.deallocate() }
 
@@ -56,6 +82,8 @@ public final class StepRunner {
         fill: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int32>) -> Void
     ) -> (lossSum: Double, correct: Int) {
         let t0 = now()
+        let commBefore = buckets?.communicationSeconds ?? 0
+        let onReady = buckets.map { b in { (r: Range<Int>) in b.gradientsReady(r) } }
         var lossSum = 0.0
         var correct = 0
         for m in 0..<microBatches {
@@ -65,15 +93,20 @@ public final class StepRunner {
             let r = softmaxCrossEntropy(
                 dLogits: dLogits.pointer, logits: logits, labels: labels, n: microBatch,
                 classes: net.numClasses)
-            net.backward(dLogits: dLogits.pointer)
+            net.backward(dLogits: dLogits.pointer, onGradientsReady: onReady)
             accumulator?.accumulate(net.store.grads, index: m)
             lossSum += r.loss * Double(microBatch)
             correct += r.top1
         }
         accumulator?.finish(into: net.store.grads, count: microBatches)
         let t1 = now()
+        // Communicator calls made from inside backward are communication, not compute.
+        let commInBackward = (buckets?.communicationSeconds ?? 0) - commBefore
         let store = net.store
-        if comm.size > 1 {
+        if let buckets {
+            buckets.finish()
+            averageAcrossRanks(store.buffers)
+        } else if comm.size > 1 {
             averageAcrossRanks(store.grads)
             averageAcrossRanks(store.buffers)
         }
@@ -88,9 +121,9 @@ public final class StepRunner {
             comm.broadcast(store.values.pointer, count: store.values.count, root: 0)
         }
         let t3 = now()
-        seconds.compute += t1 - t0
+        seconds.compute += t1 - t0 - commInBackward
         seconds.update += tUpdate
-        seconds.communication += (t3 - t1) - tUpdate
+        seconds.communication += (t3 - t1) - tUpdate + commInBackward
         return (lossSum, correct)
     }
 

@@ -21,6 +21,10 @@ public enum TrainBenchmark {
         public var steps = 8
         public var warmup = 2
         public var update = "rank0"
+        /// Gradient allreduce: "overlap" (buckets during backward) or "blocking".
+        public var allreduce = RunConfig().allreduce
+        /// Bucket size of the overlapped allreduce, MiB.
+        public var bucketMb = RunConfig().bucketMb
         /// Also time the C-SGD step and pruned inference.
         public var full = true
         public init() {}
@@ -40,7 +44,8 @@ public enum TrainBenchmark {
         net.initialize(seed: 1)
         let sgd = SGD(store: net.store, config: SGDConfig(RunConfig()))
         let runner = StepRunner(
-            net: net, comm: comm, microBatch: o.batch, microBatches: 1, update: o.update)
+            net: net, comm: comm, microBatch: o.batch, microBatches: 1, update: o.update,
+            allreduce: o.allreduce, bucketMiB: o.bucketMb)
         var rng = Rng(seed: UInt64(7 + comm.rank))
         let input = FloatBuffer(count: o.batch * net.imageCount)
         for i in 0..<input.count { input[i] = rng.nextGaussian() }
@@ -89,6 +94,7 @@ public enum TrainBenchmark {
                     "compute_ms": 1e3 * sgdStep.split.0, "comm_ms": 1e3 * sgdStep.split.1,
                     "update_ms": 1e3 * sgdStep.split.2,
                     "comm_fraction": sgdStep.split.1 / sgdStep.median, "ranks": Double(comm.size),
+                    "buckets": Double(runner.allreduceBucketCount),
                 ]))
         guard o.full else {
             rows.append(peakRSS())

@@ -135,7 +135,13 @@ public final class Trainer {
         }
         let mb = local / micro
         let runner = StepRunner(
-            net: net, comm: comm, microBatch: mb, microBatches: micro, update: config.update)
+            net: net, comm: comm, microBatch: mb, microBatches: micro, update: config.update,
+            allreduce: config.allreduce, bucketMiB: config.bucketMb)
+        if runner.allreduceBucketCount > 0 && state.epoch < epochs {
+            log.info(
+                "gradient allreduce overlapped with backward in \(runner.allreduceBucketCount) "
+                    + "bucket(s) of ~\(config.bucketMb) MiB")
+        }
         var lastTest: EvalResult?
         let tag = state.phase == "train" ? "train" : "\(state.phase) round \(state.round + 1)"
 

@@ -34,6 +34,42 @@ final class BenchCLITests: XCTestCase {
         XCTAssertNotNil(try row("scaling_skipped"))
     }
 
+    /// The mpirun part: the existing rows plus overlapped vs blocking allreduce on 2 ranks.
+    func testScalingReportsOverlappedAgainstBlockingAllreduce() throws {
+        try CLIRunner.requireMPIRun()
+        let r = try CLIRunner.run(
+            ["bench", "scaling", "--model", "resnet20", "--batch", "8", "--steps", "1", "--json"],
+            env: ["OPENBLAS_NUM_THREADS": "1"], timeout: 300)
+        XCTAssertEqual(r.exitCode, 0, r.output)
+        var rows: [String: [String: Any]] = [:]
+        for line in r.lines {
+            let obj = try XCTUnwrap(
+                try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                "not a JSON object: \(line)")
+            rows[try XCTUnwrap(obj["name"] as? String)] = obj
+        }
+        XCTAssertEqual(
+            Set(rows.keys),
+            [
+                "train_resnet20_1rank", "train_resnet20_2ranks_rank0",
+                "train_resnet20_2ranks_replicated", "train_resnet20_2ranks_overlap",
+                "peak_rss_resnet20_b128",
+            ])
+        XCTAssertNotNil(rows["train_resnet20_2ranks_rank0"]?["ratio_to_1rank"] as? Double)
+        XCTAssertNotNil(rows["train_resnet20_2ranks_replicated"]?["ratio_to_rank0_step"] as? Double)
+        let overlap = try XCTUnwrap(rows["train_resnet20_2ranks_overlap"])
+        for key in ["value", "comm_fraction", "blocking_img_s", "blocking_comm_fraction"] {
+            let v = try XCTUnwrap(overlap[key] as? Double, key)
+            XCTAssertTrue(v.isFinite && v > 0, "\(key) = \(v)")
+        }
+        // ResNet-20's 0.27 M parameters (1.1 MB) make 2 buckets of ~1 MiB.
+        XCTAssertEqual(overlap["buckets"] as? Double, 2)
+        let ratio = try XCTUnwrap(overlap["ratio_to_blocking"] as? Double)
+        XCTAssertEqual(
+            ratio, (overlap["value"] as! Double) / (overlap["blocking_img_s"] as! Double),
+            accuracy: 1e-9)
+    }
+
     func testSuiteRejectsBadFlagsInOneLine() throws {
         let r = try CLIRunner.run(["bench", "--steps", "0"])
         XCTAssertNotEqual(r.exitCode, 0)

@@ -54,7 +54,8 @@ final class DataParallelTests: XCTestCase {
     /// weights agree within 1e-6 (measured ~1e-7). Longer comparisons are not meaningful: a
     /// ReLU net's gradient is discontinuous, and the same 1-ulp differences — e.g. 1 vs 2 BLAS
     /// threads on ONE rank — grow to ~1e-4 within 4 steps (measured), while a wrong sample,
-    /// step or scaling shows up as > 1e-3 after one step.
+    /// step or scaling shows up as > 1e-3 after one step. The N-rank runs overlap the
+    /// allreduce with backward in small buckets (several per step even for this tiny net).
     func checkEquivalence(
         ranks: Int, command: String, update: String, steps: Int, tolerance: Float,
         btl: String = "self,vader", file: StaticString = #filePath, line: UInt = #line
@@ -74,7 +75,8 @@ final class DataParallelTests: XCTestCase {
                 args(steps) + ["--micro-batches", "\(ranks)", "--out-dir", one], env: env),
             file: file, line: line)
         expectSuccess(
-            try CLIRunner.mpirun(ranks: ranks, args: args(steps) + ["--out-dir", many], btl: btl),
+            try CLIRunner.mpirun(
+                ranks: ranks, args: args(steps) + overlapArgs + ["--out-dir", many], btl: btl),
             file: file, line: line)
         let a = try weights(one + "/checkpoint.safetensors")
         let b = try weights(many + "/checkpoint.safetensors")
@@ -90,6 +92,70 @@ final class DataParallelTests: XCTestCase {
         XCTAssertGreaterThan(
             maxDifference(a, try weights(first + "/checkpoint.safetensors")), 1e-4, file: file,
             line: line)
+    }
+
+    /// Overlapped allreduce in buckets of 0.01 MiB: 8 buckets for the 17,462 parameters.
+    let overlapArgs = ["--allreduce", "overlap", "--bucket-mb", "0.01"]
+
+    /// Overlapped (buckets reduced during backward) vs blocking allreduce on the same N ranks.
+    /// Backward computes the same gradients either way and each element is summed by one
+    /// collective, so for 2 ranks (a + b = b + a) the weights must match BIT FOR BIT; for 3
+    /// ranks the non-blocking collective may sum in another order (1 ulp per element), which
+    /// after 2 steps stays within 1e-6, as for 3 ranks vs 1 above. `--verify-every 1` makes
+    /// every run abort unless all ranks hold identical weights after every step.
+    func checkOverlapEqualsBlocking(
+        ranks: Int, command: String, update: String, steps: Int, tolerance: Float,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
+        let args =
+            [command] + tiny + [
+                "--max-steps", "\(steps)", "--update", update, "--centripetal-strength", "0.05",
+            ]
+        let tag = "\(ranks)-\(command)-\(update)"
+        let overlapped = dir + "/overlap-" + tag
+        let blocking = dir + "/blocking-" + tag
+        let first = dir + "/first-" + tag
+        let o = try CLIRunner.mpirun(
+            ranks: ranks, args: args + overlapArgs + ["--out-dir", overlapped])
+        expectSuccess(o, file: file, line: line)
+        XCTAssertTrue(
+            o.output.contains("gradient allreduce overlapped with backward in 8 bucket(s)"),
+            o.output, file: file, line: line)
+        let b = try CLIRunner.mpirun(
+            ranks: ranks, args: args + ["--allreduce", "blocking", "--out-dir", blocking])
+        expectSuccess(b, file: file, line: line)
+        XCTAssertFalse(b.output.contains("overlapped"), b.output, file: file, line: line)
+        let wo = try weights(overlapped + "/checkpoint.safetensors")
+        let wb = try weights(blocking + "/checkpoint.safetensors")
+        let d = maxDifference(wo, wb)
+        XCTAssertLessThanOrEqual(
+            d, tolerance, "\(tag): overlapped vs blocking max |Δw| \(d)", file: file, line: line)
+        // Non-vacuity: the later steps moved the weights far beyond the tolerance.
+        let s = args.firstIndex(of: "--max-steps")! + 1
+        var one = args
+        one[s] = "1"
+        expectSuccess(
+            try CLIRunner.mpirun(ranks: ranks, args: one + overlapArgs + ["--out-dir", first]),
+            file: file, line: line)
+        XCTAssertGreaterThan(
+            maxDifference(wo, try weights(first + "/checkpoint.safetensors")), 1e-4, file: file,
+            line: line)
+    }
+
+    func testOverlappedAllreduceEqualsBlockingBitwiseOnTwoRanks() throws {
+        for cmd in ["train", "csgd"] {
+            for update in ["rank0", "replicated"] {
+                try checkOverlapEqualsBlocking(
+                    ranks: 2, command: cmd, update: update, steps: 6, tolerance: 0)
+            }
+        }
+    }
+
+    func testOverlappedAllreduceMatchesBlockingOnThreeRanks() throws {
+        for update in ["rank0", "replicated"] {
+            try checkOverlapEqualsBlocking(
+                ranks: 3, command: "csgd", update: update, steps: 2, tolerance: 1e-6)
+        }
     }
 
     func testTwoRanksEqualOneRankWithAccumulationBitwise() throws {

@@ -77,6 +77,29 @@ final class CommunicatorTests: XCTestCase {
         XCTAssertEqual(bytes, (0..<40).map { UInt8($0) })
     }
 
+    func testNonBlockingAllreduceInPiecesCompletesIntact() throws {
+        for comm in [LocalCommunicator() as Communicator, try mpi()] {
+            let mpi = comm as? MPICommunicator
+            let saved = mpi?.maxChunkElements
+            defer { if let saved { mpi?.maxChunkElements = saved } }
+            mpi?.maxChunkElements = 7  // 3 requests of 5 / 40 / 55 elements → 1 + 6 + 8 pieces
+            let original: [Float] = (0..<100).map { Float($0) * 1.5 - 7 }
+            let buffer = FloatBuffer(original)
+            let a = comm.startAllreduceSum(buffer.pointer + 60, count: 40)
+            let b = comm.startAllreduceSum(buffer.pointer + 5, count: 55)
+            let c = comm.startAllreduceSum(buffer.pointer, count: 5)
+            let empty = comm.startAllreduceSum(buffer.pointer, count: 0)
+            XCTAssertEqual(Set([a, b, c, empty]).count, 4, "handles must be distinct")
+            var spins = 0
+            while !comm.test(b) && spins < 1_000_000 { spins += 1 }
+            XCTAssertTrue(comm.test(b), "a 1-rank reduction must complete under test")
+            comm.waitAll()
+            for r in [a, b, c, empty] { XCTAssertTrue(comm.test(r)) }
+            XCTAssertTrue(comm.testAll())
+            XCTAssertEqual(buffer.array, original)
+        }
+    }
+
     func testCommCheckPassesOnBothSingleRankCommunicators() throws {
         for comm in [LocalCommunicator() as Communicator, try mpi()] {
             let report = CommCheck.run(comm: comm, count: 1001, seed: 3)
@@ -85,6 +108,7 @@ final class CommunicatorTests: XCTestCase {
             XCTAssertEqual(report.failedRanks, [])
             XCTAssertTrue(report.line.hasPrefix("rank 0/1 on \(comm.processorName): "))
             XCTAssertTrue(report.line.contains("allreduce ok (1001 floats)"), report.line)
+            XCTAssertTrue(report.line.contains("iallreduce ok (3 requests)"), report.line)
             XCTAssertTrue(report.line.hasSuffix(": OK"), report.line)
         }
     }
@@ -97,6 +121,7 @@ final class CommunicatorTests: XCTestCase {
         let failed = report.failures.joined(separator: "\n")
         XCTAssertTrue(failed.contains("allreduce FAILED (1 of 500 wrong; first at 5"), failed)
         XCTAssertTrue(failed.contains("bytes FAILED"), failed)
+        XCTAssertTrue(failed.contains("iallreduce FAILED (3 of 500 wrong"), failed)
         XCTAssertTrue(failed.contains("allgather FAILED"), failed)
         XCTAssertFalse(failed.contains("broadcast FAILED"), failed)
     }
@@ -132,6 +157,13 @@ private final class CorruptingCommunicator: Communicator {
     func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
         if count > 5 { buffer[5] += 1 }
     }
+    func startAllreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) -> CommRequest {
+        allreduceSum(buffer, count: count)
+        return CommRequest(serial: 0)
+    }
+    func test(_ request: CommRequest) -> Bool { true }
+    func testAll() -> Bool { true }
+    func waitAll() {}
     func allreduceSum(_ values: inout [Double]) {}
     func allreduceMax(_ value: Double) -> Double { value }
     func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) {}

@@ -100,6 +100,63 @@ final class NetworkGradientTests: XCTestCase {
         try checkNetwork(a, batch: 4, awayFromKinks: true, rtol: 5e-2, atol: 1e-3)
     }
 
+    /// The hook behind the overlapped allreduce: the reported ranges tile the gradient block
+    /// exactly once, each is final when reported (nothing later in backward changes it), and
+    /// reporting changes no gradient.
+    func testBackwardReportsEachFinalGradientRangeOnce() throws {
+        var cifar = try Architecture.standard(
+            model: "resnet8", inputChannels: 1, imageSize: 8, numClasses: 5)
+        cifar.widths = cifar.widths.map { $0 / 4 + 1 }
+        var bottleneck = try Architecture.standard(
+            model: "resnet50", inputChannels: 3, imageSize: 32, numClasses: 4)
+        bottleneck.widths = bottleneck.widths.map { max(4, $0 / 16) }
+        for a in [cifar, bottleneck] {
+            let net = try Network(architecture: a)
+            net.initialize(seed: 3)
+            var rng = Rng(seed: 8)
+            let batch = 3
+            let x = FloatBuffer(count: batch * net.imageCount)
+            for i in 0..<x.count { x[i] = rng.nextGaussian() }
+            let labels = (0..<batch).map { _ in Int32(rng.nextInt(below: a.numClasses)) }
+            let logits = net.forward(images: x.pointer, batch: batch, training: true)
+            let d = FloatBuffer(count: batch * net.numClasses)
+            _ = labels.withUnsafeBufferPointer {
+                softmaxCrossEntropy(
+                    dLogits: d.pointer, logits: logits, labels: $0.baseAddress!, n: batch,
+                    classes: net.numClasses)
+            }
+            let grads = net.store.grads
+            net.store.zeroGrad()
+            net.backward(dLogits: d.pointer)
+            let plain = grads.array
+            net.store.zeroGrad()
+            var reported: [(Range<Int>, [Float])] = []
+            net.backward(dLogits: d.pointer) { r in
+                reported.append(
+                    (
+                        r,
+                        Array(
+                            UnsafeBufferPointer(start: grads.pointer + r.lowerBound, count: r.count)
+                        )
+                    ))
+            }
+            XCTAssertEqual(grads.array, plain, "\(a.model): the hook changed the gradients")
+            var covered = [Int](repeating: 0, count: grads.count)
+            for (r, snapshot) in reported {
+                for i in r { covered[i] += 1 }
+                XCTAssertEqual(
+                    snapshot, Array(plain[r]), "\(a.model): gradients \(r) changed after report")
+            }
+            XCTAssertTrue(
+                covered.allSatisfy { $0 == 1 }, "\(a.model): ranges do not tile the block")
+            XCTAssertGreaterThan(reported.count, 10)
+            // Reported from the end of the block towards its start (layer order is parameter
+            // order), which is what lets the buckets start early.
+            XCTAssertEqual(reported.first?.0.upperBound, grads.count)
+            XCTAssertTrue(plain.contains { $0 != 0 })
+        }
+    }
+
     func testBackwardReusesItsGradientBuffersAcrossSteps() throws {
         let a = try Architecture.standard(
             model: "resnet8", inputChannels: 1, imageSize: 8, numClasses: 3)

@@ -212,6 +212,8 @@ final class RunConfigTests: XCTestCase {
             ("--lr-schedule=step", ["'lr_schedule'"]),
             ("--cluster-method=random", ["'cluster_method'"]),
             ("--update=allreduce", ["'update'"]),
+            ("--allreduce=async", ["'allreduce' must be one of overlap, blocking (got async)"]),
+            ("--bucket-mb=0", ["'bucket_mb' must be > 0 (got 0.0)"]),
             ("--widen=0", ["'widen' must be at least 1"]),
             ("--rounds=5/8,3/2", ["'rounds' must hold ratios", "(got [5/8, 3/2])"]),
             ("--rounds=0", ["'rounds'"]),
@@ -293,6 +295,8 @@ final class RunConfigTests: XCTestCase {
         c.pruneTolerance = 1e-6
         c.finetuneEpochs = 3
         c.update = "replicated"
+        c.allreduce = "overlap"
+        c.bucketMb = 0.25
         c.verifyEvery = 7
         c.debug = true
         let yaml = c.yaml()
