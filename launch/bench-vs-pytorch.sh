@@ -19,6 +19,9 @@ for r in $(seq "$ROUNDS"); do
     OPENBLAS_NUM_THREADS=2 "$exe" bench train --steps 10 --step-only --threads 2 --json | grep train_step
     "$TORCH_PY" "$PEER/bench_single.py" 2 64 15
     "${mpi[@]}" "$exe" bench train --steps 10 --step-only --batch 32 --json | grep train_step
+    # DDP overlaps its allreduce with backward; so can we (allreduce: overlap).
+    "${mpi[@]}" "$exe" bench train --steps 10 --step-only --batch 32 --allreduce overlap --json |
+        grep train_step
     "$TORCH_PY" "$PEER/bench_ddp.py" 32 15 1
 done
 echo "== peak RSS, ResNet-56 training at batch 128 (1 thread)"
