@@ -79,6 +79,13 @@ extension Communicator {
         allreduceSum(buffer.pointer, count: buffer.count)
     }
 
+    /// Turns a sum over ranks into the mean: `buffer[i] *= 1/size` (multiplying by the
+    /// reciprocal, the one rounding every rank-average in csgd-dist uses).
+    public func divideBySize(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
+        let inv = 1 / Float(size)
+        for i in 0..<count { buffer[i] *= inv }
+    }
+
     /// Copies `root`'s `FloatBuffer` contents to every rank.
     public func broadcast(_ buffer: FloatBuffer, root: Int = 0) {
         broadcast(buffer.pointer, count: buffer.count, root: root)

@@ -129,10 +129,7 @@ public final class GradientBuckets {
             started += 1
         }
         comm.waitAll()
-        if comm.size > 1 {
-            let inv = 1 / Float(comm.size)
-            for i in 0..<count { block[i] *= inv }
-        }
+        if comm.size > 1 { comm.divideBySize(block, count: count) }
         ready = [Int](repeating: 0, count: buckets.count)
         started = 0
         communicationSeconds += monotonicSeconds() - t0

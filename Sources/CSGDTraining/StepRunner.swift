@@ -130,8 +130,7 @@ public final class StepRunner {
     /// Replaces `block` by its mean over ranks (allreduce-sum, then × 1/size).
     func averageAcrossRanks(_ block: FloatBuffer) {
         comm.allreduceSum(block.pointer, count: block.count)
-        let inv = 1 / Float(comm.size)
-        for i in 0..<block.count { block[i] *= inv }
+        comm.divideBySize(block.pointer, count: block.count)
     }
 }
 
