@@ -1,11 +1,14 @@
 // swift-tools-version:6.0
 // csgd-dist: Centripetal SGD, data-parallel over MPI, on OpenBLAS.
 //
-// Dependency direction (never the other way):
+// Dependency direction (never the other way); every target declares each module it imports:
 //   CSGDCore ← CSGDKernels ← CSGDModels ← CSGDCentripetal
 //   CSGDCore ← CSGDData,  CSGDCore ← CSGDDistributed
-//   all of the above ← CSGDTraining ← CSGDReport ← CSGDDistCLI (the `csgd-dist` executable)
-//   CSGDCore, CSGDModels ← CSGDExport (ONNX; the only user of SwiftProtobuf) ← CSGDDistCLI
+//   CSGDCore, CSGDModels, CSGDData, CSGDCentripetal ← CSGDConfig (run config, key table, modes)
+//   all of the above ← CSGDTraining (jobs, checkpoints, the training loop)
+//   CSGDTraining ← CSGDBench (kernel, step, loader benchmarks), CSGDTraining ← CSGDReport
+//   CSGDCore, CSGDModels ← CSGDExport (ONNX; the only user of SwiftProtobuf)
+//   all of the above ← CSGDDistCLI (the `csgd-dist` executable)
 // Only CSGDKernels imports CBLAS, only CSGDDistributed imports CMPI, only CSGDData imports CZlib
 // and CTurboJPEG.
 import PackageDescription
@@ -51,10 +54,24 @@ let package = Package(
             swiftSettings: fast),
         .target(name: "CSGDDistributed", dependencies: ["CSGDCore", "CMPI"], swiftSettings: fast),
         .target(
+            name: "CSGDConfig",
+            dependencies: [
+                "CSGDCore", "CSGDModels", "CSGDData", "CSGDCentripetal",
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: fast),
+        .target(
             name: "CSGDTraining",
             dependencies: [
                 "CSGDCore", "CSGDKernels", "CSGDModels", "CSGDData", "CSGDCentripetal",
-                "CSGDDistributed", .product(name: "Yams", package: "Yams"),
+                "CSGDDistributed", "CSGDConfig",
+            ],
+            swiftSettings: fast),
+        .target(
+            name: "CSGDBench",
+            dependencies: [
+                "CSGDCore", "CSGDKernels", "CSGDModels", "CSGDData", "CSGDCentripetal",
+                "CSGDDistributed", "CSGDConfig", "CSGDTraining",
             ],
             swiftSettings: fast),
         .target(
@@ -71,7 +88,8 @@ let package = Package(
         .executableTarget(
             name: "CSGDDistCLI",
             dependencies: [
-                "CSGDTraining", "CSGDReport", "CSGDExport",
+                "CSGDCore", "CSGDKernels", "CSGDData", "CSGDCentripetal", "CSGDDistributed",
+                "CSGDConfig", "CSGDTraining", "CSGDBench", "CSGDReport", "CSGDExport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),
@@ -79,17 +97,30 @@ let package = Package(
         .target(
             name: "CSGDTestSupport", dependencies: ["CSGDCore"], path: "Tests/CSGDTestSupport"),
         .testTarget(name: "CSGDCoreTests", dependencies: ["CSGDCore", "CSGDTestSupport"]),
-        .testTarget(name: "CSGDKernelsTests", dependencies: ["CSGDKernels"]),
-        .testTarget(name: "CSGDModelsTests", dependencies: ["CSGDModels"]),
-        .testTarget(name: "CSGDDataTests", dependencies: ["CSGDData", "CSGDTestSupport"]),
-        .testTarget(name: "CSGDCentripetalTests", dependencies: ["CSGDCentripetal", "CSGDData"]),
-        .testTarget(name: "CSGDDistributedTests", dependencies: ["CSGDDistributed"]),
-        .testTarget(name: "CSGDTrainingTests", dependencies: ["CSGDTraining", "CSGDTestSupport"]),
-        .testTarget(name: "CSGDReportTests", dependencies: ["CSGDReport", "CSGDTestSupport"]),
+        .testTarget(name: "CSGDKernelsTests", dependencies: ["CSGDCore", "CSGDKernels"]),
+        .testTarget(
+            name: "CSGDModelsTests", dependencies: ["CSGDCore", "CSGDKernels", "CSGDModels"]),
+        .testTarget(
+            name: "CSGDDataTests",
+            dependencies: ["CSGDCore", "CSGDData", "CZlib", "CSGDTestSupport"]
+        ),
+        .testTarget(
+            name: "CSGDCentripetalTests",
+            dependencies: ["CSGDCore", "CSGDModels", "CSGDCentripetal", "CSGDData"]),
+        .testTarget(name: "CSGDDistributedTests", dependencies: ["CSGDCore", "CSGDDistributed"]),
+        .testTarget(
+            name: "CSGDTrainingTests",
+            dependencies: [
+                "CSGDCore", "CSGDModels", "CSGDData", "CSGDCentripetal", "CSGDDistributed",
+                "CSGDConfig", "CSGDTraining", "CSGDTestSupport",
+            ]),
+        .testTarget(name: "CSGDBenchTests", dependencies: ["CSGDBench"]),
+        .testTarget(
+            name: "CSGDReportTests", dependencies: ["CSGDCore", "CSGDReport", "CSGDTestSupport"]),
         .testTarget(
             name: "CSGDExportTests",
             dependencies: [
-                "CSGDExport", "CSGDModels",
+                "CSGDCore", "CSGDExport", "CSGDModels",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
         .testTarget(

@@ -4,6 +4,7 @@
 // and JSON-lines formats.
 
 import ArgumentParser
+import CSGDBench
 import CSGDKernels
 import CSGDTraining
 import Foundation

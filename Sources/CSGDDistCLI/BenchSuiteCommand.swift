@@ -4,7 +4,7 @@
 // setting, and the ratios compare figures measured minutes apart on the same machine.
 
 import ArgumentParser
-import CSGDTraining
+import CSGDBench
 import Foundation
 
 /// Runs every benchmark and prints one table (or JSON lines) with the cross-part ratios.

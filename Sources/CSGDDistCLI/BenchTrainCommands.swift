@@ -4,6 +4,8 @@
 // then prints the ratios from that same run).
 
 import ArgumentParser
+import CSGDBench
+import CSGDConfig
 import CSGDDistributed
 import CSGDKernels
 import CSGDTraining
@@ -27,7 +29,8 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "Images per rank per step.") var batch = 64
     @Option(help: "Timed steps (median reported).") var steps = 8
     @Option(help: "OpenBLAS threads per rank.") var threads = 1
-    @Option(help: "rank0 (update on rank 0 + broadcast) or replicated.") var update = "rank0"
+    @Option(help: "Who updates: rank0 (then broadcasts the weights) or replicated.")
+    var update = UpdateMode.rank0
     @Option(help: "Gradient allreduce: overlap (buckets during backward) or blocking.")
     var allreduce = RunConfig().allreduce
     @Option(help: "Bucket size of the overlapped allreduce, MiB.")
@@ -38,12 +41,6 @@ struct BenchTrainCommand: ParsableCommand {
     func validate() throws {
         if batch < 1 || steps < 1 || threads < 1 {
             throw ValidationError("--batch, --steps and --threads must be at least 1")
-        }
-        if update != "rank0" && update != "replicated" {
-            throw ValidationError("--update must be rank0 or replicated (got \(update))")
-        }
-        if !RunConfig.allreduceModes.contains(allreduce) {
-            throw ValidationError("--allreduce must be overlap or blocking (got \(allreduce))")
         }
         if !(bucketMb > 0 && bucketMb.isFinite) {
             throw ValidationError("--bucket-mb must be > 0 (got \(bucketMb))")
@@ -66,7 +63,7 @@ struct BenchTrainCommand: ParsableCommand {
             BenchOutput.emit(
                 rows, json: output.json,
                 title: "bench train: \(model) batch \(batch)/rank × \(comm.size) rank(s), "
-                    + "\(threads) thread(s), update \(update), allreduce \(allreduce), "
+                    + "\(threads) thread(s), update \(update.rawValue), allreduce \(allreduce.rawValue), "
                     + "median of \(steps) steps",
                 columns: [
                     ("ms", "step_ms"), ("GFLOP/s", "gflops_per_rank"), ("÷sgemm", "ratio_to_sgemm"),
@@ -102,14 +99,14 @@ struct BenchScalingCommand: ParsableCommand {
     func run() throws {
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
         func job(
-            ranks: Int, update: String, batch b: Int, stepOnly: Bool,
-            allreduce: String = RunConfig().allreduce
+            ranks: Int, update: UpdateMode, batch b: Int, stepOnly: Bool,
+            allreduce: AllreduceMode = RunConfig().allreduce
         ) throws -> [String: [String: Any]] {
             var args = ["-n", "\(ranks)", "--bind-to", "core", "-x", "OPENBLAS_NUM_THREADS=1"]
             if getuid() == 0 { args.append("--allow-run-as-root") }
             args += [
                 exe, "bench", "train", "--json", "--model", model, "--batch", "\(b)", "--steps",
-                "\(steps)", "--update", update, "--allreduce", allreduce,
+                "\(steps)", "--update", update.rawValue, "--allreduce", allreduce.rawValue,
             ]
             if stepOnly { args.append("--step-only") }
             let text = try runCapturing(mpirun, args)
@@ -130,18 +127,19 @@ struct BenchScalingCommand: ParsableCommand {
             }
             return r
         }
-        let one = try stepRow(try job(ranks: 1, update: "rank0", batch: batch, stepOnly: true))
-        var byMode: [String: [String: Any]] = [:]
-        for mode in RunConfig.allreduceModes {
-            byMode[mode] = try stepRow(
-                try job(ranks: 2, update: "rank0", batch: batch, stepOnly: true, allreduce: mode))
+        let one = try stepRow(try job(ranks: 1, update: .rank0, batch: batch, stepOnly: true))
+        let overlapped = try stepRow(
+            try job(ranks: 2, update: .rank0, batch: batch, stepOnly: true, allreduce: .overlap))
+        let blocking = try stepRow(
+            try job(ranks: 2, update: .rank0, batch: batch, stepOnly: true, allreduce: .blocking))
+        let two: [String: Any]
+        switch RunConfig().allreduce {
+        case .overlap: two = overlapped
+        case .blocking: two = blocking
         }
-        let overlapped = byMode["overlap"]!
-        let blocking = byMode["blocking"]!
-        let two = byMode[RunConfig().allreduce]!
         let twoRep = try stepRow(
-            try job(ranks: 2, update: "replicated", batch: batch, stepOnly: true))
-        let mem = try job(ranks: 1, update: "rank0", batch: 128, stepOnly: true)["peak_rss"]
+            try job(ranks: 2, update: .replicated, batch: batch, stepOnly: true))
+        let mem = try job(ranks: 1, update: .rank0, batch: 128, stepOnly: true)["peak_rss"]
         func d(_ r: [String: Any], _ k: String) -> Double { (r[k] as? Double) ?? .nan }
         let rows = [
             BenchResult(

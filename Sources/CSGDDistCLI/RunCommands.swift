@@ -3,6 +3,8 @@
 // communicator (rank 0 of 1 without mpirun) and hands over to a Pipelines entry point.
 
 import ArgumentParser
+import CSGDCentripetal
+import CSGDConfig
 import CSGDCore
 import CSGDDistributed
 import CSGDTraining
@@ -103,8 +105,11 @@ struct PruneCommand: ParsableCommand {
     @OptionGroup var options: ConfigOptions
     @Option(help: "Model or checkpoint file to prune.") var input: String
     @Option(help: "csgd (merge the checkpoint's clusters) or magnitude (L1-norm baseline).")
-    var method = "csgd"
-    @Option(help: "Magnitude target, e.g. 5/8 or internal:0.7.") var target: String?
+    var method = PruneMethod.csgd
+    @Option(
+        help: "Magnitude target: 5/8, internal:0.7, 16:10,32:20,64:40 or one width per conv.",
+        transform: { try PruneTarget(parsing: $0) })
+    var target: PruneTarget?
     @Option(
         help: """
             Output model file. Its folder receives the prune's metrics.jsonl, config.yaml and \

@@ -157,8 +157,3 @@ public final class GradientBuckets {
         return lo
     }
 }
-
-/// Seconds on the monotonic clock.
-private func monotonicSeconds() -> Double {
-    Double(DispatchTime.now().uptimeNanoseconds) / 1e9
-}

@@ -37,6 +37,13 @@ public enum ResNetKind: Equatable, Sendable {
         }
     }
 
+    /// The built-in networks by name, in `--help` order: the CIFAR-style ResNets the papers
+    /// use, then torchvision's (any other 6n+2 depth also parses as a CIFAR-style ResNet).
+    public static let builtInNames = [
+        "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet18", "resnet34",
+        "resnet50",
+    ]
+
     /// Canonical name, e.g. `resnet56`.
     public var name: String {
         switch self {

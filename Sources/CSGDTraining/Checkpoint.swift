@@ -6,14 +6,15 @@
 // (SafeTensors.write); a corrupt, truncated or mismatched file is refused with one line.
 
 import CSGDCentripetal
+import CSGDConfig
 import CSGDCore
 import CSGDModels
 import Foundation
 
 /// Where a training loop stands; restoring it resumes bit-exactly.
 public struct TrainState: Codable, Equatable, Sendable {
-    /// What the loop is doing: "train", "csgd" or "finetune".
-    public var phase: String
+    /// What the loop is doing.
+    public var phase: TrainPhase
     /// C-SGD round (0 for plain training).
     public var round: Int
     /// Epoch in progress, 0-based.
@@ -28,7 +29,7 @@ public struct TrainState: Codable, Equatable, Sendable {
     public var plan: ClusterPlan?
 
     /// A fresh state at the start of a phase.
-    public init(phase: String, round: Int, worldSize: Int, plan: ClusterPlan? = nil) {
+    public init(phase: TrainPhase, round: Int, worldSize: Int, plan: ClusterPlan? = nil) {
         self.phase = phase
         self.round = round
         epoch = 0

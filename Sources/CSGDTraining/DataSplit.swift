@@ -2,6 +2,7 @@
 // CIFAR; batches assembled on the spot) or JPEG files (imagefolder; decoded on worker threads,
 // prefetched). The trainer only sees sizes and a `BatchStream` of batches in order.
 
+import CSGDConfig
 import CSGDCore
 import CSGDData
 
@@ -82,7 +83,7 @@ public enum DataSplit {
                 dataset: d, transform: augment ? .train(size: size) : .eval(size: size),
                 batches: batches, seed: config.seed, epoch: epoch, workers: config.loaderWorkers,
                 prefetch: config.prefetchBatches,
-                policy: BadImagePolicy(rawValue: config.badImages) ?? .fail)
+                policy: config.badImages)
         }
     }
 

@@ -6,6 +6,7 @@
 //   C-SGD-clustered tensors:  as their kind,       decay 0 (η lives in the decay matrix D)
 // Update: g ← grad + wd·w;  buf ← μ·buf + g;  step = Nesterov ? g + μ·buf : buf;  w ← w − lr·step.
 
+import CSGDConfig
 import CSGDCore
 import Foundation
 
@@ -83,7 +84,7 @@ public struct SGD: Sendable {
 /// Learning rate as a function of the global step (iteration-based, as the official code).
 public struct LRSchedule: Sendable {
     public let base: Double
-    public let kind: String
+    public let kind: LRScheduleKind
     public let stepsPerEpoch: Int
     public let totalSteps: Int
     public let milestones: [Int]
@@ -105,12 +106,13 @@ public struct LRSchedule: Sendable {
     public func lr(at it: Int) -> Double {
         var lr = base
         switch kind {
-        case "multistep":
+        case .multistep:
             lr *= pow(gamma, Double(milestones.filter { $0 <= it }.count))
-        case "cosine":
+        case .cosine:
             let t = Double(it) / Double(max(1, totalSteps))
             lr *= 0.5 * (1 + cos(Double.pi * min(1, t)))
-        default: break
+        case .constant:
+            break
         }
         if it < warmupSteps { lr *= Double(it) / Double(warmupSteps) }
         return lr

@@ -3,6 +3,7 @@
 // same function; only rank 0 prints and writes files.
 
 import CSGDCentripetal
+import CSGDConfig
 import CSGDCore
 import CSGDData
 import CSGDDistributed
@@ -20,9 +21,9 @@ public enum Pipelines {
         let trainer = try Trainer(comm: comm, config: config, data: data)
         try writeResolvedConfig(comm, config)
         var net: Network
-        var state = TrainState(phase: "train", round: 0, worldSize: comm.size)
+        var state = TrainState(phase: .train, round: 0, worldSize: comm.size)
         if resume {
-            let ck = try loadResume(trainer, expectPhase: "train")
+            let ck = try loadResume(trainer, expectPhase: .train)
             net = ck.network
             state = ck.state!
         } else if let from {
@@ -59,7 +60,7 @@ public enum Pipelines {
         var net: Network
         var resumed: TrainState?
         if resume {
-            let ck = try loadResume(trainer, expectPhase: "csgd")
+            let ck = try loadResume(trainer, expectPhase: .csgd)
             net = ck.network
             resumed = ck.state
         } else if let from {
@@ -71,7 +72,7 @@ public enum Pipelines {
         }
         // Targets are fractions of the ORIGINAL widths (13/16 → 11/16 → 5/8 of 16/32/64);
         // widen mode squeezes back to the original widths in one round.
-        let rounds: [String] = config.widen > 1 ? ["widen"] : config.rounds
+        let rounds = config.effectiveRounds
         trainer.log.info(describe(net, comm: comm, config: config, data: data))
         let baseGraph = net.graph
         var lastReport = ""
@@ -87,7 +88,7 @@ public enum Pipelines {
                     comm: comm, net: net, topology: topology, target: target, config: config,
                     round: r)
                 net.store.momentum.zero()
-                state = TrainState(phase: "csgd", round: r, worldSize: comm.size, plan: plan)
+                state = TrainState(phase: .csgd, round: r, worldSize: comm.size, plan: plan)
             }
             resumed = nil
             let plan = state.plan!
@@ -101,7 +102,7 @@ public enum Pipelines {
             trainer.log.info(
                 "C-SGD round \(r + 1)/\(rounds.count) (\(rounds[r])): \(topology.groups.filter { plan.isClustered(group: $0.index) }.count) "
                     + "clustered groups, widths \(summarize(net.architecture.widths)) → \(summarize(widths)), "
-                    + "ε \(config.centripetalStrength), \(config.clusterMethod) clusters")
+                    + "ε \(config.centripetalStrength), \(config.clusterMethod.rawValue) clusters")
             let result = try trainer.train(
                 net, state: state, epochs: config.epochs, centripetal: cen)
             guard result.completed else { return }
@@ -115,7 +116,7 @@ public enum Pipelines {
                     Double(report.flopsAfter) / 1e6, 100 * report.flopsCut)
             trainer.log.info("round \(r + 1) pruned: " + lastReport)
             trainer.log.record(
-                pruneRecord(round: r + 1, method: "csgd", check: check, report: report))
+                pruneRecord(round: r + 1, method: .csgd, check: check, report: report))
             if check.maxLogitDiff > config.pruneTolerance {
                 throw CSGDError(
                     "equivalence check failed: pruned and unpruned logits differ by "
@@ -132,7 +133,7 @@ public enum Pipelines {
             if r + 1 < rounds.count {
                 net.store.momentum.zero()
                 try trainer.checkpoint(
-                    net, TrainState(phase: "csgd", round: r + 1, worldSize: comm.size))
+                    net, TrainState(phase: .csgd, round: r + 1, worldSize: comm.size))
             }
         }
         let path = config.outDir + "/pruned.safetensors"
@@ -145,8 +146,8 @@ public enum Pipelines {
     /// `csgd-dist prune`: prunes a C-SGD checkpoint with its own cluster plan, or any model by
     /// L1 magnitude to `target` (then finetunes `finetune_epochs`); checks and reports.
     public static func prune(
-        comm: Communicator, config: RunConfig, input: String, method: String, target: String?,
-        output: String
+        comm: Communicator, config: RunConfig, input: String, method: PruneMethod,
+        target: PruneTarget?, output: String
     ) throws {
         let data = try DataBundle.load(config)
         let trainer = try Trainer(comm: comm, config: config, data: data)
@@ -155,38 +156,34 @@ public enum Pipelines {
         let topology = try Topology(graph: net.graph)
         var thin: Network
         switch method {
-        case "csgd":
+        case .csgd:
             guard let plan = ck.state?.plan else {
                 throw CSGDError(
                     "\(input): no cluster plan inside (not a C-SGD training checkpoint)",
                     hint: "use the checkpoint.safetensors of a `csgd` run, or --method magnitude")
             }
             thin = try Pruner.prune(net, topology: topology, plan: plan)
-        case "magnitude":
+        case .magnitude:
             guard let target else {
                 throw CSGDError("--method magnitude needs --target (e.g. 5/8)")
             }
-            thin = try Pruner.magnitudePrune(
-                net, topology: topology,
-                target: try PruneTarget(parsing: target))
-        default:
-            throw CSGDError("--method must be csgd or magnitude, got '\(method)'")
+            thin = try Pruner.magnitudePrune(net, topology: topology, target: target)
         }
         let check = try trainer.compare(net, thin, on: data.test)
         let report = PruneReport(before: net.graph, after: thin.graph)
         trainer.log.info(report.table())
-        trainer.log.info("\(method) prune: " + equivalenceLine(check))
+        trainer.log.info("\(method.rawValue) prune: " + equivalenceLine(check))
         try writeResolvedConfig(comm, config)
         trainer.log.record(pruneRecord(round: 1, method: method, check: check, report: report))
-        if method == "csgd" && check.maxLogitDiff > config.pruneTolerance {
+        if method == .csgd && check.maxLogitDiff > config.pruneTolerance {
             throw CSGDError(
                 "equivalence check failed: max |logit diff| \(check.maxLogitDiff) > "
                     + "prune_tolerance \(config.pruneTolerance)")
         }
-        if method == "magnitude" && config.finetuneEpochs > 0 {
+        if method == .magnitude && config.finetuneEpochs > 0 {
             thin.store.momentum.zero()
             let r = try trainer.train(
-                thin, state: TrainState(phase: "finetune", round: 0, worldSize: comm.size),
+                thin, state: TrainState(phase: .finetune, round: 0, worldSize: comm.size),
                 epochs: config.finetuneEpochs, centripetal: nil)
             if let t = r.test {
                 trainer.log.info(
@@ -215,7 +212,7 @@ public enum Pipelines {
         {
             throw CSGDError(
                 "\(input): model takes \(net.architecture.inputChannels)-channel images and "
-                    + "\(net.architecture.numClasses) classes; \(config.dataset) has "
+                    + "\(net.architecture.numClasses) classes; \(config.dataset.rawValue) has "
                     + "\(data.test.channels) and \(data.test.numClasses)")
         }
         let t = try trainer.evaluate(net, data.test)
@@ -264,7 +261,7 @@ public enum Pipelines {
 
     // MARK: - helpers
 
-    static func loadResume(_ trainer: Trainer, expectPhase: String) throws -> LoadedCheckpoint {
+    static func loadResume(_ trainer: Trainer, expectPhase: TrainPhase) throws -> LoadedCheckpoint {
         let path = trainer.checkpointPath
         let ck = try Checkpoint.load(path: path)
         guard let state = ck.state, ck.hasMomentum else {
@@ -272,7 +269,8 @@ public enum Pipelines {
         }
         if state.phase != expectPhase {
             throw CSGDError(
-                "\(path): checkpoint is from a '\(state.phase)' run, cannot resume '\(expectPhase)'"
+                "\(path): checkpoint is from a '\(state.phase.rawValue)' run, cannot resume "
+                    + "'\(expectPhase.rawValue)'"
             )
         }
         if state.worldSize != trainer.comm.size {
@@ -289,11 +287,14 @@ public enum Pipelines {
 
     /// The round's target as explicit widths per conv, relative to the original widths.
     static func roundTarget(
-        _ spec: String, original: Architecture, net: Network, topology: Topology
+        _ round: RoundTarget, original: Architecture, net: Network, topology: Topology
     ) throws -> PruneTarget {
-        if spec == "widen" { return .perConv(original.widths) }
-        guard let (ratio, internalOnly) = RunConfig.parseRound(spec) else {
-            throw CSGDError("rounds: cannot parse '\(spec)'")
+        let ratio: Double
+        let internalOnly: Bool
+        switch round {
+        case .widenSqueeze: return .perConv(original.widths)
+        case .ratio(let r): (ratio, internalOnly) = (r.value, false)
+        case .internalOnly(let r): (ratio, internalOnly) = (r.value, true)
         }
         if original.widths.count != net.architecture.widths.count {
             throw CSGDError("rounds: the starting model is not a \(original.model)")
@@ -318,7 +319,7 @@ public enum Pipelines {
         if comm.isRoot {
             let plan = try Clustering.plan(
                 network: net, topology: topology, target: target,
-                method: ClusterMethod(rawValue: config.clusterMethod) ?? .kmeans,
+                method: config.clusterMethod,
                 seed: config.seed &+ UInt64(round))
             bytes = Array(try JSONEncoder().encode(plan))
         }
@@ -351,7 +352,7 @@ public enum Pipelines {
             + ", \(data.train.count) train / \(data.test.count) test images, global batch "
             + "\(config.batchSize) = \(comm.size) rank(s) × \(config.batchSize / comm.size)"
             + (config.microBatches > 1 ? " (\(config.microBatches) micro-batches)" : "")
-            + ", update \(config.update), out \(config.outDir)"
+            + ", update \(config.update.rawValue), out \(config.outDir)"
     }
 
     /// Writes the resolved config.yaml and the command line (command.txt) into the run
@@ -369,11 +370,12 @@ public enum Pipelines {
     /// The metrics.jsonl record of one prune (what `csgd-dist report` reads): the equivalence
     /// check, the size change and every layer's width before → after.
     static func pruneRecord(
-        round: Int, method: String, check: (maxLogitDiff: Double, a: EvalResult, b: EvalResult),
+        round: Int, method: PruneMethod,
+        check: (maxLogitDiff: Double, a: EvalResult, b: EvalResult),
         report: PruneReport
     ) -> [String: Any] {
         [
-            "phase": "prune", "round": round, "method": method,
+            "phase": "prune", "round": round, "method": method.rawValue,
             "max_logit_diff": check.maxLogitDiff, "test_top1_before": check.a.top1,
             "test_top1_after": check.b.top1, "flops_before": report.flopsBefore,
             "flops_after": report.flopsAfter, "params_before": report.paramsBefore,

@@ -74,6 +74,3 @@ func formatDuration(_ s: Double) -> String {
     if t >= 60 { return "\(t / 60)m" + String(format: "%02ds", t % 60) }
     return "\(t)s"
 }
-
-/// Monotonic seconds.
-func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }

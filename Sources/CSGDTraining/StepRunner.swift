@@ -1,15 +1,16 @@
 // One optimizer step, per the design (shared by the trainer and the benchmarks):
 //   every rank: forward/backward per micro-batch; micro-batch gradients are summed in order
 //   allreduce-sum of the gradient block (and the BN running statistics), scaled by 1/size;
-//     with allreduce "overlap" the gradient block is reduced in buckets started DURING
+//     with allreduce `.overlap` the gradient block is reduced in buckets started DURING
 //     backward (GradientBuckets), only when there is one micro-batch: with accumulation the
 //     gradients are final only after the last micro-batch is summed and scaled, so those steps
 //     use the blocking allreduce (same arithmetic either way)
-//   update "rank0":      rank 0 applies the C-SGD transform + SGD, then broadcasts the weights
-//   update "replicated": every rank applies the identical update (the official C-SGD code)
+//   update `.rank0`:      rank 0 applies the C-SGD transform + SGD, then broadcasts the weights
+//   update `.replicated`: every rank applies the identical update (the official C-SGD code)
 // Compute, communication and update times are accumulated for the benchmarks.
 
 import CSGDCentripetal
+import CSGDConfig
 import CSGDCore
 import CSGDDistributed
 import CSGDKernels
@@ -21,7 +22,7 @@ public final class StepRunner {
     let comm: Communicator
     let microBatch: Int
     let microBatches: Int
-    let update: String
+    let update: UpdateMode
     let images: FloatBuffer
     let labels: UnsafeMutablePointer<Int32>
     let dLogits: FloatBuffer
@@ -36,13 +37,13 @@ public final class StepRunner {
     /// - Parameters:
     ///   - microBatch: images per forward/backward.
     ///   - microBatches: forward/backward passes per step (gradient accumulation).
-    ///   - update: "rank0" or "replicated".
-    ///   - allreduce: "overlap" (buckets reduced during backward; used with more than one rank
-    ///     and one micro-batch, else blocking) or "blocking" (one allreduce after backward).
+    ///   - update: who applies the update.
+    ///   - allreduce: `.overlap` (buckets reduced during backward; used with more than one rank
+    ///     and one micro-batch, else blocking) or `.blocking` (one allreduce after backward).
     ///   - bucketMiB: target bucket size of the overlapped allreduce, in MiB (> 0).
     public init(
-        net: Network, comm: Communicator, microBatch: Int, microBatches: Int, update: String,
-        allreduce: String = RunConfig().allreduce, bucketMiB: Double = RunConfig().bucketMb
+        net: Network, comm: Communicator, microBatch: Int, microBatches: Int, update: UpdateMode,
+        allreduce: AllreduceMode = RunConfig().allreduce, bucketMiB: Double = RunConfig().bucketMb
     ) {
         self.net = net
         self.comm = comm
@@ -54,7 +55,7 @@ public final class StepRunner {
         dLogits = FloatBuffer(count: microBatch * net.numClasses)
         accumulator = microBatches > 1 ? GradientAccumulator(count: net.store.grads.count) : nil
         let store = net.store
-        if allreduce == "overlap" && comm.size > 1 && microBatches == 1 {
+        if allreduce == .overlap && comm.size > 1 && microBatches == 1 {
             let elements = Int(min(max(bucketMiB * 262_144, 1), 1e15).rounded())  // 4 B floats
             // The specs tile the block by construction, so planning cannot fail.
             buckets = try! GradientBuckets(
@@ -81,7 +82,7 @@ public final class StepRunner {
         sgd: SGD, centripetal: CentripetalUpdate?, lr: Double,
         fill: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int32>) -> Void
     ) -> (lossSum: Double, correct: Int) {
-        let t0 = now()
+        let t0 = monotonicSeconds()
         let commBefore = buckets?.communicationSeconds ?? 0
         let onReady = buckets.map { b in { (r: Range<Int>) in b.gradientsReady(r) } }
         var lossSum = 0.0
@@ -99,7 +100,7 @@ public final class StepRunner {
             correct += r.top1
         }
         accumulator?.finish(into: net.store.grads, count: microBatches)
-        let t1 = now()
+        let t1 = monotonicSeconds()
         // Communicator calls made from inside backward are communication, not compute.
         let commInBackward = (buckets?.communicationSeconds ?? 0) - commBefore
         let store = net.store
@@ -110,17 +111,24 @@ public final class StepRunner {
             averageAcrossRanks(store.grads)
             averageAcrossRanks(store.buffers)
         }
-        let t2 = now()
+        let t2 = monotonicSeconds()
         var tUpdate = 0.0
-        if update == "replicated" || comm.size == 1 || comm.isRoot {
+        // Who updates: every rank (replicated) or rank 0, which then broadcasts.
+        let updatesHere: Bool
+        let broadcasts: Bool
+        switch update {
+        case .replicated: (updatesHere, broadcasts) = (true, false)
+        case .rank0: (updatesHere, broadcasts) = (comm.isRoot, comm.size > 1)
+        }
+        if updatesHere || comm.size == 1 {
             centripetal?.transformGradients(store)
             sgd.step(store, lr: lr)
-            tUpdate = now() - t2
+            tUpdate = monotonicSeconds() - t2
         }
-        if update != "replicated" && comm.size > 1 {
+        if broadcasts {
             comm.broadcast(store.values.pointer, count: store.values.count, root: 0)
         }
-        let t3 = now()
+        let t3 = monotonicSeconds()
         seconds.compute += t1 - t0 - commInBackward
         seconds.update += tUpdate
         seconds.communication += (t3 - t1) - tUpdate + commInBackward

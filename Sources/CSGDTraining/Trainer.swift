@@ -3,8 +3,8 @@
 // One optimizer step, per the design:
 //   every rank: forward/backward on its shard (split into micro-batches; gradients accumulate)
 //   allreduce-sum of the whole gradient block, scaled by 1/size
-//   update "rank0":      rank 0 applies the C-SGD transform + SGD, then broadcasts the weights
-//   update "replicated": every rank applies the identical update (the official C-SGD code)
+//   update `.rank0`:      rank 0 applies the C-SGD transform + SGD, then broadcasts the weights
+//   update `.replicated`: every rank applies the identical update (the official C-SGD code)
 // BN batch statistics are per rank (per micro-batch). Running statistics are averaged across
 // ranks after every step (a few KB): averaging an EMA each step equals averaging it before
 // eval/checkpoint, and it keeps every rank's buffers identical, so a checkpoint holds the whole
@@ -13,6 +13,7 @@
 // (seed, epoch, sample index), so a checkpoint holding those resumes bit-exactly.
 
 import CSGDCentripetal
+import CSGDConfig
 import CSGDCore
 import CSGDData
 import CSGDDistributed
@@ -29,7 +30,7 @@ public struct DataBundle {
     public static func load(_ c: RunConfig) throws -> DataBundle {
         let limit = { (n: Int) in n > 0 ? n : nil }
         switch c.dataset {
-        case "fashion-mnist":
+        case .fashionMNIST:
             let dir = c.dataDir.isEmpty ? FashionMNIST.defaultDirectory : c.dataDir
             return DataBundle(
                 train: .memory(
@@ -37,14 +38,15 @@ public struct DataBundle {
                 test: .memory(
                     try FashionMNIST.load(directory: dir, train: false, limit: limit(c.testLimit)))
             )
-        case "imagefolder":
+        case .imagefolder:
             let (train, test) = try DataSplit.imageFolder(c)
             return DataBundle(train: train, test: test)
-        default:
-            let variant: CIFAR.Variant = c.dataset == "cifar100" ? .cifar100 : .cifar10
+        case .cifar10, .cifar100:
+            let variant: CIFAR.Variant = c.dataset == .cifar100 ? .cifar100 : .cifar10
             if c.dataDir.isEmpty {
                 throw CSGDError(
-                    "dataset \(c.dataset) needs --data-dir (the folder with the binary batches)")
+                    "dataset \(c.dataset.rawValue) needs --data-dir (the folder with the binary batches)"
+                )
             }
             return DataBundle(
                 train: .memory(
@@ -120,138 +122,190 @@ public final class Trainer {
         _ net: Network, state initial: TrainState, epochs: Int, centripetal: CentripetalUpdate?
     ) throws -> PhaseResult {
         var state = initial
-        let sampler = try Sampler(
-            datasetCount: data.train.count, globalBatch: config.batchSize, rank: comm.rank,
-            worldSize: comm.size, seed: config.seed, shuffle: true)
-        let schedule = LRSchedule(config, stepsPerEpoch: sampler.stepsPerEpoch, epochs: epochs)
-        let sgd = SGD(
-            store: net.store, config: SGDConfig(config), noDecay: centripetal?.parameters ?? [])
-        let micro = config.microBatches
-        let local = sampler.localBatch
-        if local % micro != 0 {
-            throw CSGDError(
-                "batch_size \(config.batchSize) over \(comm.size) rank(s) gives \(local) per rank, "
-                    + "not divisible by micro_batches \(micro)")
-        }
-        let mb = local / micro
-        let runner = StepRunner(
-            net: net, comm: comm, microBatch: mb, microBatches: micro, update: config.update,
-            allreduce: config.allreduce, bucketMiB: config.bucketMb)
-        if runner.allreduceBucketCount > 0 && state.epoch < epochs {
+        let phase = try PhaseSetup(self, net, epochs: epochs, centripetal: centripetal)
+        if phase.runner.allreduceBucketCount > 0 && state.epoch < epochs {
             log.info(
-                "gradient allreduce overlapped with backward in \(runner.allreduceBucketCount) "
-                    + "bucket(s) of ~\(config.bucketMb) MiB")
+                "gradient allreduce overlapped with backward in "
+                    + "\(phase.runner.allreduceBucketCount) bucket(s) of ~\(config.bucketMb) MiB")
         }
         var lastTest: EvalResult?
-        let tag = state.phase == "train" ? "train" : "\(state.phase) round \(state.round + 1)"
-
-        let imageFloats = data.train.imageFloats
         while state.epoch < epochs {
-            let order = sampler.globalOrder(epoch: state.epoch)
-            let epochStart = now()
-            var lossSum = 0.0
-            var correct = 0
-            var seen = 0
-            var stepsThisEpoch = 0
-            // This rank's batches for the rest of the epoch (up to max_steps), prefetched.
-            var lastStep = sampler.stepsPerEpoch
-            if config.maxSteps > 0 {
-                lastStep = min(lastStep, state.step + max(0, config.maxSteps - totalSteps))
-            }
-            let stream = data.train.stream(
-                batches: (state.step..<lastStep).map { sampler.rankBatch(order: order, step: $0) },
-                epoch: state.epoch, train: true, config: config)
+            var meter = EpochMeter()
+            let stream = openEpochStream(phase, state)
             defer { stream.close() }
-            while state.step < sampler.stepsPerEpoch {
-                if config.maxSteps > 0 && totalSteps >= config.maxSteps {
+            while state.step < phase.sampler.stepsPerEpoch {
+                if stepBudgetSpent {
                     try checkpoint(net, state)
                     log.info("stopped after max_steps = \(config.maxSteps) (checkpoint written)")
                     return PhaseResult(completed: false, test: lastTest)
                 }
-                let lr = schedule.lr(at: state.phaseStep)
+                let lr = phase.schedule.lr(at: state.phaseStep)
                 let batch = try stream.next()
-                let r = runner.step(sgd: sgd, centripetal: centripetal, lr: lr) { m, img, lab in
-                    img.update(from: batch.images + m * mb * imageFloats, count: mb * imageFloats)
-                    lab.update(from: batch.labels + m * mb, count: mb)
+                let mb = phase.microBatch
+                let floats = mb * data.train.imageFloats
+                let r = phase.runner.step(sgd: phase.sgd, centripetal: centripetal, lr: lr) {
+                    m, images, labels in
+                    images.update(from: batch.images + m * floats, count: floats)
+                    labels.update(from: batch.labels + m * mb, count: mb)
                 }
-                lossSum += r.lossSum
-                correct += r.correct
-                seen += local
+                meter.add(r, images: phase.sampler.localBatch)
                 state.step += 1
                 state.phaseStep += 1
                 totalSteps += 1
-                stepsThisEpoch += 1
-                let verify =
-                    config.debug || (config.verifyEvery > 0 && totalSteps % config.verifyEvery == 0)
-                if verify { verifyReplicas(net) }
-                let elapsed = now() - epochStart
-                let ips = Double(stepsThisEpoch * config.batchSize) / max(elapsed, 1e-9)
-                let remaining =
-                    Double(sampler.stepsPerEpoch - state.step)
-                    / max(Double(stepsThisEpoch) / elapsed, 1e-9)
-                log.progress(
-                    "\(tag) epoch \(state.epoch + 1)/\(epochs) step \(state.step)/\(sampler.stepsPerEpoch)"
-                        + String(
-                            format: " loss %.4f acc %.2f%% lr %.4g %.0f img/s ETA %@",
-                            lossSum / Double(max(seen, 1)),
-                            100 * Double(correct) / Double(max(seen, 1)),
-                            lr, ips, formatDuration(remaining)),
-                    step: state.step, every: config.logEvery)
-                if config.checkpointEverySteps > 0 && totalSteps % config.checkpointEverySteps == 0
-                {
-                    try checkpoint(net, state)
-                }
+                try endOfStep(net, state, phase, meter, lr: lr)
             }
-            // Epoch done: reduce train metrics, evaluate, log, checkpoint.
-            var sums = [lossSum, Double(correct), Double(seen)]
-            comm.allreduceSum(&sums)
-            let seconds = now() - epochStart
-            var record: [String: Any] = [
-                "phase": state.phase, "round": state.round + 1, "epoch": state.epoch + 1,
-                "train_loss": sums[0] / max(sums[2], 1), "train_top1": sums[1] / max(sums[2], 1),
-                "lr": schedule.lr(at: max(0, state.phaseStep - 1)), "seconds": seconds,
-                "img_per_s": Double(stepsThisEpoch * config.batchSize) / max(seconds, 1e-9),
-                "world_size": comm.size,
-                "data_wait_seconds": comm.allreduceMax(stream.waitSeconds),
-            ]
-            var skipped = [Double(stream.skippedImages.count)]
-            comm.allreduceSum(&skipped)
-            if skipped[0] > 0 {
-                record["skipped_images"] = Int(skipped[0])
-                let first = stream.skippedImages.first.map { " (e.g. \($0))" } ?? ""
-                log.info("skipped \(Int(skipped[0])) unreadable image(s) this epoch\(first)")
-            }
-            var line =
-                "\(tag) epoch \(state.epoch + 1)/\(epochs): train loss "
-                + String(
-                    format: "%.4f acc %.2f%%", sums[0] / max(sums[2], 1),
-                    100 * sums[1] / max(sums[2], 1))
-            if let c = centripetal {
-                let dev = c.deviation(net.store)
-                record["deviation_kernels"] = dev.kernels
-                record["deviation_vectors"] = dev.vectors
-                line += String(
-                    format: ", C-SGD deviation %.3e (BN/bias %.3e)", dev.kernels, dev.vectors)
-            }
-            let last = state.epoch + 1 == epochs
-            if last || (state.epoch + 1) % config.evalEvery == 0 {
-                let t = try evaluate(net, data.test)
-                lastTest = t
-                record["test_loss"] = t.loss
-                record["test_top1"] = t.top1
-                record["test_top5"] = t.top5
-                line += String(
-                    format: " | test loss %.4f top-1 %.2f%% top-5 %.2f%%", t.loss, 100 * t.top1,
-                    100 * t.top5)
-            }
-            line += " (" + formatDuration(seconds) + ")"
-            log.info(line)
-            log.record(record)
-            state.epoch += 1
-            state.step = 0
-            if last || state.epoch % config.checkpointEvery == 0 { try checkpoint(net, state) }
+            if let t = try endOfEpoch(net, &state, phase, meter, stream) { lastTest = t }
         }
         return PhaseResult(completed: true, test: lastTest)
+    }
+
+    /// What one call of `train` sets up once: sampling, schedule, optimizer, step runner.
+    struct PhaseSetup {
+        let sampler: Sampler
+        let schedule: LRSchedule
+        let sgd: SGD
+        let runner: StepRunner
+        let epochs: Int
+        let centripetal: CentripetalUpdate?
+        /// Images per forward/backward (`validate(worldSize:)` made the split exact).
+        let microBatch: Int
+
+        init(_ t: Trainer, _ net: Network, epochs: Int, centripetal: CentripetalUpdate?) throws {
+            let c = t.config
+            sampler = try Sampler(
+                datasetCount: t.data.train.count, globalBatch: c.batchSize, rank: t.comm.rank,
+                worldSize: t.comm.size, seed: c.seed, shuffle: true)
+            schedule = LRSchedule(c, stepsPerEpoch: sampler.stepsPerEpoch, epochs: epochs)
+            sgd = SGD(
+                store: net.store, config: SGDConfig(c), noDecay: centripetal?.parameters ?? [])
+            microBatch = sampler.localBatch / c.microBatches
+            runner = StepRunner(
+                net: net, comm: t.comm, microBatch: microBatch, microBatches: c.microBatches,
+                update: c.update, allreduce: c.allreduce, bucketMiB: c.bucketMb)
+            self.epochs = epochs
+            self.centripetal = centripetal
+        }
+    }
+
+    /// Running sums of one epoch on this rank.
+    struct EpochMeter {
+        let start = monotonicSeconds()
+        var lossSum = 0.0
+        var correct = 0
+        var seen = 0
+        var steps = 0
+
+        mutating func add(_ r: (lossSum: Double, correct: Int), images: Int) {
+            lossSum += r.lossSum
+            correct += r.correct
+            seen += images
+            steps += 1
+        }
+    }
+
+    /// Whether `max_steps` (counted over every phase of the job) has been reached.
+    var stepBudgetSpent: Bool { config.maxSteps > 0 && totalSteps >= config.maxSteps }
+
+    /// This rank's batches for the rest of the epoch (up to `max_steps`), prefetched.
+    func openEpochStream(_ phase: PhaseSetup, _ state: TrainState) -> BatchStream {
+        let order = phase.sampler.globalOrder(epoch: state.epoch)
+        var lastStep = phase.sampler.stepsPerEpoch
+        if config.maxSteps > 0 {
+            lastStep = min(lastStep, state.step + max(0, config.maxSteps - totalSteps))
+        }
+        return data.train.stream(
+            batches: (state.step..<lastStep).map {
+                phase.sampler.rankBatch(order: order, step: $0)
+            },
+            epoch: state.epoch, train: true, config: config)
+    }
+
+    /// Step cadences: replica check, progress line, step checkpoint.
+    func endOfStep(
+        _ net: Network, _ state: TrainState, _ phase: PhaseSetup, _ meter: EpochMeter, lr: Double
+    ) throws {
+        if config.debug || (config.verifyEvery > 0 && totalSteps % config.verifyEvery == 0) {
+            verifyReplicas(net)
+        }
+        let elapsed = monotonicSeconds() - meter.start
+        let perEpoch = phase.sampler.stepsPerEpoch
+        let ips = Double(meter.steps * config.batchSize) / max(elapsed, 1e-9)
+        let remaining = Double(perEpoch - state.step) / max(Double(meter.steps) / elapsed, 1e-9)
+        let seen = Double(max(meter.seen, 1))
+        log.progress(
+            "\(phaseTag(state)) epoch \(state.epoch + 1)/\(phase.epochs) step \(state.step)/\(perEpoch)"
+                + String(
+                    format: " loss %.4f acc %.2f%% lr %.4g %.0f img/s ETA %@",
+                    meter.lossSum / seen, 100 * Double(meter.correct) / seen, lr, ips,
+                    formatDuration(remaining)),
+            step: state.step, every: config.logEvery)
+        if config.checkpointEverySteps > 0 && totalSteps % config.checkpointEverySteps == 0 {
+            try checkpoint(net, state)
+        }
+    }
+
+    /// Epoch cadences: reduce the train metrics, evaluate, log and record, checkpoint. Moves
+    /// `state` to the next epoch; returns the test result if it evaluated.
+    func endOfEpoch(
+        _ net: Network, _ state: inout TrainState, _ phase: PhaseSetup, _ meter: EpochMeter,
+        _ stream: BatchStream
+    ) throws -> EvalResult? {
+        var sums = [meter.lossSum, Double(meter.correct), Double(meter.seen)]
+        comm.allreduceSum(&sums)
+        let seconds = monotonicSeconds() - meter.start
+        let trainLoss = sums[0] / max(sums[2], 1)
+        let trainTop1 = sums[1] / max(sums[2], 1)
+        var record: [String: Any] = [
+            "phase": state.phase.rawValue, "round": state.round + 1, "epoch": state.epoch + 1,
+            "train_loss": trainLoss, "train_top1": trainTop1,
+            "lr": phase.schedule.lr(at: max(0, state.phaseStep - 1)), "seconds": seconds,
+            "img_per_s": Double(meter.steps * config.batchSize) / max(seconds, 1e-9),
+            "world_size": comm.size,
+            "data_wait_seconds": comm.allreduceMax(stream.waitSeconds),
+        ]
+        var skipped = [Double(stream.skippedImages.count)]
+        comm.allreduceSum(&skipped)
+        if skipped[0] > 0 {
+            record["skipped_images"] = Int(skipped[0])
+            let first = stream.skippedImages.first.map { " (e.g. \($0))" } ?? ""
+            log.info("skipped \(Int(skipped[0])) unreadable image(s) this epoch\(first)")
+        }
+        var line =
+            "\(phaseTag(state)) epoch \(state.epoch + 1)/\(phase.epochs): train loss "
+            + String(format: "%.4f acc %.2f%%", trainLoss, 100 * trainTop1)
+        if let c = phase.centripetal {
+            let dev = c.deviation(net.store)
+            record["deviation_kernels"] = dev.kernels
+            record["deviation_vectors"] = dev.vectors
+            line += String(
+                format: ", C-SGD deviation %.3e (BN/bias %.3e)", dev.kernels, dev.vectors)
+        }
+        let last = state.epoch + 1 == phase.epochs
+        var test: EvalResult?
+        if last || (state.epoch + 1) % config.evalEvery == 0 {
+            let t = try evaluate(net, data.test)
+            test = t
+            record["test_loss"] = t.loss
+            record["test_top1"] = t.top1
+            record["test_top5"] = t.top5
+            line += String(
+                format: " | test loss %.4f top-1 %.2f%% top-5 %.2f%%", t.loss, 100 * t.top1,
+                100 * t.top5)
+        }
+        log.info(line + " (" + formatDuration(seconds) + ")")
+        log.record(record)
+        state.epoch += 1
+        state.step = 0
+        if last || state.epoch % config.checkpointEvery == 0 { try checkpoint(net, state) }
+        return test
+    }
+
+    /// "train", "csgd round 2", "finetune round 1" for log lines.
+    func phaseTag(_ state: TrainState) -> String {
+        switch state.phase {
+        case .train: return "train"
+        case .csgd, .finetune: return "\(state.phase.rawValue) round \(state.round + 1)"
+        }
     }
 
     /// Aborts the job if any rank's weights differ from rank 0's.

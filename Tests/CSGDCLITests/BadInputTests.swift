@@ -25,6 +25,33 @@ final class BadInputTests: XCTestCase {
         try expectError(["train", "--model", "resnet21"], mentions: "model")
     }
 
+    /// Each mode key, given a value outside its enum, stops every job before it starts: exit
+    /// code 2 and one line naming the key and every allowed value.
+    func testUnknownModeValueExitsTwoListingAllowedValues() throws {
+        let modes = [
+            ("dataset", "fashion-mnist, cifar10, cifar100, imagefolder"),
+            ("bad-images", "fail, skip"),
+            ("lr-schedule", "cosine, multistep, constant"),
+            ("cluster-method", "kmeans, even"),
+            ("update", "rank0, replicated"),
+            ("allreduce", "overlap, blocking"),
+        ]
+        for (flag, allowed) in modes {
+            for job in ["train", "csgd", "config"] {
+                let r = try CLIRunner.run([job, "--\(flag)", "nope"], timeout: 60)
+                XCTAssertEqual(r.exitCode, 2, "\(job) --\(flag): \(r.output)")
+                let key = flag.replacingOccurrences(of: "-", with: "_")
+                XCTAssertEqual(
+                    r.lines,
+                    [
+                        "error: config key '\(key)' expects one of \(allowed), got 'nope' "
+                            + "(from command line)"
+                    ], r.output)
+            }
+        }
+        try expectError(["prune", "--input", "x", "--output", "y", "--method", "l2"], mentions: "csgd")
+    }
+
     func testMissingAndCorruptFiles() throws {
         let tmp = NSTemporaryDirectory() + "csgd-bad-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)

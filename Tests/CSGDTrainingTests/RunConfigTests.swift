@@ -1,27 +1,31 @@
 // Tests for RunConfig: defaults, YAML loading, command-line overrides in every spelling, error
 // messages (unknown keys, bad types, rule violations), and the exact yaml() round trip.
 
+import CSGDCentripetal
 import CSGDCore
+import CSGDData
 import CSGDTestSupport
 import Foundation
 import XCTest
 
-@testable import CSGDTraining
+@testable import CSGDConfig
 
 final class RunConfigTests: XCTestCase {
     func testDefaultsValidateAndAreTheShortFashionMNISTRun() throws {
         let c = RunConfig()
         XCTAssertNoThrow(try c.validate())
         XCTAssertEqual(c.model, "resnet20")
-        XCTAssertEqual(c.dataset, "fashion-mnist")
+        XCTAssertEqual(c.dataset, .fashionMNIST)
         XCTAssertEqual(c.epochs, 6)
         XCTAssertEqual(c.trainLimit, 10_000)
         XCTAssertEqual(c.centripetalStrength, 0.3)
         XCTAssertEqual(c.batchSize, 64)
         XCTAssertEqual(c.lr, 0.05)
-        XCTAssertEqual(c.rounds, ["5/8"])
-        XCTAssertEqual(c.roundRatios, [0.625])
-        XCTAssertEqual(c.update, "rank0")
+        XCTAssertEqual(c.rounds.map(\.description), ["5/8"])
+        XCTAssertEqual(c.rounds.map(ratioValue), [0.625])
+        XCTAssertEqual(c.effectiveRounds, c.rounds)
+        XCTAssertEqual(c.update, .rank0)
+        XCTAssertEqual(c.allreduce, .blocking)
         XCTAssertEqual(try RunConfig.load(yamlText: "", source: "empty.yaml"), c)
         XCTAssertEqual(try RunConfig.load(yamlText: "# only a comment\n", source: "c.yaml"), c)
     }
@@ -61,18 +65,18 @@ final class RunConfigTests: XCTestCase {
         let c = try RunConfig.load(yamlText: yaml, source: "t.yaml")
         var expected = RunConfig()
         expected.model = "resnet56"
-        expected.dataset = "cifar10"
+        expected.dataset = .cifar10
         expected.epochs = 10
         expected.lr = 0.03
         expected.nesterov = false
         expected.milestones = [4, 8]
-        expected.rounds = ["13/16", "11/16", "0.625"]
+        expected.rounds = ["13/16", "11/16", "0.625"].map { RoundTarget(parsing: $0)! }
         expected.dataDir = "/data/cifar dir"
         expected.outDir = "runs/r56"
         expected.seed = 255
         expected.threads = 2
         XCTAssertEqual(c, expected)
-        XCTAssertEqual(c.roundRatios, [13.0 / 16, 11.0 / 16, 0.625])
+        XCTAssertEqual(c.rounds.map(ratioValue), [13.0 / 16, 11.0 / 16, 0.625])
         XCTAssertNoThrow(try c.validate())
 
         // Empty values: an empty string key and empty lists.
@@ -95,13 +99,13 @@ final class RunConfigTests: XCTestCase {
         XCTAssertEqual(c.microBatches, 4)
         XCTAssertEqual(c.lr, 0.1)  // last one wins
         XCTAssertEqual(c.model, "resnet32")
-        XCTAssertEqual(c.lrSchedule, "multistep")
+        XCTAssertEqual(c.lrSchedule, .multistep)
         XCTAssertEqual(c.milestones, [2, 3])
-        XCTAssertEqual(c.rounds, ["13/16", "11/16", "5/8"])
+        XCTAssertEqual(c.rounds.map(\.description), ["13/16", "11/16", "5/8"])
         XCTAssertEqual(c.dataDir, "")
         XCTAssertEqual(c.widthMultiplier, 1.5)
         XCTAssertEqual(c.seed, UInt64.max)
-        XCTAssertEqual(c.clusterMethod, "even")
+        XCTAssertEqual(c.clusterMethod, .even)
         XCTAssertNoThrow(try c.validate())
 
         try c.apply(overrides: ["--milestones="])
@@ -173,6 +177,13 @@ final class RunConfigTests: XCTestCase {
             (["--milestones", "2,x"], ["'milestones' expects a list of integers, got 'x'"]),
             (["--rounds", "5/8,half"], ["'rounds'", "got 'half'"]),
             (["--rounds", "1/0"], ["'rounds'", "got '1/0'"]),
+            (
+                ["--rounds=5/8,3/2"],
+                ["'rounds' expects a list of ratios", "in (0, 1]", "got '3/2'"]
+            ),
+            (["--rounds=0"], ["'rounds'", "got '0'"]),
+            (["--rounds=widen-squeeze"], ["'rounds'", "got 'widen-squeeze'"]),
+            (["--rounds=internal:"], ["'rounds'", "got 'internal:'"]),
             (["--epochs"], ["--epochs needs a value"]),
             (["--epochs", "--lr", "1"], ["--epochs needs a value"]),
             (["epochs", "3"], ["unexpected argument 'epochs'"]),
@@ -201,6 +212,38 @@ final class RunConfigTests: XCTestCase {
         }
     }
 
+    /// Every mode key refuses a value outside its enum at parse time, naming the key and
+    /// listing every allowed value; on the command line and in YAML alike.
+    func testUnknownModeValueNamesKeyAndListsAllowedValues() {
+        let modes: [(key: String, allowed: [String])] = [
+            ("dataset", DatasetKind.allCases.map(\.rawValue)),
+            ("bad_images", BadImagePolicy.allCases.map(\.rawValue)),
+            ("lr_schedule", LRScheduleKind.allCases.map(\.rawValue)),
+            ("cluster_method", ClusterMethod.allCases.map(\.rawValue)),
+            ("update", UpdateMode.allCases.map(\.rawValue)),
+            ("allreduce", AllreduceMode.allCases.map(\.rawValue)),
+        ]
+        XCTAssertEqual(
+            Set(ConfigKey.all.filter { $0.type == "enum" }.map(\.name)), Set(modes.map(\.key)),
+            "every enum key is covered")
+        for (key, allowed) in modes {
+            XCTAssertGreaterThan(allowed.count, 1)
+            var c = RunConfig()
+            let expected = "config key '\(key)' expects one of \(allowed.joined(separator: ", ")), "
+            assertCSGDError([expected + "got 'bogus' (from command line)"]) {
+                try c.apply(overrides: ["--\(key)", "bogus"])
+            }
+            assertCSGDError([expected + "got 'Bogus' (from m.yaml:1)"]) {
+                _ = try RunConfig.load(yamlText: "\(key): Bogus\n", source: "m.yaml")
+            }
+            // Every allowed spelling parses and renders back to itself.
+            for value in allowed {
+                XCTAssertNoThrow(try c.apply(overrides: ["--\(key)=\(value)"]), value)
+                XCTAssertEqual(c.value(of: key), value)
+            }
+        }
+    }
+
     func testValidateFailuresNameTheKey() {
         let cases: [(String, [String])] = [
             ("--batch-size=0", ["'batch_size' must be at least 1 (got 0)"]),
@@ -208,15 +251,8 @@ final class RunConfigTests: XCTestCase {
             ("--lr=0", ["'lr' must be > 0 (got 0.0)"]),
             ("--momentum=1", ["'momentum' must be in [0, 1)"]),
             ("--model=resnet21", ["'model' must be one of resnet20", "(got resnet21)"]),
-            ("--dataset=mnist", ["'dataset' must be one of"]),
-            ("--lr-schedule=step", ["'lr_schedule'"]),
-            ("--cluster-method=random", ["'cluster_method'"]),
-            ("--update=allreduce", ["'update'"]),
-            ("--allreduce=async", ["'allreduce' must be one of overlap, blocking (got async)"]),
             ("--bucket-mb=0", ["'bucket_mb' must be > 0 (got 0.0)"]),
             ("--widen=0", ["'widen' must be at least 1"]),
-            ("--rounds=5/8,3/2", ["'rounds' must hold ratios", "(got [5/8, 3/2])"]),
-            ("--rounds=0", ["'rounds'"]),
             ("--milestones=3,2", ["'milestones' must hold strictly increasing"]),
             ("--milestones=0", ["'milestones'"]),
             ("--micro-batches=3", ["'batch_size' (64) must be divisible by micro_batches (3)"]),
@@ -256,7 +292,7 @@ final class RunConfigTests: XCTestCase {
         var c = RunConfig()
         c.model = "resnet110"
         c.widthMultiplier = 0.1 + 0.2
-        c.dataset = "cifar100"
+        c.dataset = .cifar100
         c.dataDir = "/tmp/a b: \"c\" #d\\e\n\té"
         c.trainLimit = 1000
         c.testLimit = 200
@@ -264,7 +300,7 @@ final class RunConfigTests: XCTestCase {
         c.imageSize = 64
         c.loaderWorkers = 5
         c.prefetchBatches = 1
-        c.badImages = "skip"
+        c.badImages = .skip
         c.epochs = 600
         c.maxSteps = 12
         c.batchSize = 256
@@ -275,7 +311,7 @@ final class RunConfigTests: XCTestCase {
         c.weightDecay = 5e-5
         c.biasLrFactor = 1
         c.biasWeightDecay = 1e-300
-        c.lrSchedule = "multistep"
+        c.lrSchedule = .multistep
         c.milestones = [200, 400]
         c.lrGamma = 0.2
         c.warmupEpochs = 2.5
@@ -289,13 +325,13 @@ final class RunConfigTests: XCTestCase {
         c.centripetalStrength = 0.05
         c.csgdWeightDecay = 0
         c.vectorStrengthFactor = 0.25
-        c.rounds = ["13/16", "0.6875", "5/8"]
-        c.clusterMethod = "even"
+        c.rounds = ["13/16", "0.6875", "internal:5/8"].map { RoundTarget(parsing: $0)! }
+        c.clusterMethod = .even
         c.widen = 2
         c.pruneTolerance = 1e-6
         c.finetuneEpochs = 3
-        c.update = "replicated"
-        c.allreduce = "overlap"
+        c.update = .replicated
+        c.allreduce = .overlap
         c.bucketMb = 0.25
         c.verifyEvery = 7
         c.debug = true
@@ -307,7 +343,7 @@ final class RunConfigTests: XCTestCase {
         let back = try RunConfig.load(yamlText: yaml, source: "rt")
         XCTAssertEqual(back, c, yaml)
         XCTAssertEqual(back.yaml(), yaml)
-        XCTAssertTrue(yaml.contains("rounds: [13/16, 0.6875, 5/8]\n"), yaml)
+        XCTAssertTrue(yaml.contains("rounds: [13/16, 0.6875, \"internal:5/8\"]\n"), yaml)
         XCTAssertTrue(yaml.contains("milestones: [200, 400]\n"), yaml)
         XCTAssertTrue(yaml.contains("out_dir: \"null\"\n"), yaml)
         XCTAssertTrue(yaml.contains("seed: 18446744073709551615\n"), yaml)
@@ -333,13 +369,15 @@ final class RunConfigTests: XCTestCase {
         let c = try RunConfig.load(yamlPath: path)
         XCTAssertNoThrow(try c.validate())
         XCTAssertEqual(c.model, "resnet20")
-        XCTAssertEqual(c.dataset, "fashion-mnist")
+        XCTAssertEqual(c.dataset, .fashionMNIST)
         XCTAssertLessThanOrEqual(c.epochs, 10)
         XCTAssertEqual(try RunConfig.load(yamlText: c.yaml(), source: path), c)
         var internalRounds = RunConfig()
         try internalRounds.apply(overrides: ["--rounds", "internal:0.7,internal:0.6"])
         XCTAssertNoThrow(try internalRounds.validate())
-        XCTAssertEqual(RunConfig.parseRound("internal:0.7")?.internalOnly, true)
+        XCTAssertEqual(
+            internalRounds.rounds,
+            [.internalOnly(WidthRatio("0.7")!), .internalOnly(WidthRatio("0.6")!)])
         // The quick-start file spells out the built-in defaults.
         XCTAssertEqual(c, RunConfig())
         // Every shipped experiment config loads and validates.
@@ -352,4 +390,12 @@ final class RunConfigTests: XCTestCase {
         }
     }
 
+}
+
+/// The fraction of a ratio round (nil for the widen squeeze).
+private func ratioValue(_ r: RoundTarget) -> Double? {
+    switch r {
+    case .ratio(let w), .internalOnly(let w): return w.value
+    case .widenSqueeze: return nil
+    }
 }

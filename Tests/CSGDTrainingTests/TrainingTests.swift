@@ -1,4 +1,5 @@
 import CSGDCentripetal
+import CSGDConfig
 import CSGDCore
 import CSGDData
 import CSGDDistributed
@@ -53,7 +54,7 @@ final class TrainingTests: XCTestCase {
         let net = try smallNet(data, seed: 1)
         let before = try trainer.evaluate(net, data.train.subset(first: 256))
         _ = try trainer.train(
-            net, state: TrainState(phase: "train", round: 0, worldSize: 1), epochs: 6,
+            net, state: TrainState(phase: .train, round: 0, worldSize: 1), epochs: 6,
             centripetal: nil)
         let after = try trainer.evaluate(net, data.train.subset(first: 256))
         XCTAssertLessThan(after.loss, before.loss * 0.8, "loss \(before.loss) → \(after.loss)")
@@ -67,7 +68,7 @@ final class TrainingTests: XCTestCase {
         let straight = try smallNet(data, seed: 2)
         let t1 = try Trainer(comm: LocalCommunicator(), config: c, data: data)
         _ = try t1.train(
-            straight, state: TrainState(phase: "train", round: 0, worldSize: 1), epochs: 2,
+            straight, state: TrainState(phase: .train, round: 0, worldSize: 1), epochs: 2,
             centripetal: nil)
 
         var half = c
@@ -77,7 +78,7 @@ final class TrainingTests: XCTestCase {
         let t2 = try Trainer(comm: LocalCommunicator(), config: half, data: data)
         let first = try smallNet(data, seed: 2)
         let r = try t2.train(
-            first, state: TrainState(phase: "train", round: 0, worldSize: 1), epochs: 2,
+            first, state: TrainState(phase: .train, round: 0, worldSize: 1), epochs: 2,
             centripetal: nil)
         XCTAssertFalse(r.completed)
         let ck = try Checkpoint.load(path: resumedDir + "/checkpoint.safetensors")
@@ -114,7 +115,7 @@ final class TrainingTests: XCTestCase {
             config: CentripetalConfig(strength: 0.5, weightDecay: 1e-4, vectorStrengthFactor: 1))
         let start = cen.deviation(net.store).kernels
         _ = try trainer.train(
-            net, state: TrainState(phase: "csgd", round: 0, worldSize: 1, plan: plan),
+            net, state: TrainState(phase: .csgd, round: 0, worldSize: 1, plan: plan),
             epochs: 10, centripetal: cen)
         let dev = cen.deviation(net.store)
         XCTAssertGreaterThan(start, 1e-2)
@@ -178,7 +179,7 @@ final class TrainingTests: XCTestCase {
     func testLRSchedules() {
         var c = RunConfig()
         c.lr = 1
-        c.lrSchedule = "multistep"
+        c.lrSchedule = .multistep
         c.milestones = [2, 3]
         c.lrGamma = 0.1
         c.warmupEpochs = 1
@@ -188,7 +189,7 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(s.lr(at: 19), 1, accuracy: 1e-12)
         XCTAssertEqual(s.lr(at: 20), 0.1, accuracy: 1e-12)
         XCTAssertEqual(s.lr(at: 30), 0.01, accuracy: 1e-12)
-        c.lrSchedule = "cosine"
+        c.lrSchedule = .cosine
         c.warmupEpochs = 0
         let cos = LRSchedule(c, stepsPerEpoch: 10, epochs: 4)
         XCTAssertEqual(cos.lr(at: 20), 0.5, accuracy: 1e-12)

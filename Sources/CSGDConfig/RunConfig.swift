@@ -6,8 +6,10 @@
 // rule): YAML parsing, `--key value` overrides, validation messages, `describeKeys()` and
 // `yaml()`. Adding a key means adding a stored property here and one entry there.
 
+import CSGDCentripetal
 import CSGDCore
 import CSGDData
+import CSGDModels
 import Foundation
 import Yams
 
@@ -23,9 +25,9 @@ public struct RunConfig: Equatable {
     public var model = "resnet20"
     /// Multiplies every layer width (1 = the standard network).
     public var widthMultiplier = 1.0
-    /// Dataset: "fashion-mnist", "cifar10", "cifar100" or "imagefolder" (JPEG class folders,
-    /// e.g. ImageNet, under `dataDir`/train and `dataDir`/val, plain or packed).
-    public var dataset = "fashion-mnist"
+    /// Dataset: Fashion-MNIST, CIFAR-10/100 or JPEG class folders (e.g. ImageNet, under
+    /// `dataDir`/train and `dataDir`/val, plain or packed).
+    public var dataset = DatasetKind.fashionMNIST
     /// Folder with the dataset files; "" means the dataset's default location.
     public var dataDir = ""
     /// Use only the first N training images (0 = all); for imagefolder, N images spread evenly
@@ -42,9 +44,9 @@ public struct RunConfig: Equatable {
     public var loaderWorkers = 2
     /// imagefolder: batches decoded ahead of the one being trained on.
     public var prefetchBatches = 2
-    /// imagefolder: "fail" on an unreadable image (naming it) or "skip" it (replaced by the
-    /// next readable image, counted in the log).
-    public var badImages = "fail"
+    /// imagefolder: fail on an unreadable image (naming it) or skip it (replaced by the next
+    /// readable image, counted in the log).
+    public var badImages = BadImagePolicy.fail
 
     // Optimisation.
     /// Training epochs (per C-SGD round).
@@ -67,8 +69,8 @@ public struct RunConfig: Equatable {
     public var biasLrFactor = 2.0
     /// Weight decay of bias-like tensors.
     public var biasWeightDecay = 0.0
-    /// Learning-rate schedule: "cosine", "multistep" or "constant".
-    public var lrSchedule = "cosine"
+    /// Learning-rate schedule.
+    public var lrSchedule = LRScheduleKind.cosine
     /// Epochs at which the multistep schedule multiplies the LR by `lrGamma`.
     public var milestones: [Int] = []
     /// Multistep decay factor.
@@ -103,10 +105,11 @@ public struct RunConfig: Equatable {
     public var csgdWeightDecay = 1e-4
     /// ε for per-channel vectors (bias, BN) = `vectorStrengthFactor` × `centripetalStrength`.
     public var vectorStrengthFactor = 0.1
-    /// Target width of each C-SGD round as a fraction of the original width ("a/b" or decimal).
-    public var rounds = ["5/8"]
-    /// How filters are clustered: "kmeans" or "even".
-    public var clusterMethod = "kmeans"
+    /// Target width of each C-SGD round as a fraction of the original width ("a/b" or decimal,
+    /// optionally `internal:<ratio>`).
+    public var rounds: [RoundTarget] = [.ratio(WidthRatio("5/8")!)]
+    /// How filters are clustered.
+    public var clusterMethod = ClusterMethod.kmeans
     /// Train this many times wider, then squeeze back with C-SGD (1 = off).
     public var widen = 1
     /// Largest |logit difference| the pruned-vs-unpruned equivalence check accepts.
@@ -115,12 +118,12 @@ public struct RunConfig: Equatable {
     public var finetuneEpochs = 0
 
     // Distributed.
-    /// Who applies the update: "rank0" (then broadcast weights) or "replicated" (every rank).
-    public var update = "rank0"
-    /// Gradient allreduce: "overlap" (in buckets, started during backward) or "blocking"
-    /// (one allreduce after backward). Steps with `microBatches` > 1 always block. Blocking by
-    /// default: on shared memory overlap measured no faster (docs/performance.md).
-    public var allreduce = "blocking"
+    /// Who applies the update: rank 0 (then broadcasts the weights) or every rank.
+    public var update = UpdateMode.rank0
+    /// Gradient allreduce: overlapped with backward in buckets, or one blocking allreduce after
+    /// backward. Steps with `microBatches` > 1 always block. Blocking by default: on shared
+    /// memory overlap measured no faster (docs/performance.md).
+    public var allreduce = AllreduceMode.blocking
     /// Target bucket size of the overlapped allreduce, in MiB.
     public var bucketMb = 1.0
     /// Verify replica checksums every N steps.
@@ -131,49 +134,9 @@ public struct RunConfig: Equatable {
     /// The defaults.
     public init() {}
 
-    // MARK: - Allowed values
-
-    /// Accepted `model` values.
-    public static let models = [
-        "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet18", "resnet34",
-        "resnet50",
-    ]
-    /// Accepted `dataset` values.
-    public static let datasets = ["fashion-mnist", "cifar10", "cifar100", "imagefolder"]
-    /// Accepted `bad_images` values.
-    public static let badImagePolicies = BadImagePolicy.allCases.map(\.rawValue)
-    /// Accepted `lr_schedule` values.
-    public static let lrSchedules = ["cosine", "multistep", "constant"]
-    /// Accepted `cluster_method` values.
-    public static let clusterMethods = ["kmeans", "even"]
-    /// Accepted `update` values.
-    public static let updateModes = ["rank0", "replicated"]
-    /// Accepted `allreduce` values.
-    public static let allreduceModes = ["overlap", "blocking"]
-
-    /// `rounds` as fractions; entries that do not parse are dropped (`validate()` rejects them).
-    public var roundRatios: [Double] { rounds.compactMap(RunConfig.parseRatio) }
-
-    /// Parses one `rounds` entry: a ratio of the original widths ("5/8", "0.625"), optionally
-    /// `internal:<ratio>` to shrink only non-residual layers (the paper's ResNet-50 setting).
-    public static func parseRound(_ text: String) -> (ratio: Double, internalOnly: Bool)? {
-        let t = text.trimmingCharacters(in: .whitespaces)
-        let internalOnly = t.hasPrefix("internal:")
-        guard let r = parseRatio(internalOnly ? String(t.dropFirst(9)) : t) else { return nil }
-        return (r, internalOnly)
-    }
-
-    /// Parses a width ratio, "a/b" (e.g. "13/16") or a decimal ("0.7"); nil if malformed.
-    public static func parseRatio(_ text: String) -> Double? {
-        let t = text.trimmingCharacters(in: .whitespaces)
-        let parts = t.split(separator: "/", omittingEmptySubsequences: false)
-        if parts.count == 2 {
-            guard let a = Int(parts[0]), let b = Int(parts[1]), b != 0 else { return nil }
-            return Double(a) / Double(b)
-        }
-        guard let v = Double(t), v.isFinite else { return nil }
-        return v
-    }
+    /// The C-SGD rounds this config runs: `rounds`, or one squeeze back to the original widths
+    /// when `widen` > 1.
+    public var effectiveRounds: [RoundTarget] { widen > 1 ? [.widenSqueeze] : rounds }
 
     // MARK: - Loading
 

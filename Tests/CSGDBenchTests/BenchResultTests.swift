@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 
-@testable import CSGDTraining
+@testable import CSGDBench
 
 /// `bench --json` lines are what the suite and scripts read back: they must round-trip.
 final class BenchResultTests: XCTestCase {

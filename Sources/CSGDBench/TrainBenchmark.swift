@@ -5,10 +5,12 @@
 // what is measured. Under mpirun every rank runs the same steps and rank 0 reports.
 
 import CSGDCentripetal
+import CSGDConfig
 import CSGDCore
 import CSGDDistributed
 import CSGDKernels
 import CSGDModels
+import CSGDTraining
 import Foundation
 
 /// Training-step benchmarks.
@@ -20,8 +22,8 @@ public enum TrainBenchmark {
         public var batch = 64
         public var steps = 8
         public var warmup = 2
-        public var update = "rank0"
-        /// Gradient allreduce: "overlap" (buckets during backward) or "blocking".
+        public var update = UpdateMode.rank0
+        /// How gradients cross the ranks.
         public var allreduce = RunConfig().allreduce
         /// Bucket size of the overlapped allreduce, MiB.
         public var bucketMb = RunConfig().bucketMb
@@ -65,9 +67,9 @@ public enum TrainBenchmark {
             runner.resetTimers()
             var times: [Double] = []
             for _ in 0..<o.steps {
-                let t = now()
+                let t = monotonicSeconds()
                 runner.step(sgd: sgd, centripetal: centripetal, lr: 1e-3, fill: fill)
-                times.append(now() - t)
+                times.append(monotonicSeconds() - t)
             }
             let s = runner.seconds
             let n = Double(o.steps)
@@ -83,7 +85,7 @@ public enum TrainBenchmark {
         let globalBatch = Double(o.batch * comm.size)
         let flopsPerStep = 3.0 * Double(net.graph.flopsPerImage) * 2 * Double(o.batch)  // per rank
         let sgdStep = timeSteps(nil)
-        let tag = "\(o.model)_b\(o.batch)x\(comm.size)_\(o.update)"
+        let tag = "\(o.model)_b\(o.batch)x\(comm.size)_\(o.update.rawValue)"
         let gflops = flopsPerStep / sgdStep.median / 1e9
         rows.append(
             BenchResult(
@@ -125,9 +127,9 @@ public enum TrainBenchmark {
             }
             var times: [Double] = []
             for _ in 0..<o.steps {
-                let t = now()
+                let t = monotonicSeconds()
                 n.forward(images: input.pointer, batch: o.batch, training: false)
-                times.append(now() - t)
+                times.append(monotonicSeconds() - t)
             }
             return comm.allreduceMax(KernelBenchmark.medianOf(times))
         }

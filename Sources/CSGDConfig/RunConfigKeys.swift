@@ -3,7 +3,10 @@
 // command-line overrides, validation, `yaml()` and `describeKeys()` all read this table, so
 // adding a key is one entry here plus the stored property in RunConfig.swift.
 
+import CSGDCentripetal
 import CSGDCore
+import CSGDData
+import CSGDModels
 import Foundation
 
 /// One configuration key: its snake_case name, type, one-line doc, and how to parse, render and
@@ -59,9 +62,11 @@ extension ConfigKey {
         (
             "model and data",
             [
-                .choice("model", \.model, RunConfig.models, "network architecture"),
+                .string(
+                    "model", \.model, .oneOf(ResNetKind.builtInNames),
+                    "network: " + ResNetKind.builtInNames.joined(separator: " | ")),
                 .double("width_multiplier", \.widthMultiplier, .positive, "scales every width"),
-                .choice("dataset", \.dataset, RunConfig.datasets, "training / test data"),
+                .choice("dataset", \.dataset, "training / test data"),
                 .string("data_dir", \.dataDir, nil, "dataset folder; \"\" = the default place"),
                 .int("train_limit", \.trainLimit, .atLeast(0), "first N train images; 0 = all"),
                 .int("test_limit", \.testLimit, .atLeast(0), "first N test images; 0 = all"),
@@ -73,9 +78,7 @@ extension ConfigKey {
                 .int(
                     "prefetch_batches", \.prefetchBatches, .atLeast(1),
                     "imagefolder: batches decoded ahead"),
-                .choice(
-                    "bad_images", \.badImages, RunConfig.badImagePolicies,
-                    "imagefolder: unreadable image"),
+                .choice("bad_images", \.badImages, "imagefolder: unreadable image"),
             ]
         ),
         (
@@ -91,7 +94,7 @@ extension ConfigKey {
                 .double("weight_decay", \.weightDecay, .nonNegative, "decay of kernels, FC"),
                 .double("bias_lr_factor", \.biasLrFactor, .nonNegative, "LR multiplier, biases"),
                 .double("bias_weight_decay", \.biasWeightDecay, .nonNegative, "decay, biases"),
-                .choice("lr_schedule", \.lrSchedule, RunConfig.lrSchedules, "LR schedule"),
+                .choice("lr_schedule", \.lrSchedule, "LR schedule"),
                 .ints("milestones", \.milestones, .increasing, "multistep: epochs of LR × gamma"),
                 .double("lr_gamma", \.lrGamma, .positive, "multistep decay factor"),
                 .double("warmup_epochs", \.warmupEpochs, .nonNegative, "linear LR warmup"),
@@ -120,8 +123,8 @@ extension ConfigKey {
                 .double("csgd_weight_decay", \.csgdWeightDecay, .nonNegative, "η, decay inside D"),
                 .double(
                     "vector_strength_factor", \.vectorStrengthFactor, .nonNegative, "ε(BN, bias)/ε"),
-                .ratios("rounds", \.rounds, "target width per round, fraction of original"),
-                .choice("cluster_method", \.clusterMethod, RunConfig.clusterMethods, "clustering"),
+                .rounds("rounds", \.rounds, "target width per round, fraction of original"),
+                .choice("cluster_method", \.clusterMethod, "clustering"),
                 .int("widen", \.widen, .atLeast(1), "train widen× wider, squeeze back; 1 = off"),
                 .double("prune_tolerance", \.pruneTolerance, .positive, "max |Δlogit| on prune"),
                 .int(
@@ -132,10 +135,8 @@ extension ConfigKey {
         (
             "distributed",
             [
-                .choice("update", \.update, RunConfig.updateModes, "who applies the SGD step"),
-                .choice(
-                    "allreduce", \.allreduce, RunConfig.allreduceModes,
-                    "gradient allreduce during or after backward"),
+                .choice("update", \.update, "who applies the SGD step"),
+                .choice("allreduce", \.allreduce, "gradient allreduce during or after backward"),
                 .double(
                     "bucket_mb", \.bucketMb, .positive, "overlap: MiB of gradients per allreduce"),
                 .int("verify_every", \.verifyEvery, .atLeast(0), "replica check; 0 = never"),
@@ -203,16 +204,6 @@ extension Rule where T == [Int] {
     }
 }
 
-extension Rule where T == [String] {
-    static var ratios: Rule {
-        Rule(text: "ratios a/b or decimals in (0, 1], optionally internal:<ratio>") { list in
-            list.allSatisfy { s in
-                RunConfig.parseRound(s).map { $0.ratio > 0 && $0.ratio <= 1 } ?? false
-            }
-        }
-    }
-}
-
 // MARK: - Key constructors (one per value type)
 
 extension ConfigKey {
@@ -238,7 +229,7 @@ extension ConfigKey {
 
     private static func list<E>(
         _ name: String, _ path: WritableKeyPath<RunConfig, [E]>, type: String, expects: String,
-        rule: Rule<[E]>, doc: String,
+        rule: Rule<[E]>?, doc: String,
         parse: @escaping (String) -> E?, render: @escaping (E) -> String
     ) -> ConfigKey {
         let renderList = { (v: [E]) in "[" + v.map(render).joined(separator: ", ") + "]" }
@@ -260,7 +251,7 @@ extension ConfigKey {
             render: { renderList($0[keyPath: path]) },
             check: { config in
                 let v = config[keyPath: path]
-                if rule.ok(v) { return nil }
+                guard let rule, !rule.ok(v) else { return nil }
                 return "config key '\(name)' must hold \(rule.text) (got \(renderList(v)))"
             })
     }
@@ -314,14 +305,16 @@ extension ConfigKey {
             parse: { $0 }, render: yamlString)
     }
 
-    static func choice(
-        _ name: String, _ path: WritableKeyPath<RunConfig, String>, _ values: [String],
-        _ doc: String
-    ) -> ConfigKey {
+    /// A mode key: any `CaseIterable` string enum; a value outside its cases is an error naming
+    /// the key and listing the allowed spellings.
+    static func choice<E: CaseIterable & RawRepresentable>(
+        _ name: String, _ path: WritableKeyPath<RunConfig, E>, _ doc: String
+    ) -> ConfigKey where E.RawValue == String {
         scalar(
-            name, path, type: "enum", expects: "a string", rule: .oneOf(values),
-            doc: doc + ": " + values.joined(separator: " | "),
-            parse: { trim($0) }, render: yamlString)
+            name, path, type: "enum",
+            expects: "one of " + E.allCases.map(\.rawValue).joined(separator: ", "), rule: nil,
+            doc: doc + ": " + E.spellings, parse: { E(rawValue: trim($0)) },
+            render: { yamlString($0.rawValue) })
     }
 
     static func ints(
@@ -333,13 +326,14 @@ extension ConfigKey {
             parse: { Int(trim($0)) }, render: { String($0) })
     }
 
-    static func ratios(
-        _ name: String, _ path: WritableKeyPath<RunConfig, [String]>, _ doc: String
+    static func rounds(
+        _ name: String, _ path: WritableKeyPath<RunConfig, [RoundTarget]>, _ doc: String
     ) -> ConfigKey {
         list(
-            name, path, type: "[ratio]", expects: "a list of ratios (a/b or decimal)",
-            rule: .ratios, doc: doc,
-            parse: { RunConfig.parseRound($0) == nil ? nil : trim($0) }, render: yamlString)
+            name, path, type: "[ratio]",
+            expects: "a list of ratios a/b or decimals in (0, 1], optionally internal:<ratio>",
+            rule: nil, doc: doc, parse: RoundTarget.init(parsing:),
+            render: { yamlString($0.description) })
     }
 
     /// Command-line / YAML spellings of booleans.

@@ -4,10 +4,12 @@
 // then ResNet-50 steps fed by the prefetching loader, timing how long the trainer blocks in
 // `next()` against the whole step.
 
+import CSGDConfig
 import CSGDCore
 import CSGDData
 import CSGDDistributed
 import CSGDModels
+import CSGDTraining
 import Foundation
 
 /// Input-pipeline benchmarks.
@@ -57,9 +59,9 @@ public enum LoaderBenchmark {
                 let loader = ImageBatchLoader(
                     dataset: dataset, transform: transform, batches: batches, seed: 1, epoch: 0,
                     workers: workers, prefetch: 4, policy: .fail)
-                let t = now()
+                let t = monotonicSeconds()
                 for _ in batches { _ = try loader.next() }
-                best = min(best, now() - t)
+                best = min(best, monotonicSeconds() - t)
                 loader.close()
             }
             return Double(batches.count * batch) / best
@@ -96,7 +98,7 @@ public enum LoaderBenchmark {
         let sgd = SGD(store: net.store, config: SGDConfig(config))
         let comm = LocalCommunicator()
         let runner = StepRunner(
-            net: net, comm: comm, microBatch: o.stepBatch, microBatches: 1, update: "rank0")
+            net: net, comm: comm, microBatch: o.stepBatch, microBatches: 1, update: .rank0)
         let total = o.steps + 1
         let sampler = try Sampler(
             datasetCount: dataset.count, globalBatch: o.stepBatch, rank: 0, worldSize: 1, seed: 1,
@@ -113,7 +115,7 @@ public enum LoaderBenchmark {
         var stepTimes: [Double] = []
         var waits: [Double] = []
         for _ in 0..<total {
-            let t = now()
+            let t = monotonicSeconds()
             let waitedBefore = loader.waitSeconds
             let b = try loader.next()
             waits.append(loader.waitSeconds - waitedBefore)
@@ -121,7 +123,7 @@ public enum LoaderBenchmark {
                 img.update(from: b.images, count: b.count * floats)
                 lab.update(from: b.labels, count: b.count)
             }
-            stepTimes.append(now() - t)
+            stepTimes.append(monotonicSeconds() - t)
         }
         let steady = waits.dropFirst().reduce(0, +) / stepTimes.dropFirst().reduce(0, +)
         let cold = waits.reduce(0, +) / stepTimes.reduce(0, +)
