@@ -76,7 +76,9 @@ let package = Package(
             swiftSettings: fast),
         .target(
             name: "CSGDReport",
-            dependencies: ["CSGDCore", "CSGDModels", "CSGDCentripetal", "CSGDTraining"],
+            dependencies: [
+                "CSGDCore", "CSGDModels", "CSGDCentripetal", "CSGDConfig", "CSGDTraining",
+            ],
             swiftSettings: fast),
         .target(
             name: "CSGDExport",
@@ -116,7 +118,11 @@ let package = Package(
             ]),
         .testTarget(name: "CSGDBenchTests", dependencies: ["CSGDBench"]),
         .testTarget(
-            name: "CSGDReportTests", dependencies: ["CSGDCore", "CSGDReport", "CSGDTestSupport"]),
+            name: "CSGDReportTests",
+            dependencies: [
+                "CSGDCore", "CSGDConfig", "CSGDDistributed", "CSGDTraining", "CSGDReport",
+                "CSGDTestSupport",
+            ]),
         .testTarget(
             name: "CSGDExportTests",
             dependencies: [

@@ -2,6 +2,8 @@
 // deviation on a log scale, per-layer widths before → after, the size change and the
 // equivalence check, and the command and config that produced the run.
 
+import CSGDConfig
+import CSGDTraining
 import Foundation
 
 /// Renders a run's records as one HTML document.
@@ -58,7 +60,7 @@ public enum HTMLReport {
         var out: [ChartMarker] = []
         for i in e.indices
         where i == 0 || e[i].phase != e[i - 1].phase || e[i].round != e[i - 1].round {
-            let label = e[i].phase == "csgd" ? "C-SGD round \(e[i].round)" : e[i].phase
+            let label = e[i].phase == .csgd ? "C-SGD round \(e[i].round)" : e[i].phase.rawValue
             out.append(ChartMarker(x: xs[i] - (i == 0 ? 0 : 0.5), label: label))
         }
         return out.count > 1 ? out : []
@@ -70,13 +72,16 @@ public enum HTMLReport {
     ) -> ChartSeries {
         ChartSeries(
             name: name, color: color,
-            points: zip(e, xs).compactMap { r, x in r[keyPath: key].map { (x, $0 * scale) } },
+            points: zip(e, xs).compactMap { r, x in
+                // A non-finite value (a diverged loss is recorded as "NaN") leaves a gap.
+                r[keyPath: key].flatMap { $0.isFinite ? (x, $0 * scale) : nil }
+            },
             dashed: dashed)
     }
 
     static func summary(_ run: RunRecords) -> String {
         var rows: [(String, String)] = []
-        let phases = Set(run.epochs.map(\.phase)).sorted().joined(separator: ", ")
+        let phases = Set(run.epochs.map(\.phase.rawValue)).sorted().joined(separator: ", ")
         rows.append(("epochs", "\(run.epochs.count) (\(phases.isEmpty ? "none" : phases))"))
         if let last = run.epochs.last(where: { $0.testTop1 != nil }), let t = last.testTop1 {
             rows.append(("test top-1, last epoch", pct(t)))
@@ -98,10 +103,10 @@ public enum HTMLReport {
             ],
             rows: run.prunes.map { p in
                 [
-                    "\(p.round)", p.method, p.top1Before.map(pct) ?? "–",
-                    p.top1After.map(pct) ?? "–",
-                    p.top1Before.flatMap { b in
-                        p.top1After.map { String(format: "%+.2f pt", 100 * ($0 - b)) }
+                    "\(p.round)", p.method.rawValue, p.testTop1Before.map(pct) ?? "–",
+                    p.testTop1After.map(pct) ?? "–",
+                    p.testTop1Before.flatMap { b in
+                        p.testTop1After.map { String(format: "%+.2f pt", 100 * ($0 - b)) }
                     } ?? "–",
                     p.maxLogitDiff.map { String(format: "%.3g", $0) } ?? "–",
                 ]

@@ -1,5 +1,6 @@
 // What a run directory says about itself: the per-epoch and per-prune records of
-// metrics.jsonl, the resolved config.yaml, the command line (command.txt), and the per-layer
+// metrics.jsonl (decoded with the types the run log writes them with, CSGDTraining's
+// `MetricsRecord`), the resolved config.yaml, the command line (command.txt), and the per-layer
 // widths before and after pruning (from the prune records, or from the checkpoints of runs that
 // predate those fields).
 
@@ -8,39 +9,6 @@ import CSGDCore
 import CSGDModels
 import CSGDTraining
 import Foundation
-
-/// One epoch line of metrics.jsonl.
-public struct EpochRecord: Sendable {
-    /// "train", "csgd" or "finetune".
-    public var phase: String
-    /// 1-based C-SGD round (0 or 1 outside C-SGD).
-    public var round: Int
-    /// 1-based epoch within its phase.
-    public var epoch: Int
-    public var trainLoss: Double?, testLoss: Double?
-    public var trainTop1: Double?, testTop1: Double?
-    /// C-SGD's mean squared distance of clustered kernels / BN vectors to their cluster means.
-    public var deviationKernels: Double?, deviationVectors: Double?
-    public var lr: Double?, seconds: Double?
-}
-
-/// One prune line of metrics.jsonl: the equivalence check and the size change.
-public struct PruneRecord: Sendable {
-    /// A conv (or the FC) and its output width before → after.
-    public struct Layer: Sendable, Equatable {
-        public var name: String
-        public var before: Int, after: Int
-    }
-    public var round: Int
-    /// "csgd" or "magnitude".
-    public var method: String
-    public var maxLogitDiff: Double?
-    public var top1Before: Double?, top1After: Double?
-    public var paramsBefore: Int?, paramsAfter: Int?
-    public var flopsBefore: Int?, flopsAfter: Int?
-    /// Empty in runs written before per-layer widths were recorded.
-    public var layers: [Layer]
-}
 
 /// Everything `csgd-dist report` shows about one run directory.
 public struct RunRecords: Sendable {
@@ -70,12 +38,16 @@ public struct RunRecords: Sendable {
         }
         for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
         where !line.trimmingCharacters(in: .whitespaces).isEmpty {
-            guard let data = line.data(using: .utf8),
-                let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-            else {
-                throw CSGDError("\(metricsPath):\(i + 1): not a JSON object")
+            let record: MetricsRecord
+            do {
+                record = try MetricsRecord(jsonLine: line)
+            } catch let e as CSGDError {
+                throw CSGDError("\(metricsPath):\(i + 1): \(e.message)")
             }
-            try add(obj, at: "\(metricsPath):\(i + 1)")
+            switch record {
+            case .epoch(let r): epochs.append(r)
+            case .prune(let r): prunes.append(r)
+            }
         }
         if epochs.isEmpty && prunes.isEmpty {
             throw CSGDError("\(metricsPath): no epoch or prune records")
@@ -84,40 +56,6 @@ public struct RunRecords: Sendable {
         command = (try? String(contentsOfFile: directory + "/command.txt", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines)
         layers = try perLayerWidths()
-    }
-
-    private mutating func add(_ o: [String: Any], at place: String) throws {
-        guard let phase = o["phase"] as? String else {
-            throw CSGDError("\(place): record has no \"phase\"")
-        }
-        let num = { (k: String) in (o[k] as? NSNumber)?.doubleValue }
-        let int = { (k: String) in (o[k] as? NSNumber)?.intValue }
-        if phase == "prune" {
-            let layers = (o["layers"] as? [[String: Any]] ?? []).compactMap {
-                l -> PruneRecord.Layer? in
-                guard let n = l["name"] as? String, let b = (l["before"] as? NSNumber)?.intValue,
-                    let a = (l["after"] as? NSNumber)?.intValue
-                else { return nil }
-                return PruneRecord.Layer(name: n, before: b, after: a)
-            }
-            prunes.append(
-                PruneRecord(
-                    round: int("round") ?? 1, method: o["method"] as? String ?? "csgd",
-                    maxLogitDiff: num("max_logit_diff"), top1Before: num("test_top1_before"),
-                    top1After: num("test_top1_after"), paramsBefore: int("params_before"),
-                    paramsAfter: int("params_after"), flopsBefore: int("flops_before"),
-                    flopsAfter: int("flops_after"), layers: layers))
-        } else {
-            guard let epoch = int("epoch") else { throw CSGDError("\(place): record has no epoch") }
-            epochs.append(
-                EpochRecord(
-                    phase: phase, round: int("round") ?? 0, epoch: epoch,
-                    trainLoss: num("train_loss"), testLoss: num("test_loss"),
-                    trainTop1: num("train_top1"), testTop1: num("test_top1"),
-                    deviationKernels: num("deviation_kernels"),
-                    deviationVectors: num("deviation_vectors"), lr: num("lr"),
-                    seconds: num("seconds")))
-        }
     }
 
     /// Widths from the prune records; for older runs, from the unpruned training checkpoint and

@@ -115,8 +115,8 @@ public enum Pipelines {
                     format: "; FLOPs %.2fM → %.2fM (%.1f%% cut)", Double(report.flopsBefore) / 1e6,
                     Double(report.flopsAfter) / 1e6, 100 * report.flopsCut)
             trainer.log.info("round \(r + 1) pruned: " + lastReport)
-            trainer.log.record(
-                pruneRecord(round: r + 1, method: .csgd, check: check, report: report))
+            try trainer.log.record(
+                .prune(pruneRecord(round: r + 1, method: .csgd, check: check, report: report)))
             if check.maxLogitDiff > config.pruneTolerance {
                 throw CSGDError(
                     "equivalence check failed: pruned and unpruned logits differ by "
@@ -174,7 +174,8 @@ public enum Pipelines {
         trainer.log.info(report.table())
         trainer.log.info("\(method.rawValue) prune: " + equivalenceLine(check))
         try writeResolvedConfig(comm, config)
-        trainer.log.record(pruneRecord(round: 1, method: method, check: check, report: report))
+        try trainer.log.record(
+            .prune(pruneRecord(round: 1, method: method, check: check, report: report)))
         if method == .csgd && check.maxLogitDiff > config.pruneTolerance {
             throw CSGDError(
                 "equivalence check failed: max |logit diff| \(check.maxLogitDiff) > "
@@ -371,19 +372,16 @@ public enum Pipelines {
     /// check, the size change and every layer's width before → after.
     static func pruneRecord(
         round: Int, method: PruneMethod,
-        check: (maxLogitDiff: Double, a: EvalResult, b: EvalResult),
-        report: PruneReport
-    ) -> [String: Any] {
-        [
-            "phase": "prune", "round": round, "method": method.rawValue,
-            "max_logit_diff": check.maxLogitDiff, "test_top1_before": check.a.top1,
-            "test_top1_after": check.b.top1, "flops_before": report.flopsBefore,
-            "flops_after": report.flopsAfter, "params_before": report.paramsBefore,
-            "params_after": report.paramsAfter,
-            "layers": report.rows.map {
-                ["name": $0.name, "before": $0.widthBefore, "after": $0.widthAfter]
-            },
-        ]
+        check: (maxLogitDiff: Double, a: EvalResult, b: EvalResult), report: PruneReport
+    ) -> PruneRecord {
+        PruneRecord(
+            round: round, method: method, maxLogitDiff: check.maxLogitDiff,
+            testTop1Before: check.a.top1, testTop1After: check.b.top1,
+            flopsBefore: report.flopsBefore, flopsAfter: report.flopsAfter,
+            paramsBefore: report.paramsBefore, paramsAfter: report.paramsAfter,
+            layers: report.rows.map {
+                PruneRecord.Layer(name: $0.name, before: $0.widthBefore, after: $0.widthAfter)
+            })
     }
 
     /// `s` as one shell word.

@@ -1,6 +1,8 @@
 // What the user sees: rank-0 progress (a live line on a terminal, plain periodic lines in a
-// log file or CI), epoch summaries, and one JSON line per epoch appended to metrics.jsonl.
+// log file or CI), epoch summaries, and one JSON line per epoch or prune (a `MetricsRecord`)
+// appended to metrics.jsonl.
 
+import CSGDCore
 import CSGDDistributed
 import Foundation
 
@@ -11,7 +13,7 @@ public final class RunLog {
     let isTerminal: Bool
     private var liveLineOpen = false
 
-    /// - Parameter metricsPath: where epoch records are appended (rank 0 only); nil = none.
+    /// - Parameter metricsPath: where epoch and prune records are appended (rank 0 only); nil = none.
     public init(comm: Communicator, metricsPath: String?) {
         self.comm = comm
         self.metricsPath = metricsPath
@@ -45,23 +47,39 @@ public final class RunLog {
         }
     }
 
-    /// Appends one JSON object (keys sorted) to the metrics file on rank 0.
-    public func record(_ fields: [String: Any]) {
+    /// Appends `r` as one line of the metrics file on rank 0 (other ranks, and runs without a
+    /// metrics file, write nothing). See `MetricsRecord` for the format.
+    /// - Throws: `CSGDError` naming the metrics file if the record cannot be encoded or written;
+    ///   a record is never dropped silently.
+    public func record(_ r: MetricsRecord) throws {
         guard comm.isRoot, let metricsPath else { return }
-        guard
-            let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]),
-            let text = String(data: data, encoding: .utf8)
-        else { return }
-        let url = URL(fileURLWithPath: metricsPath)
-        try? FileManager.default.createDirectory(
-            at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        if let h = FileHandle(forWritingAtPath: metricsPath) {
-            h.seekToEndOfFile()
-            h.write(Data((text + "\n").utf8))
-            h.closeFile()
-        } else {
-            _ = FileManager.default.createFile(
-                atPath: metricsPath, contents: Data((text + "\n").utf8))
+        let line: String
+        do {
+            line = try r.jsonLine() + "\n"
+        } catch let e as CSGDError {
+            throw CSGDError("\(metricsPath): \(e.message)")
+        }
+        let dir = URL(fileURLWithPath: metricsPath).deletingLastPathComponent().path
+        do {
+            try FileManager.default.createDirectory(
+                atPath: dir, withIntermediateDirectories: true)
+        } catch {
+            throw CSGDError("cannot write \(metricsPath): cannot create the folder \(dir)")
+        }
+        let fd = open(metricsPath, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+        if fd < 0 {
+            throw CSGDError("cannot write \(metricsPath): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var bytes = Array(line.utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 {
+                throw CSGDError(
+                    "cannot write \(metricsPath): \(String(cString: strerror(errno)))")
+            }
+            bytes = bytes.dropFirst(n)
         }
     }
 }

@@ -255,18 +255,16 @@ public final class Trainer {
         let seconds = monotonicSeconds() - meter.start
         let trainLoss = sums[0] / max(sums[2], 1)
         let trainTop1 = sums[1] / max(sums[2], 1)
-        var record: [String: Any] = [
-            "phase": state.phase.rawValue, "round": state.round + 1, "epoch": state.epoch + 1,
-            "train_loss": trainLoss, "train_top1": trainTop1,
-            "lr": phase.schedule.lr(at: max(0, state.phaseStep - 1)), "seconds": seconds,
-            "img_per_s": Double(meter.steps * config.batchSize) / max(seconds, 1e-9),
-            "world_size": comm.size,
-            "data_wait_seconds": comm.allreduceMax(stream.waitSeconds),
-        ]
+        var record = EpochRecord(
+            phase: state.phase, round: state.round + 1, epoch: state.epoch + 1,
+            trainLoss: trainLoss, trainTop1: trainTop1,
+            lr: phase.schedule.lr(at: max(0, state.phaseStep - 1)), seconds: seconds,
+            imgPerS: Double(meter.steps * config.batchSize) / max(seconds, 1e-9),
+            worldSize: comm.size, dataWaitSeconds: comm.allreduceMax(stream.waitSeconds))
         var skipped = [Double(stream.skippedImages.count)]
         comm.allreduceSum(&skipped)
         if skipped[0] > 0 {
-            record["skipped_images"] = Int(skipped[0])
+            record.skippedImages = Int(skipped[0])
             let first = stream.skippedImages.first.map { " (e.g. \($0))" } ?? ""
             log.info("skipped \(Int(skipped[0])) unreadable image(s) this epoch\(first)")
         }
@@ -275,8 +273,8 @@ public final class Trainer {
             + String(format: "%.4f acc %.2f%%", trainLoss, 100 * trainTop1)
         if let c = phase.centripetal {
             let dev = c.deviation(net.store)
-            record["deviation_kernels"] = dev.kernels
-            record["deviation_vectors"] = dev.vectors
+            record.deviationKernels = dev.kernels
+            record.deviationVectors = dev.vectors
             line += String(
                 format: ", C-SGD deviation %.3e (BN/bias %.3e)", dev.kernels, dev.vectors)
         }
@@ -285,15 +283,15 @@ public final class Trainer {
         if last || (state.epoch + 1) % config.evalEvery == 0 {
             let t = try evaluate(net, data.test)
             test = t
-            record["test_loss"] = t.loss
-            record["test_top1"] = t.top1
-            record["test_top5"] = t.top5
+            record.testLoss = t.loss
+            record.testTop1 = t.top1
+            record.testTop5 = t.top5
             line += String(
                 format: " | test loss %.4f top-1 %.2f%% top-5 %.2f%%", t.loss, 100 * t.top1,
                 100 * t.top5)
         }
         log.info(line + " (" + formatDuration(seconds) + ")")
-        log.record(record)
+        try log.record(.epoch(record))
         state.epoch += 1
         state.step = 0
         if last || state.epoch % config.checkpointEvery == 0 { try checkpoint(net, state) }

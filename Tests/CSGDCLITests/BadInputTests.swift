@@ -49,7 +49,8 @@ final class BadInputTests: XCTestCase {
                     ], r.output)
             }
         }
-        try expectError(["prune", "--input", "x", "--output", "y", "--method", "l2"], mentions: "csgd")
+        try expectError(
+            ["prune", "--input", "x", "--output", "y", "--method", "l2"], mentions: "csgd")
     }
 
     func testMissingAndCorruptFiles() throws {

@@ -1,5 +1,8 @@
+import CSGDConfig
 import CSGDCore
+import CSGDDistributed
 import CSGDTestSupport
+import CSGDTraining
 import Foundation
 import XCTest
 
@@ -61,7 +64,7 @@ final class ReportTests: XCTestCase {
         try writeRun()
         let r = try RunRecords(directory: dir)
         XCTAssertEqual(r.epochs.count, 5)
-        XCTAssertEqual(r.epochs.map(\.phase), ["train", "train", "csgd", "csgd", "csgd"])
+        XCTAssertEqual(r.epochs.map(\.phase), [.train, .train, .csgd, .csgd, .csgd])
         XCTAssertEqual(r.epochs[4].deviationKernels, 0)
         XCTAssertEqual(r.prunes.count, 2)
         XCTAssertEqual(r.prunes[1].maxLogitDiff, 3e-6)
@@ -132,6 +135,40 @@ final class ReportTests: XCTestCase {
         let html = HTMLReport.render(try RunRecords(directory: dir))
         XCTAssertTrue(html.contains("no prune record"))
         XCTAssertEqual(count("<rect class=\"bar\"", in: html), 0)
+    }
+
+    /// The report reads what the run log writes, with the same types: equal records back,
+    /// a NaN loss included.
+    func testReadsWhatTheRunLogWrites() throws {
+        let log = RunLog(comm: LocalCommunicator(), metricsPath: dir + "/metrics.jsonl")
+        let epochs = [
+            EpochRecord(
+                phase: .train, round: 1, epoch: 1, trainLoss: 1.5, trainTop1: 0.4, testLoss: 1.2,
+                testTop1: 0.5, testTop5: 0.9, lr: 0.1, seconds: 10, imgPerS: 100, worldSize: 1,
+                dataWaitSeconds: 0.5),
+            EpochRecord(
+                phase: .csgd, round: 1, epoch: 1, trainLoss: 1.0, trainTop1: 0.6, lr: 0.05,
+                seconds: 12, deviationKernels: 1e-3, deviationVectors: 1e-4),
+        ]
+        let prune = PruneRecord(
+            round: 1, method: .csgd, maxLogitDiff: 1e-6, testTop1Before: 0.6,
+            testTop1After: 0.6, flopsBefore: 4000, flopsAfter: 1000, paramsBefore: 200,
+            paramsAfter: 50, layers: [PruneRecord.Layer(name: "conv1", before: 8, after: 4)])
+        for e in epochs { try log.record(.epoch(e)) }
+        try log.record(.prune(prune))
+        try log.record(.epoch(EpochRecord(phase: .finetune, round: 1, epoch: 1, trainLoss: .nan)))
+        let r = try RunRecords(directory: dir)
+        XCTAssertEqual(Array(r.epochs.prefix(2)), epochs)
+        XCTAssertEqual(r.prunes, [prune])
+        XCTAssertEqual(r.layers, prune.layers)
+        XCTAssertEqual(r.epochs.count, 3)
+        XCTAssertEqual(r.epochs[2].phase, .finetune)
+        XCTAssertTrue(r.epochs[2].trainLoss?.isNaN == true)
+        // The NaN loss is a gap in the curve, not a broken point.
+        let html = HTMLReport.render(r)
+        XCTAssertTrue(html.contains("finetune"))
+        XCTAssertEqual(try polylineYs(named: "train loss", in: html).count, 2)
+        XCTAssertFalse(html.lowercased().contains("nan,"))
     }
 
     func testNiceTicksCoverTheRangeInRoundSteps() {
