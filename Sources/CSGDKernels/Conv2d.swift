@@ -15,6 +15,8 @@
 //   entries of the (scratch) columns.
 // • Stride 2 gathers/scatters eight at a time with 16-wide vector loads (even lanes).
 // • Other geometries copy whole rows; no per-element bounds branches anywhere.
+// The chunking and every GEMM's sizes and operands live in ConvPlan.swift, shared by forward,
+// backward and the benchmark's GEMM-only replay; this file does the data moves around them.
 
 import CSGDCore
 
@@ -69,25 +71,13 @@ public struct Conv2dShape: Equatable, Sendable, Codable {
     /// Multiply-adds of the forward pass.
     public var flops: Int { n * k * p * q * rowLength }
 
-    /// Images per im2col chunk: enough columns for an efficient GEMM, bounded memory.
-    var chunk: Int {
-        let budget = 1 << 18  // floats of columns per chunk (1 MiB: half an L2)
-        return max(1, min(n, budget / max(1, rowLength * p * q)))
-    }
-
-    /// Floats of scratch the kernels need (columns + a K×(nb·P·Q) staging block).
-    /// The same value for every call with this shape; callers may share one workspace.
-    public var workspaceCount: Int {
-        if isPointwise { return 0 }
-        return chunk * p * q * (rowLength + k)
-    }
+    /// Floats of scratch the kernels need (columns + a K×(nb·P·Q) staging block, see
+    /// `ConvPlan`). The same value for every call with this shape; callers may share one
+    /// workspace.
+    public var workspaceCount: Int { ConvPlan(self).workspaceCount }
 
     /// Whether im2col row blocks are shifted copies of the input plane (stride 1, Q == W).
     var isSameWidthStride1: Bool { stride == 1 && q == w }
-
-    /// Whether each image gets its own GEMMs on NCHW data (P·Q wide enough to be efficient)
-    /// rather than one GEMM per chunk through the staging block.
-    var gemmPerImage: Bool { p * q >= 256 }
 }
 
 // MARK: - im2col / col2im
@@ -317,8 +307,20 @@ public func conv2dForward(
     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, shape g: Conv2dShape,
     workspace: UnsafeMutablePointer<Float>?, epilogue: ChannelAffine? = nil
 ) {
+    let plan = ConvPlan(g)
+    let tensors = ConvTensors(
+        input: input, weight: weight, output: output, workspace: workspace)
+    convForward(plan, tensors, bias: bias, epilogue: epilogue)
+}
+
+/// `conv2dForward` on a plan and its buffers (`tensors.output` set).
+func convForward(
+    _ plan: ConvPlan, _ tensors: ConvTensors, bias: UnsafePointer<Float>?,
+    epilogue: ChannelAffine?
+) {
+    let g = plan.shape
     let pq = g.p * g.q
-    let crs = g.rowLength
+    let output = tensors.output!
     // Bias, then the epilogue, on images n0..<n0+nb of the output (just written, still hot).
     func finish(_ n0: Int, _ nb: Int) {
         if bias == nil && epilogue == nil { return }
@@ -335,51 +337,29 @@ public func conv2dForward(
             }
         }
     }
-    if g.isPointwise {
-        for i in 0..<g.n {
-            sgemm(
-                transA: false, transB: false, m: g.k, n: pq, k: g.c, alpha: 1, a: weight, lda: crs,
-                b: input + i * g.c * pq, ldb: pq, beta: 0, c: output + i * g.k * pq, ldc: pq)
-            finish(i, 1)
+    plan.forEachChunk { ch in
+        if !g.isPointwise {
+            im2col(col: tensors.workspace!, input: tensors.input, shape: g, n0: ch.n0, nb: ch.nb)
         }
-    } else {
-        let ws = workspace!
-        let nbMax = g.chunk
-        let perImage = g.gemmPerImage
-        var n0 = 0
-        while n0 < g.n {
-            let nb = min(nbMax, g.n - n0)
-            let col = ws
-            let staging = ws + crs * nbMax * pq
-            im2col(col: col, input: input, shape: g, n0: n0, nb: nb)
-            if perImage || nb == 1 {
-                for i in 0..<nb {
-                    sgemm(
-                        transA: false, transB: false, m: g.k, n: pq, k: crs, alpha: 1,
-                        a: weight, lda: crs, b: col + i * pq, ldb: nb * pq, beta: 0,
-                        c: output + (n0 + i) * g.k * pq, ldc: pq)
-                    finish(n0 + i, 1)
+        plan.forwardGemms(ch) { gemm, image in
+            tensors.run(gemm, plan)
+            if let image { finish(image, 1) }
+        }
+        if ch.direct { return }
+        // (K, nb·PQ) → (nb, K, PQ); without a bias the epilogue IS the copy.
+        let staging = tensors.workspace! + plan.stagingOffset
+        for kk in 0..<g.k {
+            for i in 0..<ch.nb {
+                let o = output + ((ch.n0 + i) * g.k + kk) * pq
+                let src = staging + kk * ch.nb * pq + i * pq
+                if let e = epilogue, bias == nil {
+                    affine(o, src, pq, e.scale[kk], e.shift[kk], relu: e.relu)
+                } else {
+                    o.update(from: src, count: pq)
                 }
-            } else {
-                sgemm(
-                    transA: false, transB: false, m: g.k, n: nb * pq, k: crs, alpha: 1, a: weight,
-                    lda: crs, b: col, ldb: nb * pq, beta: 0, c: staging, ldc: nb * pq)
-                // (K, nb·PQ) → (nb, K, PQ); without a bias the epilogue IS the copy.
-                for kk in 0..<g.k {
-                    for i in 0..<nb {
-                        let o = output + ((n0 + i) * g.k + kk) * pq
-                        let src = staging + kk * nb * pq + i * pq
-                        if let e = epilogue, bias == nil {
-                            affine(o, src, pq, e.scale[kk], e.shift[kk], relu: e.relu)
-                        } else {
-                            o.update(from: src, count: pq)
-                        }
-                    }
-                }
-                if bias != nil { finish(n0, nb) }
             }
-            n0 += nb
         }
+        if bias != nil { finish(ch.n0, ch.nb) }
     }
 }
 
@@ -415,7 +395,6 @@ public func conv2dBackward(
     workspace: UnsafeMutablePointer<Float>?
 ) {
     let pq = g.p * g.q
-    let crs = g.rowLength
     if let dBias {
         for i in 0..<g.n {
             for kk in 0..<g.k {
@@ -426,74 +405,48 @@ public func conv2dBackward(
             }
         }
     }
-    if g.isPointwise {
-        for i in 0..<g.n {
-            let dOut = dOutput + i * g.k * pq
-            // dW[K, C] += dOut[K, PQ] · in[C, PQ]ᵀ
-            sgemm(
-                transA: false, transB: true, m: g.k, n: g.c, k: pq, alpha: 1, a: dOut, lda: pq,
-                b: input + i * g.c * pq, ldb: pq, beta: 1, c: dWeight, ldc: crs)
-            if let dInput {
-                // dIn[C, PQ] += W[K, C]ᵀ · dOut[K, PQ]
-                sgemm(
-                    transA: true, transB: false, m: g.c, n: pq, k: g.k, alpha: 1, a: weight,
-                    lda: crs, b: dOut, ldb: pq, beta: 1, c: dInput + i * g.c * pq, ldc: pq)
-            }
+    let tensors = ConvTensors(
+        input: input, weight: weight, dOutput: dOutput, dWeight: dWeight, dInput: dInput,
+        workspace: workspace)
+    convBackward(ConvPlan(g), tensors)
+}
+
+/// The weight and input gradients of `conv2dBackward` on a plan and its buffers
+/// (`tensors.dInput` nil skips the input gradient).
+func convBackward(_ plan: ConvPlan, _ tensors: ConvTensors) {
+    let g = plan.shape
+    let pq = g.p * g.q
+    let dOutput = tensors.dOutput!
+    plan.forEachChunk { ch in
+        if !g.isPointwise {
+            im2col(col: tensors.workspace!, input: tensors.input, shape: g, n0: ch.n0, nb: ch.nb)
         }
-        return
-    }
-    let ws = workspace!
-    let nbMax = g.chunk
-    let perImage = g.gemmPerImage
-    var n0 = 0
-    while n0 < g.n {
-        let nb = min(nbMax, g.n - n0)
-        let col = ws
-        let staging = ws + crs * nbMax * pq
-        im2col(col: col, input: input, shape: g, n0: n0, nb: nb)
-        if perImage || nb == 1 {
-            for i in 0..<nb {
-                sgemm(
-                    transA: false, transB: true, m: g.k, n: crs, k: pq, alpha: 1,
-                    a: dOutput + (n0 + i) * g.k * pq, lda: pq, b: col + i * pq, ldb: nb * pq,
-                    beta: 1, c: dWeight, ldc: crs)
-            }
-            if let dInput {
-                for i in 0..<nb {
-                    sgemm(
-                        transA: true, transB: false, m: crs, n: pq, k: g.k, alpha: 1, a: weight,
-                        lda: crs, b: dOutput + (n0 + i) * g.k * pq, ldb: pq, beta: 0,
-                        c: col + i * pq, ldc: nb * pq)
-                }
-                col2imAccumulate(dInput: dInput, col: col, shape: g, n0: n0, nb: nb)
-            }
-        } else {
+        if !ch.direct {
             // (nb, K, PQ) → (K, nb·PQ)
+            let staging = tensors.workspace! + plan.stagingOffset
             for kk in 0..<g.k {
-                for i in 0..<nb {
-                    (staging + kk * nb * pq + i * pq).update(
-                        from: dOutput + ((n0 + i) * g.k + kk) * pq, count: pq)
+                for i in 0..<ch.nb {
+                    (staging + kk * ch.nb * pq + i * pq).update(
+                        from: dOutput + ((ch.n0 + i) * g.k + kk) * pq, count: pq)
                 }
             }
-            sgemm(
-                transA: false, transB: true, m: g.k, n: crs, k: nb * pq, alpha: 1, a: staging,
-                lda: nb * pq, b: col, ldb: nb * pq, beta: 1, c: dWeight, ldc: crs)
-            if let dInput {
-                sgemm(
-                    transA: true, transB: false, m: crs, n: nb * pq, k: g.k, alpha: 1, a: weight,
-                    lda: crs, b: staging, ldb: nb * pq, beta: 0, c: col, ldc: nb * pq)
-                col2imAccumulate(dInput: dInput, col: col, shape: g, n0: n0, nb: nb)
+        }
+        plan.weightGradientGemms(ch) { tensors.run($0, plan) }
+        if let dInput = tensors.dInput {
+            plan.inputGradientGemms(ch) { tensors.run($0, plan) }
+            if !g.isPointwise {
+                col2imAccumulate(
+                    dInput: dInput, col: tensors.workspace!, shape: g, n0: ch.n0, nb: ch.nb)
             }
         }
-        n0 += nb
     }
 }
 
 // MARK: - benchmark support
 
-/// Runs only the GEMMs of `conv2dForward` followed by `conv2dBackward` for `shape` (same
-/// sizes, transposes, chunking and per-image/batched choice), skipping im2col, col2im, the
-/// staging copies and the bias. Benchmarks time it next to the real kernels: the difference
+/// Runs only the GEMMs of `conv2dForward` followed by `conv2dBackward` for `shape` (the same
+/// `ConvPlan`, so the same GEMMs in the same order), skipping im2col, col2im, the staging
+/// copies and the bias. Benchmarks time it next to the real kernels: the difference
 /// is what moving the columns costs. Outputs hold meaningless values afterwards.
 /// - Parameters: as for `conv2dForward`/`conv2dBackward`; `dInput` nil skips the input-gradient
 ///   GEMM, as for the stem.
@@ -503,76 +456,14 @@ public func conv2dGemmsOnly(
     input: UnsafePointer<Float>, weight: UnsafePointer<Float>, shape g: Conv2dShape,
     workspace: UnsafeMutablePointer<Float>?
 ) {
-    let pq = g.p * g.q
-    let crs = g.rowLength
-    if g.isPointwise {
-        for i in 0..<g.n {
-            sgemm(
-                transA: false, transB: false, m: g.k, n: pq, k: g.c, alpha: 1, a: weight, lda: crs,
-                b: input + i * g.c * pq, ldb: pq, beta: 0, c: output + i * g.k * pq, ldc: pq)
-        }
-        for i in 0..<g.n {
-            let dOut = dOutput + i * g.k * pq
-            sgemm(
-                transA: false, transB: true, m: g.k, n: g.c, k: pq, alpha: 1, a: dOut, lda: pq,
-                b: input + i * g.c * pq, ldb: pq, beta: 1, c: dWeight, ldc: crs)
-            if let dInput {
-                sgemm(
-                    transA: true, transB: false, m: g.c, n: pq, k: g.k, alpha: 1, a: weight,
-                    lda: crs, b: dOut, ldb: pq, beta: 1, c: dInput + i * g.c * pq, ldc: pq)
-            }
-        }
-        return
-    }
-    let col = workspace!
-    let staging = col + crs * g.chunk * pq
-    var n0 = 0
-    while n0 < g.n {  // forward
-        let nb = min(g.chunk, g.n - n0)
-        let ld = nb * pq
-        if g.gemmPerImage || nb == 1 {
-            for i in 0..<nb {
-                sgemm(
-                    transA: false, transB: false, m: g.k, n: pq, k: crs, alpha: 1, a: weight,
-                    lda: crs, b: col + i * pq, ldb: ld, beta: 0, c: output + (n0 + i) * g.k * pq,
-                    ldc: pq)
-            }
-        } else {
-            sgemm(
-                transA: false, transB: false, m: g.k, n: ld, k: crs, alpha: 1, a: weight,
-                lda: crs, b: col, ldb: ld, beta: 0, c: staging, ldc: ld)
-        }
-        n0 += nb
-    }
-    n0 = 0
-    while n0 < g.n {  // backward
-        let nb = min(g.chunk, g.n - n0)
-        let ld = nb * pq
-        if g.gemmPerImage || nb == 1 {
-            for i in 0..<nb {
-                sgemm(
-                    transA: false, transB: true, m: g.k, n: crs, k: pq, alpha: 1,
-                    a: dOutput + (n0 + i) * g.k * pq, lda: pq, b: col + i * pq, ldb: ld, beta: 1,
-                    c: dWeight, ldc: crs)
-            }
-            if dInput != nil {
-                for i in 0..<nb {
-                    sgemm(
-                        transA: true, transB: false, m: crs, n: pq, k: g.k, alpha: 1, a: weight,
-                        lda: crs, b: dOutput + (n0 + i) * g.k * pq, ldb: pq, beta: 0,
-                        c: col + i * pq, ldc: ld)
-                }
-            }
-        } else {
-            sgemm(
-                transA: false, transB: true, m: g.k, n: crs, k: ld, alpha: 1, a: staging,
-                lda: ld, b: col, ldb: ld, beta: 1, c: dWeight, ldc: crs)
-            if dInput != nil {
-                sgemm(
-                    transA: true, transB: false, m: crs, n: ld, k: g.k, alpha: 1, a: weight,
-                    lda: crs, b: staging, ldb: ld, beta: 0, c: col, ldc: ld)
-            }
-        }
-        n0 += nb
-    }
+    let plan = ConvPlan(g)
+    let tensors = ConvTensors(
+        input: input, weight: weight, output: output, dOutput: dOutput, dWeight: dWeight,
+        dInput: dInput, workspace: workspace)
+    convGemmsOnly(plan, tensors)
+}
+
+/// `conv2dGemmsOnly` on a plan and its buffers.
+func convGemmsOnly(_ plan: ConvPlan, _ tensors: ConvTensors) {
+    plan.forEachGemm(inputGradient: tensors.dInput != nil) { tensors.run($0, plan) }
 }
