@@ -144,13 +144,17 @@ public struct RunConfig: Equatable {
     /// - Throws: `CSGDError` naming the file for a missing file, bad YAML, an unknown key or a
     ///   value of the wrong type. Does not `validate()`; overrides may still follow.
     public static func load(yamlPath: String) throws -> RunConfig {
-        guard let data = FileManager.default.contents(atPath: yamlPath) else {
+        let bytes: [UInt8]
+        do {
+            bytes = try readWholeFile(yamlPath, limit: maxYAMLBytes)
+        } catch let e as CSGDError {
             let exists = FileManager.default.fileExists(atPath: yamlPath)
             throw CSGDError(
-                "cannot read config \(yamlPath): " + (exists ? "permission denied" : "no such file")
-            )
+                exists
+                    ? "cannot read config " + e.message.dropFirst("cannot read ".count)
+                    : "cannot read config \(yamlPath): no such file")
         }
-        guard let text = String(data: data, encoding: .utf8) else {
+        guard let text = String(bytes: bytes, encoding: .utf8) else {
             throw CSGDError("cannot read config \(yamlPath): not UTF-8 text")
         }
         return try load(yamlText: text, source: yamlPath)
@@ -167,6 +171,7 @@ public struct RunConfig: Equatable {
     /// Unknown keys, duplicate keys and values of the wrong type are errors; on error the
     /// config is unchanged.
     public mutating func apply(yamlText: String, source: String) throws {
+        try checkShape(yamlText, source: source)
         let root: Node?
         do {
             root = try Yams.compose(yaml: yamlText)
@@ -263,6 +268,41 @@ public struct RunConfig: Equatable {
             try key.assign(&copy, .scalar(value!), source: source)
         }
         self = copy
+    }
+
+    /// Largest config file read, in bytes (a config is a few dozen lines).
+    public static let maxYAMLBytes = 1 << 20
+
+    /// Refuses text whose nesting could only be an attack or an accident before the YAML parser
+    /// sees it: the parser recurses per level, and a config is a flat mapping of scalars and
+    /// short lists, so deep brackets or indentation would only overflow its stack.
+    private func checkShape(_ text: String, source: String) throws {
+        if text.utf8.count > RunConfig.maxYAMLBytes {
+            throw CSGDError("\(source): \(text.utf8.count) bytes; a config is at most 1 MiB")
+        }
+        var depth = 0
+        var line = 1
+        var indent = 0
+        var atLineStart = true
+        for c in text.utf8 {
+            switch c {
+            case UInt8(ascii: "["), UInt8(ascii: "{"): depth += 1
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+            case UInt8(ascii: "\n"):
+                line += 1
+                indent = 0
+                atLineStart = true
+                continue
+            case UInt8(ascii: " ") where atLineStart: indent += 1
+            default: break
+            }
+            if c != UInt8(ascii: " ") { atLineStart = false }
+            if depth > 8 || indent > 64 {
+                throw CSGDError(
+                    "\(source):\(line): nested too deeply for a config (flat `key: value` lines "
+                        + "with scalars or short lists)")
+            }
+        }
     }
 
     /// Sets one key from its text form (as on the command line; lists comma-separated).

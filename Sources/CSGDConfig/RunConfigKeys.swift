@@ -65,14 +65,17 @@ extension ConfigKey {
                 .string(
                     "model", \.model, .oneOf(ResNetKind.builtInNames),
                     "network: " + ResNetKind.builtInNames.joined(separator: " | ")),
-                .double("width_multiplier", \.widthMultiplier, .positive, "scales every width"),
+                .double(
+                    "width_multiplier", \.widthMultiplier, .inRange(0, 64, lowOpen: true),
+                    "scales every width"),
                 .choice("dataset", \.dataset, "training / test data"),
                 .string("data_dir", \.dataDir, nil, "dataset folder; \"\" = the default place"),
                 .int("train_limit", \.trainLimit, .atLeast(0), "first N train images; 0 = all"),
                 .int("test_limit", \.testLimit, .atLeast(0), "first N test images; 0 = all"),
                 .bool("augment", \.augment, "random crop + horizontal flip of train images"),
                 .int(
-                    "image_size", \.imageSize, .atLeast(8), "imagefolder: crop side (eval ×256/224)"
+                    "image_size", \.imageSize, .within(8...2048),
+                    "imagefolder: crop side (eval ×256/224)"
                 ),
                 .int("loader_workers", \.loaderWorkers, .atLeast(1), "imagefolder: decode threads"),
                 .int(
@@ -181,12 +184,20 @@ struct Rule<T> {
 
 extension Rule where T == Int {
     static func atLeast(_ n: Int) -> Rule { Rule(text: "at least \(n)") { $0 >= n } }
+    static func within(_ r: ClosedRange<Int>) -> Rule {
+        Rule(text: "in \(r.lowerBound)...\(r.upperBound)") { r.contains($0) }
+    }
 }
 
 extension Rule where T == Double {
     static var positive: Rule { Rule(text: "> 0") { $0 > 0 } }
     static var nonNegative: Rule { Rule(text: ">= 0") { $0 >= 0 } }
     static var fraction: Rule { Rule(text: "in [0, 1)") { $0 >= 0 && $0 < 1 } }
+    static func inRange(_ lo: Double, _ hi: Double, lowOpen: Bool) -> Rule {
+        Rule(text: "in \(lowOpen ? "(" : "[")\(lo), \(hi)]") {
+            (lowOpen ? $0 > lo : $0 >= lo) && $0 <= hi
+        }
+    }
 }
 
 extension Rule where T == String {

@@ -186,4 +186,29 @@ public final class ParameterStore {
         h.add(buffers.buffer)
         return h.value
     }
+
+    /// The name of the first tensor holding a NaN or ±inf, searching weights, BN buffers and
+    /// (if `momentum`) the momentum, in that order; nil if every value is finite. Prefixes
+    /// "momentum of " for a momentum tensor.
+    public func firstNonFiniteTensor(momentum includeMomentum: Bool = false) -> String? {
+        func bad(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
+            // x · 0 is 0 for finite x and NaN for NaN or ±inf, so the sum is NaN exactly when
+            // some value is not finite: one vectorisable pass with no branch per value.
+            var acc: Float = 0
+            for i in 0..<n { acc += p[i] * 0 }
+            return !acc.isFinite
+        }
+        for (i, s) in specs.enumerated() where bad(value(ParameterID(i)), s.count) {
+            return s.name
+        }
+        for (i, s) in bufferSpecs.enumerated() where bad(buffer(BufferID(i)), s.count) {
+            return s.name
+        }
+        if includeMomentum {
+            for (i, s) in specs.enumerated() where bad(momentum(ParameterID(i)), s.count) {
+                return "momentum of " + s.name
+            }
+        }
+        return nil
+    }
 }

@@ -416,8 +416,13 @@ public func jsonStringLiteral(_ s: String) -> String {
 }
 
 /// The whole content of `path`, or a one-line `CSGDError` naming it.
-private func readWholeFile(_ path: String) throws -> [UInt8] {
-    let fd = open(path, O_RDONLY)
+/// Reads a whole regular file. Opened non-blocking so a FIFO or device named as input is
+/// refused at once instead of blocking the job forever.
+/// - Parameter limit: largest accepted size in bytes.
+/// - Throws: a one-line `CSGDError` naming `path` for a missing, unreadable, non-regular or
+///   over-large file.
+public func readWholeFile(_ path: String, limit: Int = Int.max) throws -> [UInt8] {
+    let fd = open(path, O_RDONLY | O_NONBLOCK)
     if fd < 0 { throw CSGDError("cannot read \(path): \(String(cString: strerror(errno)))") }
     defer { close(fd) }
     var st = stat()
@@ -427,7 +432,14 @@ private func readWholeFile(_ path: String) throws -> [UInt8] {
     if (st.st_mode & S_IFMT) == S_IFDIR {
         throw CSGDError("cannot read \(path): it is a directory")
     }
+    if (st.st_mode & S_IFMT) != S_IFREG {
+        throw CSGDError("cannot read \(path): not a regular file (a pipe, socket or device)")
+    }
+    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
     let size = Int(st.st_size)
+    if size > limit {
+        throw CSGDError("cannot read \(path): \(size) bytes is more than the \(limit) accepted")
+    }
     var bytes = [UInt8](repeating: 0, count: size)
     var got = 0
     var failure: String?

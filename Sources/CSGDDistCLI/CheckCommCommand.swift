@@ -33,7 +33,10 @@ struct CheckCommCommand: ParsableCommand {
     var debugFailRank: Int?
 
     func validate() throws {
-        if count < 1 { throw ValidationError("--count must be at least 1 (got \(count))") }
+        // Two float buffers of `count` each; 2^28 floats (1 GiB each) is far past any check.
+        if count < 1 || count > 1 << 28 {
+            throw ValidationError("--count must be in 1...\(1 << 28) (got \(count))")
+        }
         if let c = chunkElements, c < 1 {
             throw ValidationError("--chunk-elements must be at least 1 (got \(c))")
         }

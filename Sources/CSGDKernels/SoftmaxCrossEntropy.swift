@@ -32,6 +32,9 @@ public func softmaxCrossEntropy(
         // Rank of the true class: how many logits beat it (ties go to the lower index).
         var better = 0
         for j in 0..<classes where z[j] > z[y] || (z[j] == z[y] && j < y) { better += 1 }
+        // A NaN or infinite logit makes logSum non-finite; such a row is never counted correct
+        // (every comparison with NaN is false, so it would otherwise rank first).
+        if !logSum.isFinite || !z[y].isFinite { better = classes }
         if better < 1 { top1 += 1 }
         if better < 5 { top5 += 1 }
         if let dLogits {

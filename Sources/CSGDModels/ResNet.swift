@@ -30,7 +30,8 @@ public enum ResNetKind: Equatable, Sendable {
         }
         switch d {
         case 18, 34, 50: self = .imagenet(depth: d)
-        case _ where d >= 8 && (d - 2) % 6 == 0: self = .cifar(depth: d)
+        // ResNet-1202 is the deepest CIFAR ResNet in the literature; deeper is a typo.
+        case _ where d >= 8 && d <= 1202 && (d - 2) % 6 == 0: self = .cifar(depth: d)
         default:
             throw CSGDError(
                 "unknown model '\(name)'", hint: "use resnet20/32/44/56/110 or 18/34/50")
@@ -92,10 +93,50 @@ public struct Architecture: Codable, Equatable, Sendable {
             numClasses: numClasses, widths: widths)
     }
 
+    /// Largest values an architecture may hold. A model file is untrusted input: these bound
+    /// what its metadata can make us allocate, before anything is allocated.
+    public enum Limits {
+        /// Image channels.
+        public static let inputChannels = 64
+        /// Square image side.
+        public static let imageSize = 2048
+        /// Classes (FC outputs).
+        public static let numClasses = 100_000
+        /// Output width of one conv.
+        public static let width = 65_536
+        /// Trainable parameters (values, gradients and momentum are each one float per).
+        public static let parameters = 1 << 30
+        /// Activation floats per image, summed over every tensor of the graph.
+        public static let activationsPerImage = 1 << 30
+    }
+
+    /// Checks every field against `Limits` and the model's structure, naming the field.
+    /// - Throws: a one-line `CSGDError` naming the field and its value.
+    public func validate() throws {
+        func check(_ ok: Bool, _ field: String, _ value: Int, _ range: String) throws {
+            if !ok { throw CSGDError("architecture field \(field) is \(value), must be \(range)") }
+        }
+        _ = try ResNetKind(name: model)
+        try check(
+            (1...Limits.inputChannels).contains(inputChannels), "inputChannels", inputChannels,
+            "in 1...\(Limits.inputChannels)")
+        try check(
+            (8...Limits.imageSize).contains(imageSize), "imageSize", imageSize,
+            "in 8...\(Limits.imageSize)")
+        try check(
+            (1...Limits.numClasses).contains(numClasses), "numClasses", numClasses,
+            "in 1...\(Limits.numClasses)")
+        if let bad = widths.firstIndex(where: { !(1...Limits.width).contains($0) }) {
+            try check(false, "widths[\(bad)]", widths[bad], "in 1...\(Limits.width)")
+        }
+    }
+
     /// Builds the graph.
-    /// - Throws: `CSGDError` if the widths array has the wrong length or gives convs whose
-    ///   outputs are added different widths.
+    /// - Throws: `CSGDError` if a field is out of bounds (`validate()`), the widths array has the
+    ///   wrong length or gives convs whose outputs are added different widths, or the net would
+    ///   exceed `Limits` in parameters or activations.
     public func graph() throws -> Graph {
+        try validate()
         let kind = try ResNetKind(name: model)
         var next = 0
         var overflow = false
@@ -112,8 +153,15 @@ public struct Architecture: Codable, Equatable, Sendable {
             throw CSGDError(
                 "\(model): widths array has \(widths.count) entries, the model has \(next) convs")
         }
-        if let bad = widths.firstIndex(where: { $0 < 1 }) {
-            throw CSGDError("\(model): width \(widths[bad]) of conv #\(bad) must be ≥ 1")
+        if g.parameterCount > Limits.parameters {
+            throw CSGDError(
+                "\(model): \(g.parameterCount) parameters exceed the limit of \(Limits.parameters)")
+        }
+        let activations = g.tensors.reduce(0) { $0 + $1.count }
+        if activations > Limits.activationsPerImage {
+            throw CSGDError(
+                "\(model) at \(imageSize)×\(imageSize): \(activations) activation floats per image "
+                    + "exceed the limit of \(Limits.activationsPerImage)")
         }
         return g
     }

@@ -62,8 +62,13 @@ public enum Checkpoint {
         path: String, network: Network, state: TrainState? = nil, configYAML: String? = nil,
         includeMomentum: Bool = false
     ) throws {
-        var file = SafeTensorsFile()
         let store = network.store
+        if let bad = store.firstNonFiniteTensor(momentum: includeMomentum) {
+            throw CSGDError(
+                "refusing to write \(path): tensor \(bad) holds NaN or inf (the previous file, "
+                    + "if any, is kept)")
+        }
+        var file = SafeTensorsFile()
         for (i, spec) in store.specs.enumerated() {
             file.add(
                 spec.name, shape: spec.shape,
@@ -134,6 +139,9 @@ public enum Checkpoint {
                 try copy(
                     momentumPrefix + spec.name, spec.shape, into: store.momentum(ParameterID(i)))
             }
+        }
+        if let bad = store.firstNonFiniteTensor(momentum: hasMomentum) {
+            throw CSGDError("\(path): tensor \(bad) holds NaN or inf; this is not a usable model")
         }
         var state: TrainState?
         if let text = file.metadata["csgd.state"] {

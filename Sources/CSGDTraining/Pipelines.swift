@@ -18,21 +18,14 @@ public enum Pipelines {
         throws
     {
         let data = try DataBundle.load(config)
+        let start = try RunStart.resolve(
+            comm: comm, config: config, data: data, phase: .train, resume: resume, from: from,
+            fresh: { try data.architecture($0) })
+        let config = start.config
+        let net = start.network
+        let state = start.state ?? TrainState(phase: .train, round: 0, worldSize: comm.size)
         let trainer = try Trainer(comm: comm, config: config, data: data)
         try writeResolvedConfig(comm, config)
-        var net: Network
-        var state = TrainState(phase: .train, round: 0, worldSize: comm.size)
-        if resume {
-            let ck = try loadResume(trainer, expectPhase: .train)
-            net = ck.network
-            state = ck.state!
-        } else if let from {
-            net = try Checkpoint.load(path: from).network
-            net.store.momentum.zero()
-        } else {
-            net = try Network(architecture: try data.architecture(config))
-            net.initialize(seed: config.seed)
-        }
         trainer.log.info(describe(net, comm: comm, config: config, data: data))
         let result = try trainer.train(net, state: state, epochs: config.epochs, centripetal: nil)
         guard result.completed else { return }
@@ -54,22 +47,19 @@ public enum Pipelines {
         throws
     {
         let data = try DataBundle.load(config)
+        if config.rounds.isEmpty && config.widen == 1 {
+            throw CSGDError(
+                "config key 'rounds' is empty: a csgd run needs at least one round (e.g. 5/8)")
+        }
+        let start = try RunStart.resolve(
+            comm: comm, config: config, data: data, phase: .csgd, resume: resume, from: from,
+            fresh: { try data.architecture($0, widen: $0.widen) })
+        let config = start.config
+        var net = start.network
+        var resumed = start.state
         let trainer = try Trainer(comm: comm, config: config, data: data)
         try writeResolvedConfig(comm, config)
         let original = try data.architecture(config)
-        var net: Network
-        var resumed: TrainState?
-        if resume {
-            let ck = try loadResume(trainer, expectPhase: .csgd)
-            net = ck.network
-            resumed = ck.state
-        } else if let from {
-            net = try Checkpoint.load(path: from).network
-            net.store.momentum.zero()
-        } else {
-            net = try Network(architecture: try data.architecture(config, widen: config.widen))
-            net.initialize(seed: config.seed)
-        }
         // Targets are fractions of the ORIGINAL widths (13/16 → 11/16 → 5/8 of 16/32/64);
         // widen mode squeezes back to the original widths in one round.
         let rounds = config.effectiveRounds
@@ -153,6 +143,7 @@ public enum Pipelines {
         let trainer = try Trainer(comm: comm, config: config, data: data)
         let ck = try Checkpoint.load(path: input)
         let net = ck.network
+        try data.check(net.architecture, from: input)
         let topology = try Topology(graph: net.graph)
         var thin: Network
         switch method {
@@ -161,6 +152,11 @@ public enum Pipelines {
                 throw CSGDError(
                     "\(input): no cluster plan inside (not a C-SGD training checkpoint)",
                     hint: "use the checkpoint.safetensors of a `csgd` run, or --method magnitude")
+            }
+            do {
+                try plan.validate(topology)
+            } catch let e as CSGDError {
+                throw CSGDError("\(input): cluster plan does not fit the model: \(e.message)")
             }
             thin = try Pruner.prune(net, topology: topology, plan: plan)
         case .magnitude:
@@ -208,14 +204,7 @@ public enum Pipelines {
         let data = try DataBundle.load(config)
         let trainer = try Trainer(comm: comm, config: config, data: data)
         let net = try Checkpoint.load(path: input).network
-        if net.architecture.inputChannels != data.test.channels
-            || net.architecture.numClasses != data.test.numClasses
-        {
-            throw CSGDError(
-                "\(input): model takes \(net.architecture.inputChannels)-channel images and "
-                    + "\(net.architecture.numClasses) classes; \(config.dataset.rawValue) has "
-                    + "\(data.test.channels) and \(data.test.numClasses)")
-        }
+        try data.check(net.architecture, from: input)
         let t = try trainer.evaluate(net, data.test)
         trainer.log.info(
             "\(input): \(net.architecture.model) widths \(summarize(net.architecture.widths)), "
@@ -261,30 +250,6 @@ public enum Pipelines {
     }
 
     // MARK: - helpers
-
-    static func loadResume(_ trainer: Trainer, expectPhase: TrainPhase) throws -> LoadedCheckpoint {
-        let path = trainer.checkpointPath
-        let ck = try Checkpoint.load(path: path)
-        guard let state = ck.state, ck.hasMomentum else {
-            throw CSGDError("\(path): not a training checkpoint (no state or momentum)")
-        }
-        if state.phase != expectPhase {
-            throw CSGDError(
-                "\(path): checkpoint is from a '\(state.phase.rawValue)' run, cannot resume "
-                    + "'\(expectPhase.rawValue)'"
-            )
-        }
-        if state.worldSize != trainer.comm.size {
-            trainer.log.info(
-                "note: checkpoint was written by \(state.worldSize) rank(s), resuming on "
-                    + "\(trainer.comm.size): the result will not be bitwise equal to an uninterrupted run"
-            )
-        }
-        trainer.log.info(
-            "resuming from \(path): round \(state.round + 1), epoch \(state.epoch + 1), step \(state.step)"
-        )
-        return ck
-    }
 
     /// The round's target as explicit widths per conv, relative to the original widths.
     static func roundTarget(

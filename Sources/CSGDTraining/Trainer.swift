@@ -61,6 +61,26 @@ public struct DataBundle {
         }
     }
 
+    /// Checks that a network built for `arch` takes this data: image channels and size, and one
+    /// output per class (every label is in range: the loaders check labels against their own
+    /// class count). Called before the first step of every job, since a mismatch would index
+    /// past the end of buffers rather than fail.
+    /// - Parameter source: the model file (or "the configured model") for the message.
+    public func check(_ arch: Architecture, from source: String) throws {
+        let data = train
+        if arch.inputChannels != data.channels || arch.imageSize != data.height
+            || arch.numClasses != data.numClasses || test.channels != data.channels
+            || test.height != data.height || test.numClasses != data.numClasses
+        {
+            throw CSGDError(
+                "\(source): the model takes \(arch.inputChannels)-channel "
+                    + "\(arch.imageSize)×\(arch.imageSize) images and \(arch.numClasses) classes; "
+                    + "\(data.name) has \(data.channels)-channel \(data.height)×\(data.height) "
+                    + "images and \(data.numClasses) classes (test: \(test.channels), "
+                    + "\(test.height)×\(test.height), \(test.numClasses))")
+        }
+    }
+
     /// The architecture of `config.model` for this data (channels, size, classes), widened.
     public func architecture(_ c: RunConfig, widen: Int = 1) throws -> Architecture {
         var a = try Architecture.standard(
@@ -110,7 +130,7 @@ public final class Trainer {
         self.data = data
         try config.validate(worldSize: comm.size)
         log = RunLog(comm: comm, metricsPath: config.outDir + "/metrics.jsonl")
-        checkpointPath = config.outDir + "/checkpoint.safetensors"
+        checkpointPath = RunStart.checkpointPath(config)
         BLASThreads.set(config.threads)
     }
 
@@ -148,6 +168,7 @@ public final class Trainer {
                     images.update(from: batch.images + m * floats, count: floats)
                     labels.update(from: batch.labels + m * mb, count: mb)
                 }
+                if !r.lossSum.isFinite { throw nonFiniteLoss(net, state) }
                 meter.add(r, images: phase.sampler.localBatch)
                 state.step += 1
                 state.phaseStep += 1
@@ -298,6 +319,19 @@ public final class Trainer {
         return test
     }
 
+    /// The error that stops a run whose loss is not finite, naming the step and the first
+    /// tensor holding a non-finite value. No checkpoint is written after it.
+    func nonFiniteLoss(_ net: Network, _ state: TrainState) -> CSGDError {
+        let tensor = net.store.firstNonFiniteTensor(momentum: true)
+        return CSGDError(
+            "non-finite training loss at step \(totalSteps + 1) (\(phaseTag(state)) epoch "
+                + "\(state.epoch + 1), step \(state.step + 1)); "
+                + (tensor.map { "first non-finite tensor: \($0)" }
+                    ?? "weights still finite (the forward pass overflowed)"),
+            hint: "lower lr (now \(config.lr)) or add warmup_epochs; the last good checkpoint is "
+                + checkpointPath)
+    }
+
     /// "train", "csgd round 2", "finetune round 1" for log lines.
     func phaseTag(_ state: TrainState) -> String {
         switch state.phase {
@@ -361,7 +395,11 @@ public final class Trainer {
                 Trainer.score($0.baseAddress!, labels, n, k, into: &sums, at: 0)
             }
             Trainer.score(lb, labels, n, k, into: &sums, at: 4)
-            for i in 0..<la.count { maxDiff = max(maxDiff, Double(abs(la[i] - lb[i]))) }
+            for i in 0..<la.count {
+                let d = Double(abs(la[i] - lb[i]))
+                // A non-finite logit on either side fails the check (max() would drop a NaN).
+                maxDiff = d.isFinite ? max(maxDiff, d) : .infinity
+            }
         }
         let r = reduced(&sums)
         return (comm.allreduceMax(maxDiff), r[0], r[1])
