@@ -4,7 +4,8 @@
 # widths without and with finetuning; then train-2×-wider-then-squeeze against the same-width net
 # trained normally on the same budget (one process each). Each step's log goes to
 # $OUT/<name>.log; steps whose output already exists are skipped, so the script can be rerun
-# after an interruption. Every run directory gets an HTML report (csgd-dist report).
+# after an interruption (an interrupted step starts over: --overwrite moves its partial records
+# to <its folder>/overwritten-<time>/). Every run directory gets an HTML report (csgd-dist report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-runs}"
@@ -33,7 +34,7 @@ launcher() {
     fi
     echo "== $name: csgd-dist $*"
     local t0=$SECONDS
-    "$run" "$@" > "$OUT/$name.log" 2>&1
+    "$run" "$@" --overwrite > "$OUT/$name.log" 2>&1
     echo "   wall time $((SECONDS - t0)) s; log $OUT/$name.log"
     tail -n 3 "$OUT/$name.log"
 }

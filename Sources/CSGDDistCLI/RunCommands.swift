@@ -69,11 +69,20 @@ struct TrainCommand: ParsableCommand {
         abstract: "Train a ResNet normally (no C-SGD); writes model.safetensors.")
     @OptionGroup var options: ConfigOptions
     @Flag(help: "Resume from <out_dir>/checkpoint.safetensors.") var resume = false
+    @Flag(
+        help: """
+            Start over in an out_dir that holds a run: its records and models are moved to \
+            <out_dir>/overwritten-<time>/.
+            """)
+    var overwrite = false
     @Option(help: "Start from this model file instead of a fresh initialisation.") var from: String?
 
     func run() throws {
         let c = try resolveOrExit(options)
-        try runJob { try Pipelines.train(comm: $0, config: c, resume: resume, from: from) }
+        try runJob {
+            try Pipelines.train(
+                comm: $0, config: c, resume: resume, from: from, overwrite: overwrite)
+        }
     }
 }
 
@@ -89,12 +98,21 @@ struct CSGDCommand: ParsableCommand {
             """)
     @OptionGroup var options: ConfigOptions
     @Flag(help: "Resume from <out_dir>/checkpoint.safetensors.") var resume = false
+    @Flag(
+        help: """
+            Start over in an out_dir that holds a run: its records and models are moved to \
+            <out_dir>/overwritten-<time>/.
+            """)
+    var overwrite = false
     @Option(help: "Base model to start from (e.g. a `train` result); default: from scratch.")
     var from: String?
 
     func run() throws {
         let c = try resolveOrExit(options)
-        try runJob { try Pipelines.csgd(comm: $0, config: c, resume: resume, from: from) }
+        try runJob {
+            try Pipelines.csgd(
+                comm: $0, config: c, resume: resume, from: from, overwrite: overwrite)
+        }
     }
 }
 
@@ -116,6 +134,12 @@ struct PruneCommand: ParsableCommand {
             command.txt unless --out-dir is given.
             """)
     var output: String
+    @Flag(
+        help: """
+            Write into an out_dir that holds a run: its records and models are moved to \
+            <out_dir>/overwritten-<time>/.
+            """)
+    var overwrite = false
 
     func run() throws {
         var c = try resolveOrExit(options)
@@ -127,7 +151,8 @@ struct PruneCommand: ParsableCommand {
         }
         try runJob {
             try Pipelines.prune(
-                comm: $0, config: c, input: input, method: method, target: target, output: output)
+                comm: $0, config: c, input: input, method: method, target: target, output: output,
+                overwrite: overwrite)
         }
     }
 }

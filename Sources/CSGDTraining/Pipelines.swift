@@ -13,11 +13,16 @@ import Foundation
 /// Entry points of the `csgd-dist` jobs.
 public enum Pipelines {
     /// `csgd-dist train`: trains `config.model` from scratch, from `from`, or resumes; writes
-    /// `<out_dir>/model.safetensors`.
-    public static func train(comm: Communicator, config: RunConfig, resume: Bool, from: String?)
-        throws
-    {
+    /// `<out_dir>/model.safetensors`. `overwrite` lets it start over in a folder holding a run.
+    public static func train(
+        comm: Communicator, config: RunConfig, resume: Bool, from: String?, overwrite: Bool = false
+    ) throws {
         let data = try DataBundle.load(config)
+        try claimRunDirectory(
+            comm, config,
+            .init(
+                resume: resume, overwrite: overwrite, canResume: true, keep: from.map { [$0] } ?? []
+            ))
         let start = try RunStart.resolve(
             comm: comm, config: config, data: data, phase: .train, resume: resume, from: from,
             fresh: { try data.architecture($0) })
@@ -42,15 +47,21 @@ public enum Pipelines {
 
     /// `csgd-dist csgd`: C-SGD rounds (cluster → train → prune, a fresh optimizer each round),
     /// from scratch, from a base model, or resumed; `--widen k` trains k× wider and squeezes
-    /// back. Writes `<out_dir>/pruned.safetensors`.
-    public static func csgd(comm: Communicator, config: RunConfig, resume: Bool, from: String?)
-        throws
-    {
+    /// back. Writes `<out_dir>/pruned.safetensors`. `overwrite` lets it start over in a folder
+    /// holding a run.
+    public static func csgd(
+        comm: Communicator, config: RunConfig, resume: Bool, from: String?, overwrite: Bool = false
+    ) throws {
         let data = try DataBundle.load(config)
         if config.rounds.isEmpty && config.widen == 1 {
             throw CSGDError(
                 "config key 'rounds' is empty: a csgd run needs at least one round (e.g. 5/8)")
         }
+        try claimRunDirectory(
+            comm, config,
+            .init(
+                resume: resume, overwrite: overwrite, canResume: true, keep: from.map { [$0] } ?? []
+            ))
         let start = try RunStart.resolve(
             comm: comm, config: config, data: data, phase: .csgd, resume: resume, from: from,
             fresh: { try data.architecture($0, widen: $0.widen) })
@@ -135,9 +146,11 @@ public enum Pipelines {
 
     /// `csgd-dist prune`: prunes a C-SGD checkpoint with its own cluster plan, or any model by
     /// L1 magnitude to `target` (then finetunes `finetune_epochs`); checks and reports.
+    /// `overwrite` lets it write into a folder holding another run (whose records are moved
+    /// aside); without it such a folder is refused.
     public static func prune(
         comm: Communicator, config: RunConfig, input: String, method: PruneMethod,
-        target: PruneTarget?, output: String
+        target: PruneTarget?, output: String, overwrite: Bool = false
     ) throws {
         let data = try DataBundle.load(config)
         let trainer = try Trainer(comm: comm, config: config, data: data)
@@ -169,6 +182,9 @@ public enum Pipelines {
         let report = PruneReport(before: net.graph, after: thin.graph)
         trainer.log.info(report.table())
         trainer.log.info("\(method.rawValue) prune: " + equivalenceLine(check))
+        try claimRunDirectory(
+            comm, config,
+            .init(resume: false, overwrite: overwrite, canResume: false, keep: [input]))
         try writeResolvedConfig(comm, config)
         try trainer.log.record(
             .prune(pruneRecord(round: 1, method: method, check: check, report: report)))
@@ -321,15 +337,23 @@ public enum Pipelines {
             + ", update \(config.update.rawValue), out \(config.outDir)"
     }
 
-    /// Writes the resolved config.yaml and the command line (command.txt) into the run
-    /// directory, so the run's report can say exactly what produced it.
+    /// Claims the run directory (rank 0: the lock, the resume/overwrite rules, stale temp
+    /// files, one more line of command.txt; see `RunDirectory`) before anything is read from or
+    /// written into it; every rank throws rank 0's refusal.
+    static func claimRunDirectory(
+        _ comm: Communicator, _ config: RunConfig, _ intent: RunDirectory.Intent
+    ) throws {
+        guard let run = try RunDirectory.claim(comm: comm, path: config.outDir, intent: intent)
+        else { return }
+        let log = RunLog(comm: comm, metricsPath: nil)
+        for note in run.notes { log.info(note) }
+    }
+
+    /// Writes the resolved config.yaml, the config that actually runs, into the claimed run
+    /// directory (rank 0).
     static func writeResolvedConfig(_ comm: Communicator, _ config: RunConfig) throws {
         if comm.isRoot {
             try writeFileAtomically(Data(config.yaml().utf8), to: config.outDir + "/config.yaml")
-            let argv = CommandLine.arguments.map(shellQuoted).joined(separator: " ")
-            let launch = comm.size > 1 ? "(\(comm.size) MPI ranks) " : ""
-            try writeFileAtomically(
-                Data((launch + argv + "\n").utf8), to: config.outDir + "/command.txt")
         }
     }
 
