@@ -17,9 +17,8 @@ import PackageDescription
 // on, so a missed validation traps instead of corrupting memory. -Ounchecked was measured per
 // target (docs/performance.md, "-O vs -Ounchecked per target") and no target gained beyond the
 // noise except CSGDData's loader (~7 % CPU), which parses files and so keeps its checks.
-// `fast` stays as the one switch: to opt a target back in after a new measurement, give it
-// [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))].
-let fast: [SwiftSetting] = []
+// To opt a target back in after a new measurement, give it
+// `swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]`.
 
 let package = Package(
     name: "csgd-dist",
@@ -46,44 +45,38 @@ let package = Package(
         .systemLibrary(
             name: "CTurboJPEG", path: "Sources/CTurboJPEG", pkgConfig: "libturbojpeg",
             providers: [.apt(["libturbojpeg0-dev"])]),
-        .target(name: "CSGDCore", swiftSettings: fast),
-        .target(name: "CSGDKernels", dependencies: ["CSGDCore", "CBLAS"], swiftSettings: fast),
+        .target(name: "CSGDCore"),
+        .target(name: "CSGDKernels", dependencies: ["CSGDCore", "CBLAS"]),
         .target(
-            name: "CSGDModels", dependencies: ["CSGDCore", "CSGDKernels"], swiftSettings: fast),
+            name: "CSGDModels", dependencies: ["CSGDCore", "CSGDKernels"]),
         .target(
-            name: "CSGDData", dependencies: ["CSGDCore", "CZlib", "CTurboJPEG"], swiftSettings: fast
-        ),
+            name: "CSGDData", dependencies: ["CSGDCore", "CZlib", "CTurboJPEG"]),
         .target(
-            name: "CSGDCentripetal", dependencies: ["CSGDCore", "CSGDModels"],
-            swiftSettings: fast),
-        .target(name: "CSGDDistributed", dependencies: ["CSGDCore", "CMPI"], swiftSettings: fast),
+            name: "CSGDCentripetal", dependencies: ["CSGDCore", "CSGDModels"]),
+        .target(name: "CSGDDistributed", dependencies: ["CSGDCore", "CMPI"]),
         .target(
             name: "CSGDConfig",
             dependencies: [
                 "CSGDCore", "CSGDModels", "CSGDData", "CSGDCentripetal",
                 .product(name: "Yams", package: "Yams"),
-            ],
-            swiftSettings: fast),
+            ]),
         .target(
             name: "CSGDTraining",
             dependencies: [
                 "CSGDCore", "CSGDKernels", "CSGDModels", "CSGDData", "CSGDCentripetal",
                 "CSGDDistributed", "CSGDConfig",
-            ],
-            swiftSettings: fast),
+            ]),
         .target(
             name: "CSGDBench",
             dependencies: [
                 "CSGDCore", "CSGDKernels", "CSGDModels", "CSGDData", "CSGDCentripetal",
                 "CSGDDistributed", "CSGDConfig", "CSGDTraining",
-            ],
-            swiftSettings: fast),
+            ]),
         .target(
             name: "CSGDReport",
             dependencies: [
                 "CSGDCore", "CSGDModels", "CSGDCentripetal", "CSGDConfig", "CSGDTraining",
-            ],
-            swiftSettings: fast),
+            ]),
         .target(
             name: "CSGDExport",
             dependencies: [
@@ -97,8 +90,7 @@ let package = Package(
                 "CSGDCore", "CSGDKernels", "CSGDData", "CSGDCentripetal", "CSGDDistributed",
                 "CSGDConfig", "CSGDTraining", "CSGDBench", "CSGDReport", "CSGDExport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            swiftSettings: fast),
+            ]),
         // Helpers shared by the test targets (not part of the product).
         .target(
             name: "CSGDTestSupport", dependencies: ["CSGDCore"], path: "Tests/CSGDTestSupport"),
