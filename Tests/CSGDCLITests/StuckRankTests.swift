@@ -96,9 +96,10 @@ final class StuckRankTests: XCTestCase {
         XCTAssertTrue(ended, "mpirun still running \(timeout + 30) s after a rank was stopped")
         if !ended { return }
         XCTAssertLessThan(seconds, timeout + 30, all)
-        // mpirun itself exits (not killed by a signal) with the abort's non-zero code.
+        // mpirun itself exits (not killed by a signal) with the abort's code, 1; a rank dying of
+        // a signal would make it exit 128+signal.
         XCTAssertEqual(process.terminationReason, .exit, all)
-        XCTAssertNotEqual(process.terminationStatus, 0, all)
+        XCTAssertEqual(process.terminationStatus, 1, all)
         let reports = all.split(separator: "\n").filter {
             $0.contains("did not complete within 3 s")
         }
@@ -107,11 +108,12 @@ final class StuckRankTests: XCTestCase {
         XCTAssertTrue(report.contains("error: collective "), report)
         XCTAssertTrue(report.contains(" at step "), report)
         XCTAssertTrue(report.hasSuffix("aborting the job"), report)
-        // The reporting rank ended through MPI_Abort, not a signal.
+        // The reporting rank ended through MPI_Abort, not a signal: mpirun did not print
+        // "process rank R with PID … exited on signal". (Its "MPI_ABORT was invoked" banner is
+        // not asserted: Open MPI 4.1 sometimes loses it, "ORTE_ERROR_LOG … show_help.c".)
         let reporter = report.split(separator: ":").first.map(String.init) ?? "?"
         XCTAssertTrue(reporter.hasPrefix("rank "), report)
-        XCTAssertTrue(all.contains("MPI_ABORT was invoked on \(reporter) "), all)
-        XCTAssertFalse(all.contains("\(reporter) with PID"), all)  // "... exited on signal"
+        XCTAssertFalse(all.contains("process \(reporter) with PID"), all)
     }
 
     /// PIDs of csgd-dist processes whose command line contains `marker`.
