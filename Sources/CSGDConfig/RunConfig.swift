@@ -128,6 +128,10 @@ public struct RunConfig: Equatable {
     public var bucketMb = 1.0
     /// Verify replica checksums every N steps.
     public var verifyEvery = 100
+    /// Seconds any collective may wait for the other ranks before the waiting rank names it
+    /// (and the step) and aborts the job: a stuck or dead rank ends the job instead of hanging
+    /// it. Above the longest rank-0-only work (clustering, checkpoint writes).
+    public var collectiveTimeoutS = 300.0
     /// Extra checks and logging.
     public var debug = false
 

@@ -143,6 +143,9 @@ extension ConfigKey {
                 .double(
                     "bucket_mb", \.bucketMb, .positive, "overlap: MiB of gradients per allreduce"),
                 .int("verify_every", \.verifyEvery, .atLeast(0), "replica check; 0 = never"),
+                .double(
+                    "collective_timeout_s", \.collectiveTimeoutS, .positive,
+                    "seconds a collective may wait; then abort the job"),
                 .bool("debug", \.debug, "extra checks and logging"),
             ]
         ),

@@ -32,15 +32,17 @@ struct ConfigOptions: ParsableArguments {
     }
 }
 
-/// Runs a job body with the communicator; a `CSGDError` becomes one line on stderr and a
-/// non-zero exit of the whole job (MPI_Abort when several ranks run).
-func runJob(_ body: (Communicator) throws -> Void) throws {
+/// Runs a job body with the communicator (its collective timeout from `config` when given);
+/// a `CSGDError` becomes one line on stderr and a non-zero exit of the whole job (MPI_Abort
+/// when several ranks run).
+func runJob(_ config: RunConfig? = nil, _ body: (Communicator) throws -> Void) throws {
     let comm: Communicator
     do {
         comm = try makeCommunicator()
     } catch {
         fail(error, comm: nil)
     }
+    if let config { comm.collectiveTimeout = config.collectiveTimeoutS }
     do {
         try body(comm)
     } catch {
@@ -79,7 +81,7 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         let c = try resolveOrExit(options)
-        try runJob {
+        try runJob(c) {
             try Pipelines.train(
                 comm: $0, config: c, resume: resume, from: from, overwrite: overwrite)
         }
@@ -109,7 +111,7 @@ struct CSGDCommand: ParsableCommand {
 
     func run() throws {
         let c = try resolveOrExit(options)
-        try runJob {
+        try runJob(c) {
             try Pipelines.csgd(
                 comm: $0, config: c, resume: resume, from: from, overwrite: overwrite)
         }
@@ -149,7 +151,7 @@ struct PruneCommand: ParsableCommand {
             let folder = URL(fileURLWithPath: output).deletingLastPathComponent().path
             c.outDir = folder
         }
-        try runJob {
+        try runJob(c) {
             try Pipelines.prune(
                 comm: $0, config: c, input: input, method: method, target: target, output: output,
                 overwrite: overwrite)
@@ -171,7 +173,7 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         let c = try resolveOrExit(options)
-        try runJob {
+        try runJob(c) {
             try Pipelines.eval(comm: $0, config: c, input: input, dumpLogits: dumpLogits)
         }
     }

@@ -11,11 +11,17 @@ import Foundation
 /// `Int32` element counts of the MPI C API never overflow.
 public let maxCollectiveChunkElements = 64 << 20
 
+/// Default `Communicator.collectiveTimeout` in seconds: long enough for any rank-0-only work
+/// the other ranks wait through (checkpoint writes, a slow evaluation), short enough that a
+/// stuck job ends within minutes.
+public let defaultCollectiveTimeout = 300.0
+
 /// Collective operations over a fixed group of ranks (data parallelism over MPI_COMM_WORLD).
 ///
 /// Every collective must be called by every rank in the same order with matching counts and
 /// roots. Calls are made from one thread (MPI is initialised with `MPI_THREAD_FUNNELED`).
-/// Failures never return: the implementation reports them and ends the whole job.
+/// Failures never return: the implementation reports them and ends the whole job, and so does a
+/// collective that does not complete within `collectiveTimeout` (a stuck or dead rank).
 public protocol Communicator: AnyObject {
     /// This process's index, `0..<size`.
     var rank: Int { get }
@@ -25,6 +31,13 @@ public protocol Communicator: AnyObject {
     var isRoot: Bool { get }
     /// Host name as MPI reports it (`MPI_Get_processor_name`).
     var processorName: String { get }
+    /// Seconds a collective (or `waitAll`) may wait for the other ranks; past it the rank
+    /// prints one line naming the collective and `currentStep` and aborts the whole job.
+    /// Must be > 0; `defaultCollectiveTimeout` unless set (from `collective_timeout_s`).
+    var collectiveTimeout: Double { get set }
+    /// The latest optimizer step started (as counted by `max_steps`), named in the timeout
+    /// message; nil before the first step. The training loop sets it.
+    var currentStep: Int? { get set }
 
     /// Replaces `buffer[0..<count]` on every rank by the element-wise sum over all ranks.
     /// Large counts are reduced in pieces of at most `maxCollectiveChunkElements`.
@@ -73,6 +86,18 @@ public struct CommRequest: Hashable, Sendable {
 extension Communicator {
     /// Whether this is rank 0.
     public var isRoot: Bool { rank == 0 }
+
+    /// `defaultCollectiveTimeout`; setting it does nothing (for communicators that never wait).
+    public var collectiveTimeout: Double {
+        get { defaultCollectiveTimeout }
+        set {}
+    }
+
+    /// Always nil; setting it does nothing (for communicators that never wait).
+    public var currentStep: Int? {
+        get { nil }
+        set {}
+    }
 
     /// Sums a whole `FloatBuffer` over all ranks, in place.
     public func allreduceSum(_ buffer: FloatBuffer) {
@@ -135,6 +160,11 @@ public func print0(_ comm: Communicator, _ items: Any...) {
     if !comm.isRoot { return }
     print(items.map { "\($0)" }.joined(separator: " "))
     fflush(stdout)
+}
+
+/// Seconds for messages: `3`, `0.5`, `300` (shortest `%g` form).
+func formatSeconds(_ seconds: Double) -> String {
+    String(format: "%g", seconds)
 }
 
 /// Writes one line to stderr, unbuffered.

@@ -13,6 +13,10 @@ public final class LocalCommunicator: Communicator {
     public let size = 1
     /// This machine's host name.
     public let processorName: String
+    /// Stored only: with one rank no collective ever waits.
+    public var collectiveTimeout = defaultCollectiveTimeout
+    /// Stored only (see `Communicator.currentStep`).
+    public var currentStep: Int?
     private var nextSerial = 0
 
     /// A single-process communicator.

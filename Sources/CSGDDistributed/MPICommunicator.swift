@@ -5,6 +5,13 @@
 // call and the rank and then aborts the whole job instead of letting the other ranks hang.
 // Without mpirun the same code runs as an MPI singleton: rank 0 of 1.
 //
+// Every blocking collective is its non-blocking form (MPI_Iallreduce, MPI_Ibcast, …) followed
+// by `wait`, an MPI_Testall loop with a deadline (`collectiveTimeout`): a rank whose collective
+// does not complete in time names the collective and the step on stderr and aborts the job,
+// instead of spinning forever behind a stuck or dead rank. The loop spins briefly, then naps
+// between tests so a long wait does not burn a core; Open MPI has no progress thread, so these
+// tests are also what moves the collective forward.
+//
 // No side effect sits inside `precondition`/`assert`: release builds use -Ounchecked, which
 // drops them.
 
@@ -14,6 +21,9 @@ import Foundation
 
 /// Exit code of a job ended by a failed MPI call.
 let mpiFailureExitCode: Int32 = 1
+
+/// Exit code of a job ended because a collective did not complete within the timeout.
+let collectiveTimeoutExitCode: Int32 = 1
 
 /// This process's rank once known, for error messages (`-1` before MPI_Comm_rank).
 nonisolated(unsafe) private var knownWorldRank = -1
@@ -79,6 +89,20 @@ public final class MPICommunicator: Communicator {
     public var maxChunkElements = maxCollectiveChunkElements
     /// Whether `finalize()` has run; no collective may be called afterwards.
     public private(set) var isFinalized = false
+    /// Seconds a collective may wait for the other ranks; past it this rank prints which
+    /// collective (and `currentStep`) did not complete and aborts the job. Must be > 0.
+    public var collectiveTimeout = defaultCollectiveTimeout
+    /// The latest optimizer step started, named in the timeout message; nil before the first.
+    public var currentStep: Int?
+    /// Seconds `wait` tests back to back, as MPI_Wait would (the tests drive the transfer).
+    static let spinSeconds = 0.05
+    /// Seconds of waiting after which `wait` naps `napSeconds` between tests (before that it
+    /// only yields the core between tests).
+    static let yieldSeconds = 1.0
+    /// Nap between two tests once a wait is longer than `yieldSeconds`.
+    static let napSeconds = 1e-3
+    /// Longest gap between two tests of a wait that counts towards the timeout.
+    static let maxCountedGapSeconds = 0.5
 
     private let world: MPI_Comm?
     /// MPI requests of the outstanding non-blocking collectives, one per chunk (MPI sets
@@ -150,24 +174,32 @@ public final class MPICommunicator: Communicator {
         return comm
     }
 
-    /// Calls `MPI_Finalize` (collective: every rank must call it). Idempotent. Call it once at
-    /// the end of the program; MPI cannot be used or initialised again afterwards.
+    /// Calls `MPI_Finalize` (collective: every rank must call it), after a barrier bounded by
+    /// `collectiveTimeout` so a stuck rank cannot hang the others inside MPI_Finalize.
+    /// Idempotent. Call it once at the end of the program; MPI cannot be used or initialised
+    /// again afterwards.
     public func finalize() {
         if isFinalized { return }
         var flag: Int32 = 0
         mpiCheck(MPI_Finalized(&flag), "Finalized")
-        if flag == 0 { mpiCheck(MPI_Finalize(), "Finalize") }
+        if flag == 0 {
+            if size > 1 { timedBarrier("barrier before MPI_Finalize") }
+            mpiCheck(MPI_Finalize(), "Finalize")
+        }
         isFinalized = true
     }
 
-    /// In-place `MPI_Allreduce` (SUM) in pieces of at most `maxChunkElements`.
+    /// In-place allreduce (SUM) in pieces of at most `maxChunkElements`: `MPI_Iallreduce`,
+    /// then a wait of at most `collectiveTimeout` per piece.
     public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
-        forEachChunk(count, "Allreduce") { offset, n in
+        forEachChunk(count, "Iallreduce") { offset, n in
+            var request: MPI_Request? = csgd_mpi_request_null()
             mpiCheck(
-                MPI_Allreduce(
+                MPI_Iallreduce(
                     csgd_mpi_in_place(), buffer + offset, n, csgd_mpi_float(), csgd_mpi_sum(),
-                    world),
-                "Allreduce")
+                    world, &request),
+                "Iallreduce")
+            wait(&request, "allreduce (sum of \(count) floats)")
         }
     }
 
@@ -229,14 +261,13 @@ public final class MPICommunicator: Communicator {
         return flag != 0
     }
 
-    /// `MPI_Waitall` over every outstanding request.
+    /// Waits (at most `collectiveTimeout`) for every outstanding request.
     public func waitAll() {
-        requireActive("Waitall")
+        requireActive("Testall")
         if !requests.isEmpty {
-            let n = Int32(requests.count)
-            requests.withUnsafeMutableBufferPointer { p in
-                mpiCheck(MPI_Waitall(n, p.baseAddress!, csgd_mpi_statuses_ignore()), "Waitall")
-            }
+            let n = requests.count
+            let what = "overlapped allreduce (\(spans.count) bucket(s))"
+            requests.withUnsafeMutableBufferPointer { p in wait(p.baseAddress!, n, what) }
         }
         retireRequests()
     }
@@ -247,76 +278,161 @@ public final class MPICommunicator: Communicator {
         requests.removeAll(keepingCapacity: true)
     }
 
-    /// In-place `MPI_Allreduce` (SUM) of doubles.
+    /// In-place allreduce (SUM) of doubles (`MPI_Iallreduce` and a timed wait).
     public func allreduceSum(_ values: inout [Double]) {
         let count = values.count
         values.withUnsafeMutableBufferPointer { p in
-            forEachChunk(count, "Allreduce") { offset, n in
+            forEachChunk(count, "Iallreduce") { offset, n in
+                var request: MPI_Request? = csgd_mpi_request_null()
                 mpiCheck(
-                    MPI_Allreduce(
+                    MPI_Iallreduce(
                         csgd_mpi_in_place(), p.baseAddress! + offset, n, csgd_mpi_double(),
-                        csgd_mpi_sum(), world),
-                    "Allreduce")
+                        csgd_mpi_sum(), world, &request),
+                    "Iallreduce")
+                wait(&request, "allreduce (sum of \(count) doubles)")
             }
         }
     }
 
-    /// `MPI_Allreduce` (MAX) of one double.
+    /// Allreduce (MAX) of one double (`MPI_Iallreduce` and a timed wait).
     public func allreduceMax(_ value: Double) -> Double {
-        requireActive("Allreduce")
+        requireActive("Iallreduce")
         var input = value
         var output = 0.0
-        mpiCheck(
-            MPI_Allreduce(&input, &output, 1, csgd_mpi_double(), csgd_mpi_max(), world),
-            "Allreduce")
+        withUnsafePointer(to: &input) { i in
+            withUnsafeMutablePointer(to: &output) { o in
+                var request: MPI_Request? = csgd_mpi_request_null()
+                mpiCheck(
+                    MPI_Iallreduce(i, o, 1, csgd_mpi_double(), csgd_mpi_max(), world, &request),
+                    "Iallreduce")
+                wait(&request, "allreduce (max of 1 double)")
+            }
+        }
         return output
     }
 
-    /// `MPI_Bcast` of floats in pieces of at most `maxChunkElements`. An invalid root is
-    /// reported by MPI and aborts the job.
+    /// Broadcast of floats in pieces of at most `maxChunkElements` (`MPI_Ibcast` and a timed
+    /// wait per piece). An invalid root is reported by MPI and aborts the job.
     public func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) {
-        forEachChunk(count, "Bcast") { offset, n in
+        forEachChunk(count, "Ibcast") { offset, n in
+            var request: MPI_Request? = csgd_mpi_request_null()
             mpiCheck(
-                MPI_Bcast(buffer + offset, n, csgd_mpi_float(), Int32(clamping: root), world),
-                "Bcast")
+                MPI_Ibcast(
+                    buffer + offset, n, csgd_mpi_float(), Int32(clamping: root), world, &request),
+                "Ibcast")
+            wait(&request, "broadcast (\(count) floats from rank \(root))")
         }
     }
 
     /// Broadcasts the length, resizes `bytes` on the other ranks, then broadcasts the bytes.
     public func broadcast(bytes: inout [UInt8], root: Int) {
-        requireActive("Bcast")
+        requireActive("Ibcast")
         let root32 = Int32(clamping: root)
         var length = UInt64(bytes.count)
-        mpiCheck(MPI_Bcast(&length, 1, csgd_mpi_uint64(), root32, world), "Bcast")
+        withUnsafeMutablePointer(to: &length) { p in
+            var request: MPI_Request? = csgd_mpi_request_null()
+            mpiCheck(MPI_Ibcast(p, 1, csgd_mpi_uint64(), root32, world, &request), "Ibcast")
+            wait(&request, "broadcast (length of a byte block from rank \(root))")
+        }
         if length > UInt64(Int.max) {
             mpiAbort(code: mpiFailureExitCode, message: "broadcast: impossible length \(length)")
         }
         let count = Int(length)
         if rank != root { bytes = [UInt8](repeating: 0, count: count) }
         bytes.withUnsafeMutableBytes { raw in
-            forEachChunk(count, "Bcast") { offset, n in
+            forEachChunk(count, "Ibcast") { offset, n in
+                var request: MPI_Request? = csgd_mpi_request_null()
                 mpiCheck(
-                    MPI_Bcast(raw.baseAddress! + offset, n, csgd_mpi_byte(), root32, world),
-                    "Bcast")
+                    MPI_Ibcast(
+                        raw.baseAddress! + offset, n, csgd_mpi_byte(), root32, world, &request),
+                    "Ibcast")
+                wait(&request, "broadcast (\(count) bytes from rank \(root))")
             }
         }
     }
 
-    /// `MPI_Allgather` of one `UInt64` per rank.
+    /// Allgather of one `UInt64` per rank (`MPI_Iallgather` and a timed wait).
     public func allgather(_ value: UInt64) -> [UInt64] {
-        requireActive("Allgather")
+        requireActive("Iallgather")
         var input = value
         var output = [UInt64](repeating: 0, count: size)
-        mpiCheck(
-            MPI_Allgather(&input, 1, csgd_mpi_uint64(), &output, 1, csgd_mpi_uint64(), world),
-            "Allgather")
+        withUnsafePointer(to: &input) { i in
+            output.withUnsafeMutableBufferPointer { o in
+                var request: MPI_Request? = csgd_mpi_request_null()
+                mpiCheck(
+                    MPI_Iallgather(
+                        i, 1, csgd_mpi_uint64(), o.baseAddress!, 1, csgd_mpi_uint64(), world,
+                        &request),
+                    "Iallgather")
+                wait(&request, "allgather (1 uint64 per rank)")
+            }
+        }
         return output
     }
 
-    /// `MPI_Barrier`.
+    /// Barrier (`MPI_Ibarrier` and a timed wait).
     public func barrier() {
-        requireActive("Barrier")
-        mpiCheck(MPI_Barrier(world), "Barrier")
+        requireActive("Ibarrier")
+        timedBarrier("barrier")
+    }
+
+    private func timedBarrier(_ what: String) {
+        var request: MPI_Request? = csgd_mpi_request_null()
+        mpiCheck(MPI_Ibarrier(world, &request), "Ibarrier")
+        wait(&request, what)
+    }
+
+    /// Tests `count` requests until all are complete: back to back for `spinSeconds`, then
+    /// yielding the core between tests, then (past `yieldSeconds`) napping `napSeconds`
+    /// between tests. Past `collectiveTimeout` of waiting it reports `what` and the step and
+    /// aborts. A gap between two tests counts at most `maxCountedGapSeconds`: a rank that was
+    /// itself stopped (SIGSTOP, swapped out) must not blame the others once it runs again.
+    private func wait(
+        _ requests: UnsafeMutablePointer<MPI_Request?>, _ count: Int,
+        _ what: @autoclosure () -> String
+    ) {
+        var flag: Int32 = 0
+        mpiCheck(MPI_Testall(Int32(count), requests, &flag, csgd_mpi_statuses_ignore()), "Testall")
+        if flag != 0 { return }
+        var last = monotonicSeconds()
+        var waited = 0.0
+        while true {
+            mpiCheck(
+                MPI_Testall(Int32(count), requests, &flag, csgd_mpi_statuses_ignore()), "Testall")
+            if flag != 0 { return }
+            let now = monotonicSeconds()
+            waited += min(now - last, Self.maxCountedGapSeconds)
+            last = now
+            if waited >= collectiveTimeout { timedOut(what()) }
+            if waited >= Self.yieldSeconds {
+                usleep(useconds_t(Self.napSeconds * 1e6))
+            } else if waited >= Self.spinSeconds {
+                sched_yield()
+            }
+        }
+    }
+
+    private func wait(_ request: inout MPI_Request?, _ what: @autoclosure () -> String) {
+        withUnsafeMutablePointer(to: &request) { wait($0, 1, what()) }
+    }
+
+    @inline(never)
+    private func timedOut(_ what: String) -> Never {
+        mpiAbort(
+            code: collectiveTimeoutExitCode,
+            message: Self.timeoutMessage(
+                collective: what, seconds: collectiveTimeout, step: currentStep, rank: rank,
+                size: size))
+    }
+
+    /// The one line a rank prints when `collective` did not complete within `seconds`.
+    static func timeoutMessage(
+        collective: String, seconds: Double, step: Int?, rank: Int, size: Int
+    ) -> String {
+        let at = step.map { "at step \($0)" } ?? "before the first training step"
+        let others = size == 2 ? "rank \(1 - rank)" : "another rank"
+        return "error: collective \(collective) did not complete within "
+            + "\(formatSeconds(seconds)) s \(at) (\(others) may be stuck or dead); aborting the job"
     }
 
     /// Prints `rank R: message` to stderr and calls `MPI_Abort`, which ends every rank.

@@ -160,6 +160,7 @@ public final class Trainer {
                     return PhaseResult(completed: false, test: lastTest)
                 }
                 let lr = phase.schedule.lr(at: state.phaseStep)
+                comm.currentStep = totalSteps + 1
                 let batch = try stream.next()
                 let mb = phase.microBatch
                 let floats = mb * data.train.imageFloats

@@ -79,7 +79,7 @@ final class CheckCommCLITests: XCTestCase {
         XCTAssertFalse(result.timedOut, "job hung:\n\(result.output)")
         XCTAssertNotEqual(result.exitCode, 0, result.output)
         XCTAssertTrue(
-            result.output.contains("rank 1: MPI_Bcast failed: MPI_ERR_ROOT"), result.output)
+            result.output.contains("rank 1: MPI_Ibcast failed: MPI_ERR_ROOT"), result.output)
         XCTAssertFalse(result.output.contains("ranks ok"), result.output)
     }
 }

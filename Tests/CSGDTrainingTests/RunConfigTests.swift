@@ -334,6 +334,7 @@ final class RunConfigTests: XCTestCase {
         c.allreduce = .overlap
         c.bucketMb = 0.25
         c.verifyEvery = 7
+        c.collectiveTimeoutS = 12.5
         c.debug = true
         let yaml = c.yaml()
         for (label, value) in Mirror(reflecting: c).children {
