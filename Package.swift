@@ -5,8 +5,10 @@
 //   CSGDCore ← CSGDKernels ← CSGDModels ← CSGDCentripetal
 //   CSGDCore ← CSGDData,  CSGDCore ← CSGDDistributed
 //   CSGDCore, CSGDModels, CSGDData, CSGDCentripetal ← CSGDConfig (run config, key table, modes)
-//   all of the above ← CSGDTraining (jobs, checkpoints, the training loop)
-//   CSGDTraining ← CSGDBench (kernel, step, loader benchmarks), CSGDTraining ← CSGDReport
+//   CSGDCore, CSGDModels, CSGDCentripetal, CSGDConfig, CSGDDistributed ← CSGDRunFiles (what a
+//     run folder holds: checkpoints, metrics.jsonl records, the folder's lock) ← CSGDReport
+//   all of the above ← CSGDTraining (jobs, the step runner, the training loop)
+//   CSGDTraining ← CSGDBench (kernel, step, loader benchmarks)
 //   CSGDCore, CSGDModels ← CSGDExport (ONNX; the only user of SwiftProtobuf)
 //   all of the above ← CSGDDistCLI (the `csgd-dist` executable)
 // Only CSGDKernels imports CBLAS, only CSGDDistributed imports CMPI, only CSGDData imports CZlib
@@ -61,10 +63,15 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]),
         .target(
+            name: "CSGDRunFiles",
+            dependencies: [
+                "CSGDCore", "CSGDModels", "CSGDCentripetal", "CSGDConfig", "CSGDDistributed",
+            ]),
+        .target(
             name: "CSGDTraining",
             dependencies: [
                 "CSGDCore", "CSGDKernels", "CSGDModels", "CSGDData", "CSGDCentripetal",
-                "CSGDDistributed", "CSGDConfig",
+                "CSGDDistributed", "CSGDConfig", "CSGDRunFiles",
             ]),
         .target(
             name: "CSGDBench",
@@ -75,7 +82,7 @@ let package = Package(
         .target(
             name: "CSGDReport",
             dependencies: [
-                "CSGDCore", "CSGDModels", "CSGDCentripetal", "CSGDConfig", "CSGDTraining",
+                "CSGDCore", "CSGDModels", "CSGDCentripetal", "CSGDConfig", "CSGDRunFiles",
             ]),
         .target(
             name: "CSGDExport",
@@ -88,7 +95,8 @@ let package = Package(
             name: "CSGDDistCLI",
             dependencies: [
                 "CSGDCore", "CSGDKernels", "CSGDData", "CSGDCentripetal", "CSGDDistributed",
-                "CSGDConfig", "CSGDTraining", "CSGDBench", "CSGDReport", "CSGDExport",
+                "CSGDConfig", "CSGDRunFiles", "CSGDTraining", "CSGDBench", "CSGDReport",
+                "CSGDExport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Helpers shared by the test targets (not part of the product).
@@ -110,14 +118,14 @@ let package = Package(
             name: "CSGDTrainingTests",
             dependencies: [
                 "CSGDCore", "CSGDModels", "CSGDData", "CSGDCentripetal", "CSGDDistributed",
-                "CSGDConfig", "CSGDTraining", "CSGDTestSupport",
+                "CSGDConfig", "CSGDRunFiles", "CSGDTraining", "CSGDTestSupport",
             ]),
         .testTarget(name: "CSGDBenchTests", dependencies: ["CSGDBench"]),
         .testTarget(
             name: "CSGDReportTests",
             dependencies: [
-                "CSGDCore", "CSGDConfig", "CSGDDistributed", "CSGDTraining", "CSGDReport",
-                "CSGDTestSupport",
+                "CSGDCore", "CSGDConfig", "CSGDDistributed", "CSGDRunFiles", "CSGDTraining",
+                "CSGDReport", "CSGDTestSupport",
             ]),
         .testTarget(
             name: "CSGDExportTests",
@@ -127,6 +135,7 @@ let package = Package(
             ]),
         .testTarget(
             name: "CSGDCLITests", dependencies: ["CSGDCore", "CSGDData", "CSGDTestSupport"]),
+        .testTarget(name: "CSGDHostileInputTests", dependencies: ["CSGDCore", "CSGDTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -4,7 +4,7 @@
 import ArgumentParser
 import CSGDCore
 import CSGDExport
-import CSGDTraining
+import CSGDRunFiles
 import Foundation
 
 /// Loads a model or checkpoint file and writes it as an ONNX model, atomically.

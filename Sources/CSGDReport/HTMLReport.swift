@@ -3,7 +3,7 @@
 // equivalence check, and the command and config that produced the run.
 
 import CSGDConfig
-import CSGDTraining
+import CSGDRunFiles
 import Foundation
 
 /// Renders a run's records as one HTML document.

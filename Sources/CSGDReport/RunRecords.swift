@@ -7,7 +7,7 @@
 import CSGDCentripetal
 import CSGDCore
 import CSGDModels
-import CSGDTraining
+import CSGDRunFiles
 import Foundation
 
 /// Everything `csgd-dist report` shows about one run directory.

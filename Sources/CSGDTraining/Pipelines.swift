@@ -8,6 +8,7 @@ import CSGDCore
 import CSGDData
 import CSGDDistributed
 import CSGDModels
+import CSGDRunFiles
 import Foundation
 
 /// Entry points of the `csgd-dist` jobs.
@@ -371,11 +372,5 @@ public enum Pipelines {
             layers: report.rows.map {
                 PruneRecord.Layer(name: $0.name, before: $0.widthBefore, after: $0.widthAfter)
             })
-    }
-
-    /// `s` as one shell word.
-    static func shellQuoted(_ s: String) -> String {
-        let plain = s.allSatisfy { $0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0) }
-        return plain && !s.isEmpty ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 }

@@ -4,6 +4,7 @@
 
 import CSGDCore
 import CSGDDistributed
+import CSGDRunFiles
 import Foundation
 
 /// Rank-0 console and metrics output of a run.

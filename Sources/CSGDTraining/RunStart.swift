@@ -10,6 +10,7 @@ import CSGDConfig
 import CSGDCore
 import CSGDDistributed
 import CSGDModels
+import CSGDRunFiles
 import Foundation
 
 /// The starting network and loop position of a job, and the config that actually runs.

@@ -19,6 +19,7 @@ import CSGDData
 import CSGDDistributed
 import CSGDKernels
 import CSGDModels
+import CSGDRunFiles
 import Foundation
 
 /// Train and test sets of a run.
@@ -169,11 +170,11 @@ public final class Trainer {
                     images.update(from: batch.images + m * floats, count: floats)
                     labels.update(from: batch.labels + m * mb, count: mb)
                 }
-                if !r.lossSum.isFinite { throw nonFiniteLoss(net, state) }
                 meter.add(r, images: phase.sampler.localBatch)
                 state.step += 1
                 state.phaseStep += 1
                 totalSteps += 1
+                if !r.lossSum.isFinite { throw nonFinite("training loss", net, state) }
                 try endOfStep(net, state, phase, meter, lr: lr)
             }
             if let t = try endOfEpoch(net, &state, phase, meter, stream) { lastTest = t }
@@ -272,6 +273,11 @@ public final class Trainer {
         _ net: Network, _ state: inout TrainState, _ phase: PhaseSetup, _ meter: EpochMeter,
         _ stream: BatchStream
     ) throws -> EvalResult? {
+        // The last update of the epoch can overflow with a finite loss; catch it before the
+        // evaluation, the record and the checkpoint see it.
+        if net.store.firstNonFiniteTensor(momentum: true) != nil {
+            throw nonFinite("weights", net, state)
+        }
         var sums = [meter.lossSum, Double(meter.correct), Double(meter.seen)]
         comm.allreduceSum(&sums)
         let seconds = monotonicSeconds() - meter.start
@@ -320,13 +326,13 @@ public final class Trainer {
         return test
     }
 
-    /// The error that stops a run whose loss is not finite, naming the step and the first
-    /// tensor holding a non-finite value. No checkpoint is written after it.
-    func nonFiniteLoss(_ net: Network, _ state: TrainState) -> CSGDError {
+    /// The error that stops a run whose loss or weights are not finite, naming the step and
+    /// the first tensor holding a non-finite value. No checkpoint is written after it.
+    func nonFinite(_ what: String, _ net: Network, _ state: TrainState) -> CSGDError {
         let tensor = net.store.firstNonFiniteTensor(momentum: true)
         return CSGDError(
-            "non-finite training loss at step \(totalSteps + 1) (\(phaseTag(state)) epoch "
-                + "\(state.epoch + 1), step \(state.step + 1)); "
+            "non-finite \(what) at step \(totalSteps) (\(phaseTag(state)) epoch "
+                + "\(state.epoch + 1), step \(state.step)); "
                 + (tensor.map { "first non-finite tensor: \($0)" }
                     ?? "weights still finite (the forward pass overflowed)"),
             hint: "lower lr (now \(config.lr)) or add warmup_epochs; the last good checkpoint is "

@@ -1,3 +1,4 @@
+import CSGDTestSupport
 import Foundation
 import XCTest
 

@@ -1,6 +1,7 @@
 // End-to-end tests of `csgd-dist check-comm`: the plain binary (rank 0 of 1) and real
 // multi-rank jobs under mpirun over shared memory and TCP, plus flag errors and MPI failures.
 
+import CSGDTestSupport
 import Foundation
 import XCTest
 

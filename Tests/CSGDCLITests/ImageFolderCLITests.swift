@@ -1,5 +1,6 @@
 import CSGDCore
 import CSGDData
+import CSGDTestSupport
 import Foundation
 import XCTest
 

@@ -1,4 +1,5 @@
 import CSGDCore
+import CSGDTestSupport
 import Foundation
 import XCTest
 

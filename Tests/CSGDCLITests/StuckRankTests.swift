@@ -3,6 +3,7 @@
 // and end the whole job (MPI_Abort) non-zero within about the timeout. Also the key's parsing
 // and validation through the real binary.
 
+import CSGDTestSupport
 import Foundation
 import XCTest
 

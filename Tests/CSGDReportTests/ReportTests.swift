@@ -1,6 +1,7 @@
 import CSGDConfig
 import CSGDCore
 import CSGDDistributed
+import CSGDRunFiles
 import CSGDTestSupport
 import CSGDTraining
 import Foundation

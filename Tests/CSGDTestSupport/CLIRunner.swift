@@ -1,49 +1,49 @@
-// Runs the built `csgd-dist` executable from CLI tests, directly or under mpirun.
-//
-// This test target has no dependencies: it exercises the real binary exactly as a user or a
-// launch script would, including argument parsing, exit codes and multi-rank MPI runs.
-// Shared by every CLI test file; keep the API small and stable.
+// Runs the built `csgd-dist` executable from the CLI and hostile-input tests, directly or under
+// mpirun: they exercise the real binary exactly as a user or a launch script would, including
+// argument parsing, exit codes and multi-rank MPI runs. Keep the API small and stable.
 
 import CSGDCore
 import Foundation
 import XCTest
 
 /// What one run of the executable produced.
-struct CLIResult {
+public struct CLIResult {
     /// The process's exit status (or 128+signal if it was killed by a signal).
-    let exitCode: Int32
+    public let exitCode: Int32
     /// Everything written to stdout and stderr, interleaved as it arrived.
-    let output: String
+    public let output: String
     /// Whether the run hit its timeout and was killed.
-    let timedOut: Bool
+    public let timedOut: Bool
     /// Wall-clock run time in seconds.
-    let seconds: Double
+    public let seconds: Double
 
     /// `output` split into lines, without empty lines.
-    var lines: [String] { output.split(separator: "\n").map(String.init) }
+    public var lines: [String] { output.split(separator: "\n").map(String.init) }
 
     /// Lines starting with `prefix`.
-    func lines(startingWith prefix: String) -> [String] {
+    public func lines(startingWith prefix: String) -> [String] {
         lines.filter { $0.hasPrefix(prefix) }
     }
 }
 
 /// Finds and runs `csgd-dist` (or another product of the same build).
-enum CLIRunner {
+public enum CLIRunner {
     /// Where Open MPI's launcher is expected.
-    static let mpirunPath = "/usr/bin/mpirun"
+    public static let mpirunPath = "/usr/bin/mpirun"
 
     /// Whether `mpirunPath` exists and is executable.
-    static var mpirunAvailable: Bool { FileManager.default.isExecutableFile(atPath: mpirunPath) }
+    public static var mpirunAvailable: Bool {
+        FileManager.default.isExecutableFile(atPath: mpirunPath)
+    }
 
     /// Throws `XCTSkip` when mpirun is not installed; call it first in multi-rank tests.
-    static func requireMPIRun() throws {
+    public static func requireMPIRun() throws {
         if !mpirunAvailable { throw XCTSkip("\(mpirunPath) not found") }
     }
 
     /// The built executable `name`: resolves `/proc/self/exe` (the test bundle, which lives in
     /// `.build*/<triple>/<config>/`) and walks up to the first directory containing `name`.
-    static func executablePath(_ name: String = "csgd-dist") throws -> String {
+    public static func executablePath(_ name: String = "csgd-dist") throws -> String {
         let fm = FileManager.default
         let exe = try fm.destinationOfSymbolicLink(atPath: "/proc/self/exe")
         var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
@@ -65,7 +65,7 @@ enum CLIRunner {
     ///   - env: variables added to (or overriding) the test process's environment. Open MPI
     ///     variables are not inherited (see `isInheritedMPIVariable`).
     ///   - timeout: seconds before the process is killed (the result then has `timedOut`).
-    static func run(
+    public static func run(
         _ args: [String], env: [String: String] = [:], timeout: Double = 120
     ) throws -> CLIResult {
         try runProcess(executablePath(), args, env: env, timeout: timeout)
@@ -74,7 +74,7 @@ enum CLIRunner {
     /// Runs `csgd-dist` with `args` on one BLAS thread and fails the calling test (at the
     /// caller's line) unless it exits 0; returns the result for further checks.
     @discardableResult
-    static func succeed(
+    public static func succeed(
         _ args: [String], timeout: Double = 300, file: StaticString = #filePath,
         line: UInt = #line
     ) throws -> CLIResult {
@@ -91,7 +91,7 @@ enum CLIRunner {
     ///   - mpirunOptions: extra mpirun options placed before the executable.
     ///   - env: extra environment variables (they reach local ranks without `-x`).
     ///   - timeout: seconds before mpirun is killed.
-    static func mpirun(
+    public static func mpirun(
         ranks: Int, args: [String], btl: String = "self,vader", mpirunOptions: [String] = [],
         env: [String: String] = [:], timeout: Double = 120
     ) throws -> CLIResult {
@@ -108,13 +108,13 @@ enum CLIRunner {
     /// singleton (e.g. a CSGDDistributedTests test in the same `swift test` run) exports
     /// `OMPI_MCA_ess=singleton`, `PMIX_SERVER_URI*` and more, which make a child `mpirun` or
     /// `csgd-dist` fail at once; tests also should not depend on the user's MPI tuning.
-    static func isInheritedMPIVariable(_ key: String) -> Bool {
+    public static func isInheritedMPIVariable(_ key: String) -> Bool {
         if key.hasPrefix("OMPI_ALLOW_RUN_AS_ROOT") { return false }
         return ["OMPI_", "ORTE_", "OPAL_", "PMIX_"].contains { key.hasPrefix($0) }
     }
 
     /// Runs any executable with stdin from /dev/null and stdout+stderr captured together.
-    static func runProcess(
+    public static func runProcess(
         _ path: String, _ args: [String], env: [String: String], timeout: Double
     ) throws -> CLIResult {
         var environment = ProcessInfo.processInfo.environment.filter { key, _ in
@@ -175,9 +175,9 @@ enum CLIRunner {
 }
 
 /// A CLIRunner setup failure (e.g. the executable was not built).
-struct CLIRunnerError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct CLIRunnerError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// Output bytes handed from the reader thread to the test thread.
@@ -199,7 +199,7 @@ private final class OutputCollector: @unchecked Sendable {
 }
 
 /// The per-conv widths a model file records in its metadata.
-func modelWidths(_ path: String) throws -> [Int] {
+public func modelWidths(_ path: String) throws -> [Int] {
     let f = try SafeTensorsFile.read(path: path)
     let arch =
         try JSONSerialization.jsonObject(with: Data(f.metadata["csgd.architecture"]!.utf8))

@@ -64,7 +64,7 @@ public final class RunDirectory {
         var claimed: RunDirectory?
         var verdict: [UInt8] = []
         if comm.isRoot {
-            let argv = CommandLine.arguments.map(Pipelines.shellQuoted).joined(separator: " ")
+            let argv = CommandLine.arguments.map(shellQuoted).joined(separator: " ")
             let launch = comm.size > 1 ? "(\(comm.size) MPI ranks) " : ""
             do {
                 claimed = try claim(path, intent: intent, command: launch + argv)
@@ -311,4 +311,10 @@ public final class RunDirectory {
     static func timestamp() -> String { ISO8601DateFormatter().string(from: Date()) }
 
     static func errnoText() -> String { String(cString: strerror(errno)) }
+}
+
+/// `s` as one shell word (command.txt lines can be pasted back into a shell).
+func shellQuoted(_ s: String) -> String {
+    let plain = s.allSatisfy { $0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0) }
+    return plain && !s.isEmpty ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }

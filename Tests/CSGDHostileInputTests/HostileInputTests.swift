@@ -1,0 +1,346 @@
+// Hostile and careless inputs through the real binary, one table row each: a model that does
+// not fit the data, architecture metadata that lies (the checksum stays valid: it covers only
+// the tensor bytes), a resumed position the config cannot continue, runs that diverge to NaN, and
+// inputs that could block or exhaust the process. Every row must end with a non-zero exit, one
+// `error:` line naming the cause, no death by signal, and no protected file changed.
+// (Locked and reused run folders: RunDirectoryTests; a stuck rank: StuckRankTests; crafted
+// metrics and JPEGs: HostileReportTests, ImageFolderTests.)
+
+import CSGDCore
+import CSGDTestSupport
+import Foundation
+import XCTest
+
+final class HostileInputTests: XCTestCase {
+    /// A row: the command, the words its one error line must hold, and folders that must be
+    /// left exactly as they were.
+    struct Case {
+        let name: String
+        let args: [String]
+        let mentions: [String]
+        var untouched: [String] = []
+        var timeout: Double = 60
+    }
+
+    /// Tiny Fashion-MNIST settings shared by every job (a few seconds each).
+    static let tiny = [
+        "--width-multiplier", "0.25", "--train-limit", "256", "--test-limit", "64",
+        "--batch-size", "32", "--epochs", "1", "--log-every", "1000",
+    ]
+
+    var root = ""
+
+    override func setUpWithError() throws {
+        if !FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist") {
+            throw XCTSkip("dataset-fashion-mnist is not installed (launch/setup.sh installs it)")
+        }
+        root = NSTemporaryDirectory() + "csgd-hostile-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    // MARK: - the table
+
+    func testEveryHostileInputEndsWithOneLineAndNoDamage() throws {
+        // Real artefacts to start from: a trained model, a plain run stopped mid-epoch, and a
+        // C-SGD run stopped mid-round (its checkpoint holds a cluster plan).
+        let base = root + "/base"
+        try CLIRunner.succeed(["train"] + Self.tiny + ["--out-dir", base])
+        let model = base + "/model.safetensors"
+        let stopped = root + "/stopped"
+        try CLIRunner.succeed(["train"] + Self.tiny + ["--max-steps", "3", "--out-dir", stopped])
+        let csgd = root + "/csgd"
+        try CLIRunner.succeed(
+            ["csgd"] + Self.tiny + ["--rounds", "3/4,1/2", "--max-steps", "3", "--out-dir", csgd])
+
+        // Crafted model files.
+        let m = root + "/models"
+        try FileManager.default.createDirectory(atPath: m, withIntermediateDirectories: true)
+        func arch(_ name: String, _ change: (inout [String: Any]) -> Void) throws -> String {
+            let out = "\(m)/\(name).safetensors"
+            try rewrite(model, to: out) { file in
+                try editJSON(&file, "csgd.architecture", change)
+            }
+            return out
+        }
+        // Fashion-MNIST is loaded as 1-channel 32×32 (padded from 28×28), 10 classes.
+        let size64 = try arch("size64") { $0["imageSize"] = 64 }
+        let rgb = "\(m)/rgb.safetensors"
+        try rewrite(model, to: rgb) { file in
+            try editJSON(&file, "csgd.architecture") { $0["inputChannels"] = 3 }
+            try reshape(&file, "conv1.weight") { s in [s[0], 3, s[2], s[3]] }
+        }
+        let negClasses = try arch("neg-classes") { $0["numClasses"] = -5 }
+        let hugeClasses = try arch("huge-classes") { $0["numClasses"] = 1_000_000_000 }
+        let hugeSize = try arch("huge-size") { $0["imageSize"] = 65536 }
+        let hugeWidth = try arch("huge-width") { a in
+            var w = a["widths"] as! [Int]
+            w[3] = 100_000
+            a["widths"] = w
+        }
+        let deepModel = try arch("deep") { $0["model"] = "resnet99999999992" }
+        let classes12 = "\(m)/classes12.safetensors"
+        try rewrite(model, to: classes12) { file in
+            try editJSON(&file, "csgd.architecture") { $0["numClasses"] = 12 }
+            try reshape(&file, "fc.weight") { shape in [12, shape[1]] }
+            try reshape(&file, "fc.bias") { _ in [12] }
+        }
+        let nanModel = "\(m)/nan.safetensors"
+        try rewrite(model, to: nanModel) { file in
+            var w = try file.floats("fc.bias")
+            w[0] = .nan
+            try replace(&file, "fc.bias", w)
+        }
+
+        // Run folders whose checkpoint was tampered with (a copy of a real one each).
+        func folder(_ name: String, from: String, _ change: (inout SafeTensorsFile) throws -> Void)
+            throws -> String
+        {
+            let dir = "\(root)/\(name)"
+            try FileManager.default.copyItem(atPath: from, toPath: dir)
+            let ck = dir + "/checkpoint.safetensors"
+            try rewrite(ck, to: ck, change)
+            return dir
+        }
+        let resumeSize = try folder("resume-size", from: stopped) { f in
+            try editJSON(&f, "csgd.architecture") { $0["imageSize"] = 64 }
+        }
+        let lateRound = try folder("late-round", from: csgd) { f in
+            try editJSON(&f, "csgd.state") { $0["round"] = 5 }
+        }
+        let badPlan = try folder("bad-plan", from: csgd) { f in
+            try editJSON(&f, "csgd.state") { s in
+                var plan = s["plan"] as! [String: Any]
+                var groups = plan["groups"] as! [[[Int]]]
+                groups[0][0][0] = 9999
+                plan["groups"] = groups
+                s["plan"] = plan
+            }
+        }
+        let negStep = try folder("neg-step", from: stopped) { f in
+            try editJSON(&f, "csgd.state") { $0["step"] = -2 }
+        }
+
+        // Inputs that could block or exhaust the process.
+        let fifo = root + "/fifo.safetensors"
+        XCTAssertEqual(mkfifo(fifo, 0o644), 0)
+        let deepYAML = root + "/deep.yaml"
+        try
+            ("epochs: " + String(repeating: "[", count: 10_000)
+            + String(repeating: "]", count: 10_000))
+            .write(toFile: deepYAML, atomically: true, encoding: .utf8)
+        let blockYAML = root + "/block.yaml"
+        try (0..<400).map { String(repeating: " ", count: $0 * 2) + "k\($0):" }
+            .joined(separator: "\n").write(toFile: blockYAML, atomically: true, encoding: .utf8)
+
+        let out = root + "/out"
+        let all = [base, stopped, csgd, m]
+        let cases: [Case] = [
+            // 1. Model and data disagree.
+            Case(
+                name: "train --from, wrong image size",
+                args: ["train", "--from", size64, "--out-dir", out + "1"] + Self.tiny,
+                mentions: [size64, "64×64", "32×32"], untouched: all),
+            Case(
+                name: "csgd --from, wrong channels",
+                args: ["csgd", "--from", rgb, "--out-dir", out + "2"] + Self.tiny,
+                mentions: [rgb, "3-channel", "1-channel"], untouched: all),
+            Case(
+                name: "train --from, wrong class count",
+                args: ["train", "--from", classes12, "--out-dir", out + "3"] + Self.tiny,
+                mentions: [classes12, "12 classes", "10 classes"], untouched: all),
+            Case(
+                name: "eval, wrong image size", args: ["eval", "--input", size64] + Self.tiny,
+                mentions: ["64×64"], untouched: all),
+            Case(
+                name: "prune, wrong class count",
+                args: [
+                    "prune", "--input", classes12, "--method", "magnitude", "--target", "1/2",
+                    "--output", out + "4/p.safetensors",
+                ] + Self.tiny, mentions: ["12 classes"], untouched: all),
+            Case(
+                name: "train --resume, tampered image size",
+                args: ["train", "--resume", "--out-dir", resumeSize] + Self.tiny,
+                mentions: ["64×64"], untouched: all + [resumeSize]),
+            // 2. Architecture metadata that lies.
+            Case(
+                name: "negative class count", args: ["eval", "--input", negClasses] + Self.tiny,
+                mentions: [negClasses, "numClasses is -5"], untouched: all),
+            Case(
+                name: "1e9 classes", args: ["eval", "--input", hugeClasses] + Self.tiny,
+                mentions: ["numClasses is 1000000000"], untouched: all),
+            Case(
+                name: "65536-pixel images",
+                args: ["export", "--onnx", out + "5.onnx", "--input", hugeSize],
+                mentions: ["imageSize is 65536"], untouched: all),
+            Case(
+                name: "width 1e5",
+                args: [
+                    "prune", "--input", hugeWidth, "--method", "magnitude", "--target", "1/2",
+                    "--output", out + "6/p.safetensors",
+                ] + Self.tiny, mentions: ["widths[3] is 100000"], untouched: all),
+            Case(
+                name: "absurd depth", args: ["eval", "--input", deepModel] + Self.tiny,
+                mentions: ["resnet99999999992"], untouched: all),
+            Case(
+                name: "width multiplier 1e6",
+                args: ["train", "--width-multiplier", "1e6", "--out-dir", out + "7"],
+                mentions: ["width_multiplier"]),
+            // 3. A resumed position the config cannot continue.
+            Case(
+                name: "resume mid-epoch with another batch size",
+                args: ["train", "--resume", "--out-dir", stopped] + Self.tiny + [
+                    "--batch-size", "64",
+                ],
+                mentions: ["'batch_size'", "mid-epoch"], untouched: all),
+            Case(
+                name: "resume mid-epoch with another train_limit",
+                args: ["train", "--resume", "--out-dir", stopped] + Self.tiny + [
+                    "--train-limit", "128",
+                ], mentions: ["'train_limit'"], untouched: all),
+            Case(
+                name: "resume past the configured rounds",
+                args: ["csgd", "--resume", "--out-dir", lateRound] + Self.tiny + [
+                    "--rounds", "3/4,1/2",
+                ],
+                mentions: ["'rounds'", "round 6"], untouched: all + [lateRound]),
+            Case(
+                name: "resume a plan with an out-of-range filter",
+                args: ["csgd", "--resume", "--out-dir", badPlan] + Self.tiny + [
+                    "--rounds", "3/4,1/2",
+                ],
+                mentions: ["cluster plan", "9999"], untouched: all + [badPlan]),
+            Case(
+                name: "resume a negative step",
+                args: ["train", "--resume", "--out-dir", negStep] + Self.tiny,
+                mentions: ["negative"], untouched: all + [negStep]),
+            Case(
+                name: "resume and --from",
+                args: ["train", "--resume", "--from", model, "--out-dir", stopped] + Self.tiny,
+                mentions: ["--resume", "--from"], untouched: all),
+            Case(
+                name: "resume with another model",
+                args: ["train", "--resume", "--out-dir", stopped, "--model", "resnet32"]
+                    + Self.tiny,
+                mentions: ["'model'", "resnet32", "resnet20"], untouched: all),
+            Case(
+                name: "csgd with no rounds",
+                args: ["csgd", "--rounds=", "--out-dir", out + "8"] + Self.tiny,
+                mentions: ["'rounds'", "empty"]),
+            // 4. NaN is never a result or a file.
+            Case(
+                name: "train diverges",
+                args: ["train", "--lr", "1e30", "--out-dir", out + "9"] + Self.tiny,
+                mentions: ["non-finite"]),
+            Case(
+                name: "csgd diverges",
+                args: ["csgd", "--lr", "1e6", "--out-dir", out + "10"] + Self.tiny,
+                mentions: ["non-finite"]),
+            Case(
+                name: "model file holding NaN", args: ["eval", "--input", nanModel] + Self.tiny,
+                mentions: [nanModel, "fc.bias", "NaN"], untouched: all),
+            // 7. Inputs that would block or exhaust.
+            Case(
+                name: "a FIFO as the model", args: ["eval", "--input", fifo] + Self.tiny,
+                mentions: [fifo, "not a regular file"], timeout: 20),
+            Case(
+                name: "10,000-deep YAML flow", args: ["train", "--config", deepYAML],
+                mentions: [deepYAML, "nested too deeply"], timeout: 20),
+            Case(
+                name: "400-deep YAML block", args: ["train", "--config", blockYAML],
+                mentions: [blockYAML, "nested too deeply"], timeout: 20),
+        ]
+        for c in cases {
+            let before = try c.untouched.map(snapshot)
+            let r = try CLIRunner.run(
+                c.args, env: ["OPENBLAS_NUM_THREADS": "1"], timeout: c.timeout)
+            XCTAssertFalse(r.timedOut, "\(c.name): hung\n\(r.output)")
+            XCTAssertTrue(
+                r.exitCode > 0 && r.exitCode < 128, "\(c.name): exit \(r.exitCode)\n\(r.output)")
+            let errors = r.lines.filter { $0.hasPrefix("error:") || $0.hasPrefix("Error:") }
+            XCTAssertEqual(errors.count, 1, "\(c.name): \(r.output)")
+            for word in c.mentions {
+                XCTAssertTrue(
+                    errors.first?.contains(word) == true,
+                    "\(c.name): '\(word)' not in the error line\n\(r.output)")
+            }
+            XCTAssertFalse(r.output.contains("Fatal error"), "\(c.name): \(r.output)")
+            XCTAssertEqual(try c.untouched.map(snapshot), before, "\(c.name) changed a file")
+        }
+        // A diverged run wrote no model: the last checkpoint it may have written is finite.
+        for dir in [out + "9", out + "10"] {
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+            XCTAssertFalse(files.contains("model.safetensors"), "\(dir): \(files)")
+            XCTAssertFalse(files.contains("pruned.safetensors"), "\(dir): \(files)")
+        }
+    }
+
+    // MARK: - helpers
+
+    /// Every regular file below `dir` (relative path → bytes); `.lock` and command.txt are
+    /// left out (a refused job may take the lock and log its command).
+    func snapshot(_ dir: String) throws -> [String: Data] {
+        var out: [String: Data] = [:]
+        let fm = FileManager.default
+        guard let walker = fm.enumerator(atPath: dir) else { return out }
+        for case let rel as String in walker {
+            if rel.hasSuffix(".lock") || rel.hasSuffix("command.txt") { continue }
+            var isDir: ObjCBool = false
+            if fm.fileExists(atPath: dir + "/" + rel, isDirectory: &isDir), !isDir.boolValue {
+                out[rel] = fm.contents(atPath: dir + "/" + rel)
+            }
+        }
+        return out
+    }
+}
+
+/// Reads a safetensors file, lets `change` edit it, and writes it to `dst` (the checksum is
+/// recomputed, as a careful forger would).
+private func rewrite(
+    _ src: String, to dst: String, _ change: (inout SafeTensorsFile) throws -> Void
+) throws {
+    var file = try SafeTensorsFile.read(path: src)
+    try change(&file)
+    try file.write(path: dst)
+}
+
+/// Edits one JSON object in the metadata.
+private func editJSON(
+    _ file: inout SafeTensorsFile, _ key: String, _ change: (inout [String: Any]) -> Void
+) throws {
+    var obj =
+        try JSONSerialization.jsonObject(with: Data(file.metadata[key]!.utf8)) as! [String: Any]
+    change(&obj)
+    file.metadata[key] = String(
+        decoding: try JSONSerialization.data(withJSONObject: obj), as: UTF8.self)
+}
+
+/// Replaces tensor `name` by a zero-filled one of a new shape (tensors keep their order).
+private func reshape(_ file: inout SafeTensorsFile, _ name: String, _ shape: ([Int]) -> [Int])
+    throws
+{
+    let s = shape(file.shape(name)!)
+    try rebuild(&file) { n, old in
+        n == name ? (s, [Float](repeating: 0, count: s.reduce(1, *))) : old
+    }
+}
+
+/// Replaces the values of tensor `name` (same shape).
+private func replace(_ file: inout SafeTensorsFile, _ name: String, _ values: [Float]) throws {
+    try rebuild(&file) { n, old in n == name ? (old.0, values) : old }
+}
+
+/// Rebuilds the file tensor by tensor through `map(name, (shape, values))`.
+private func rebuild(
+    _ file: inout SafeTensorsFile, _ map: (String, ([Int], [Float])) -> ([Int], [Float])
+) throws {
+    var out = SafeTensorsFile(metadata: file.metadata)
+    for name in file.names {
+        let (shape, values) = map(name, (file.shape(name)!, try file.floats(name)))
+        out.add(name, shape: shape, floats: values)
+    }
+    file = out
+}
