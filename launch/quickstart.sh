@@ -12,5 +12,8 @@ launch/setup.sh
 overwrite=(--overwrite)
 if [[ " $* " == *" --resume "* ]]; then overwrite=(); fi
 .build/release/csgd-dist csgd ${overwrite[@]+"${overwrite[@]}"} "$@"
-out=$(.build/release/csgd-dist config "$@" | sed -n 's/^out_dir: *//p' | tr -d '"')
+config_args=()
+for a in "$@"; do [[ "$a" == --resume || "$a" == --overwrite ]] || config_args+=("$a"); done
+out=$(.build/release/csgd-dist config ${config_args[@]+"${config_args[@]}"} |
+    sed -n 's/^out_dir: *//p' | tr -d '"')
 .build/release/csgd-dist report "${out:-runs/quickstart}"
