@@ -72,7 +72,7 @@ public struct RunRecords: Sendable {
                     "a line of \(line.count) bytes, more than the \(Self.maxLineBytes) accepted")
             }
             if epochs.count + prunes.count >= Self.maxRecords {
-                throw bad("more than \(Self.maxRecords) records, more than the report draws")
+                throw bad("more than the \(Self.maxRecords) records the report reads")
             }
             let record: MetricsRecord
             do {
