@@ -47,6 +47,10 @@ public struct RunConfig: Equatable {
     /// imagefolder: fail on an unreadable image (naming it) or skip it (replaced by the next
     /// readable image, counted in the log).
     public var badImages = BadImagePolicy.fail
+    /// imagefolder: largest image decoded, in pixels (header width × height); a larger one is a
+    /// bad image (see `badImages`). The default is PIL's decompression-bomb limit
+    /// (`JPEGCodec.defaultMaxPixels`).
+    public var maxImagePixels = JPEGCodec.defaultMaxPixels
 
     // Optimisation.
     /// Training epochs (per C-SGD round).

@@ -82,6 +82,9 @@ extension ConfigKey {
                     "prefetch_batches", \.prefetchBatches, .atLeast(1),
                     "imagefolder: batches decoded ahead"),
                 .choice("bad_images", \.badImages, "imagefolder: unreadable image"),
+                .int(
+                    "max_image_pixels", \.maxImagePixels, .atLeast(1),
+                    "imagefolder: larger images (w × h) are bad images"),
             ]
         ),
         (

@@ -146,12 +146,24 @@ public final class ImageFolderDataset: @unchecked Sendable {
         return try ImageFolderDataset(root: path, classes: classes, records: records, shards: [])
     }
 
+    /// Largest index.tsv read, in bytes: ImageNet's 1.28 M training images take ~120 MiB.
+    public static let maxIndexBytes = 1 << 30
+
     /// Reads a packed split folder's index and checks it against the shard files.
+    ///
+    /// The index is untrusted: it is read only if it is a regular file of at most
+    /// `maxIndexBytes`, and every shard it names must be a plain file name (no `/`, no `..`)
+    /// that resolves, after symbolic links, to a regular file inside the split folder.
+    /// - Throws: `CSGDError` naming `index.tsv:line` for a bad line or shard name.
     public static func openPacked(_ path: String) throws -> ImageFolderDataset {
         let indexPath = path + "/" + indexName
-        guard let data = FileManager.default.contents(atPath: indexPath) else {
-            throw CSGDError("cannot read packed index \(indexPath)")
+        let data: [UInt8]
+        do {
+            data = try readWholeFile(indexPath, limit: maxIndexBytes)
+        } catch let e as CSGDError {
+            throw CSGDError("packed index: \(e.message)")
         }
+        let realRoot = realPath(path) ?? path
         var classes: [String] = []
         var shards: [String] = []
         var shardSizes: [Int] = []
@@ -175,13 +187,19 @@ public final class ImageFolderDataset: @unchecked Sendable {
             case "class" where f.count == 2:
                 classes.append(f[1])
             case "shard" where f.count == 3:
-                guard let size = Int(f[2]) else { throw bad("bad shard size '\(f[2])'") }
+                guard let size = Int(f[2]), size >= 0 else {
+                    throw bad("bad shard size '\(f[2])'")
+                }
+                if let why = shardNameProblem(f[1], root: path, realRoot: realRoot) {
+                    throw bad("shard '\(f[1])' \(why)")
+                }
                 shards.append(f[1])
                 shardSizes.append(size)
             case "record" where f.count == 6:
                 guard let shard = Int(f[1]), let offset = Int(f[2]), let length = Int(f[3]),
                     let label = Int32(f[4]), shard >= 0, shard < shards.count, offset >= 0,
-                    length > 0, offset + length <= shardSizes[shard], label >= 0,
+                    // Subtracted, not added: a crafted offset near Int.max must not overflow.
+                    length > 0, offset <= shardSizes[shard] - length, label >= 0,
                     Int(label) < classes.count
                 else { throw bad("bad record line") }
                 records.append(
@@ -195,8 +213,9 @@ public final class ImageFolderDataset: @unchecked Sendable {
         if classes.isEmpty || records.isEmpty { throw bad("no classes or no records") }
         for (s, size) in zip(shards, shardSizes) {
             let p = path + "/" + s
-            let actual =
-                (try? FileManager.default.attributesOfItem(atPath: p)[.size] as? Int) ?? nil
+            // stat(2), not FileManager's attributes: the size of a linked shard's target.
+            var st = stat()
+            let actual = stat(p, &st) == 0 ? Int(st.st_size) : nil
             if actual != size {
                 throw CSGDError(
                     "packed shard \(p) is \(actual.map { "\($0) bytes" } ?? "missing"), "
@@ -206,6 +225,27 @@ public final class ImageFolderDataset: @unchecked Sendable {
         }
         return try ImageFolderDataset(
             root: path, classes: classes, records: records, shards: shards)
+    }
+
+    /// Why `name` cannot be a shard of the split folder `root` (whose resolved path is
+    /// `realRoot`), or nil: shards are plain file names of regular files inside the folder.
+    /// A missing file passes here; the size check reports it.
+    static func shardNameProblem(_ name: String, root: String, realRoot: String) -> String? {
+        if name.isEmpty || name == "." || name.contains("/") || name.contains("..")
+            || name.utf8.contains(0)
+        {
+            return "is not a plain file name inside the packed folder"
+        }
+        let full = root + "/" + name
+        guard let resolved = realPath(full) else { return nil }
+        if !resolved.hasPrefix(realRoot.hasSuffix("/") ? realRoot : realRoot + "/") {
+            return "resolves to \(resolved), outside the packed folder \(realRoot)"
+        }
+        var st = stat()
+        if stat(resolved, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG {
+            return "is not a regular file (a directory, pipe, socket or device)"
+        }
+        return nil
     }
 
     /// Where record `i` lives, for messages: the file, or the shard and offset with the
@@ -280,6 +320,14 @@ private final class ShardFiles: @unchecked Sendable {
     }
 
     deinit { for fd in fds { close(fd) } }
+}
+
+/// The absolute path of `path` with every symbolic link, `.` and `..` resolved (`realpath(3)`),
+/// or nil if it does not exist.
+func realPath(_ path: String) -> String? {
+    guard let p = realpath(path, nil) else { return nil }
+    defer { free(p) }
+    return String(cString: p)
 }
 
 /// `open(2)` for reading; a free function because the class has a static `open`.

@@ -113,6 +113,9 @@ public struct ImageTransform: Sendable, Equatable {
     /// Decode with libjpeg-turbo's DCT scaling where the crop allows it (off only to measure
     /// what it saves).
     public var scaledDecoding = true
+    /// Largest source image decoded, in pixels (width × height from the JPEG header); a larger
+    /// one is a bad image (config key `max_image_pixels`).
+    public var maxPixels = JPEGCodec.defaultMaxPixels
 
     /// The training transform at `size`.
     public static func train(size: Int) -> ImageTransform {
@@ -155,12 +158,14 @@ public struct ImageTransform: Sendable, Equatable {
     /// Decodes `jpeg`, crops, resamples, flips and writes `(pixel/255 − mean[c]) / std[c]` to
     /// `output` in CHW order (`imageFloats` floats). Pixels are rounded to bytes after
     /// resampling, as torchvision's PIL pipeline produces an 8-bit image before ToTensor.
-    /// - Throws: `JPEGError` if the bytes do not decode.
+    /// - Throws: `JPEGError` if the bytes do not decode, or the header claims more than
+    ///   `maxPixels` pixels.
     public func apply(
         jpeg: UnsafeRawBufferPointer, codec: JPEGCodec, seed: UInt64, epoch: Int, index: Int,
         output: UnsafeMutablePointer<Float>
     ) throws {
         let head = try codec.header(jpeg)
+        try JPEGCodec.checkSize(head, maxPixels: maxPixels)
         let (box, flip) = geometry(
             width: head.width, height: head.height, seed: seed, epoch: epoch, index: index)
         let scale =
@@ -168,7 +173,7 @@ public struct ImageTransform: Sendable, Equatable {
             ? JPEGScale.largestReduction(
                 boxWidth: box.width, boxHeight: box.height, outWidth: size, outHeight: size)
             : .one
-        let image = try codec.decode(jpeg, scale: scale)
+        let image = try codec.decode(jpeg, scale: scale, maxPixels: maxPixels)
         // The box in the decoded (scaled) image's coordinates.
         let fx = Double(image.width) / Double(head.width)
         let fy = Double(image.height) / Double(head.height)

@@ -97,6 +97,15 @@ public struct JPEGError: Error, Sendable {
 
 /// TurboJPEG handles for one thread: decode to RGB (optionally DCT-scaled) and encode.
 public final class JPEGCodec {
+    /// The default largest image decoded, in pixels of the header's width × height:
+    /// 89,478,485, PIL's `Image.MAX_IMAGE_PIXELS` (⌊1 GiB / 4 / 3⌋), the size above which
+    /// torchvision's loader warns of a decompression bomb, so a dataset PyTorch reads without
+    /// that warning decodes here too (a 24-megapixel camera photo is a quarter of it).
+    /// Its RGB buffer is at most 256 MiB (341 MiB for CMYK), per loader worker. A JPEG header
+    /// can claim 65500 × 65500 (4.3 gigapixels, a 12 GiB buffer and minutes of decoding) in a
+    /// few hundred bytes.
+    public static let defaultMaxPixels = 89_478_485
+
     private let decoder: tjhandle
     private var encoder: tjhandle?
 
@@ -128,16 +137,38 @@ public final class JPEGCodec {
             isGray: cs == TJCS_GRAY)
     }
 
+    /// Throws unless `head` claims at most `maxPixels` pixels (width × height, before any DCT
+    /// scaling: the decoder's work grows with the full size whatever the scale).
+    /// - Throws: `JPEGError` saying the claimed size and the cap.
+    public static func checkSize(_ head: JPEGHeader, maxPixels: Int) throws {
+        let pixels = head.width * head.height  // each at most 65535: no overflow
+        if pixels > maxPixels {
+            throw JPEGError(
+                message: "its header claims \(head.width)×\(head.height) = \(pixels) pixels, "
+                    + "more than max_image_pixels \(maxPixels)")
+        }
+    }
+
     /// Decodes `bytes` to RGB at `scale` (size `scale.scaled(width) × scale.scaled(height)`).
     ///
     /// Gray files come out with three equal channels; CMYK files are converted with
     /// `R = C·K/255` (likewise G, B), the inverted-CMYK convention of Adobe files that
-    /// libjpeg-turbo and PIL follow. A truncated file is an error (as in PIL); other
-    /// corrupt-data warnings of the decoder are tolerated.
-    /// - Throws: `JPEGError` for a non-JPEG, corrupt or truncated stream.
-    public func decode(_ bytes: UnsafeRawBufferPointer, scale: JPEGScale = .one) throws -> RGBImage
-    {
+    /// libjpeg-turbo and PIL follow.
+    ///
+    /// Nothing is allocated for an image whose header claims more than `maxPixels` pixels.
+    /// Any warning of the decoder is an error (`TJFLAG_STOPONWARNING`): a truncated file, a
+    /// corrupt entropy-coded segment, even extraneous bytes before a marker. The first two
+    /// leave gray or garbled rows that would be trained on; PIL tolerates the last, but a file
+    /// that needs it is damaged, and `bad_images` decides what to do with it (stop naming it,
+    /// or skip it and count it). A progressive file with more than 500 scans is an error too
+    /// (`TJFLAG_LIMITSCANS`), rather than minutes of decoding.
+    /// - Throws: `JPEGError` for a non-JPEG, over-large, corrupt or truncated stream.
+    public func decode(
+        _ bytes: UnsafeRawBufferPointer, scale: JPEGScale = .one,
+        maxPixels: Int = JPEGCodec.defaultMaxPixels
+    ) throws -> RGBImage {
         let head = try header(bytes)
+        try Self.checkSize(head, maxPixels: maxPixels)
         let w = scale.scaled(head.width)
         let h = scale.scaled(head.height)
         let channels = head.isCMYK ? 4 : 3
@@ -146,18 +177,11 @@ public final class JPEGCodec {
         let r = raw.withUnsafeMutableBufferPointer { dst in
             tjDecompress2(
                 decoder, bytes.bindMemory(to: UInt8.self).baseAddress, UInt(bytes.count),
-                dst.baseAddress, Int32(w), 0, Int32(h), Int32(format.rawValue), 0)
+                dst.baseAddress, Int32(w), 0, Int32(h), Int32(format.rawValue),
+                TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS)
         }
-        if r != 0 {
-            let message = lastError(decoder)
-            // Warnings (e.g. extraneous bytes before a marker) leave a complete image, but a
-            // premature end of data leaves gray rows: PIL rejects such files, and so do we.
-            if tjGetErrorCode(decoder) == Int32(TJERR_FATAL.rawValue)
-                || message.contains("Premature end")
-            {
-                throw JPEGError(message: message)
-            }
-        }
+        // With TJFLAG_STOPONWARNING a warning (tjGetErrorCode == TJERR_WARNING) fails too.
+        if r != 0 { throw JPEGError(message: lastError(decoder)) }
         if !head.isCMYK { return RGBImage(width: w, height: h, pixels: raw) }
         var rgb = [UInt8](repeating: 0, count: w * h * 3)
         for p in 0..<(w * h) {

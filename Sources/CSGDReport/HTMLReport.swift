@@ -45,9 +45,36 @@ public enum HTMLReport {
                 floorNote: "points on the bottom line are exactly 0: the filters are identical")
         }
         body += "</div>\n"
+        body += undrawnNote(run.epochs, xs)
         body += sizeSection(run)
         body += provenance(run)
         return page(title: "csgd-dist report: " + run.directory, body: body)
+    }
+
+    /// The per-epoch values the charts leave out (see `SVGChart.drawable`), named by series and
+    /// epoch position, as a paragraph under the charts; "" when every value is drawn.
+    static func undrawnNote(_ e: [EpochRecord], _ xs: [Double]) -> String {
+        let keys: [(String, KeyPath<EpochRecord, Double?>)] = [
+            ("train loss", \.trainLoss), ("test loss", \.testLoss), ("train top-1", \.trainTop1),
+            ("test top-1", \.testTop1), ("kernel deviation", \.deviationKernels),
+            ("vector deviation", \.deviationVectors),
+        ]
+        var parts: [String] = []
+        for (name, key) in keys {
+            // Top-1 is drawn ×100, but RunRecords keeps it within [0, 1]: scale is immaterial.
+            let at = e.indices.filter { i in
+                e[i][keyPath: key].map { !SVGChart.drawable($0) } ?? false
+            }
+            if at.isEmpty { continue }
+            let shown = at.prefix(10).map { String(Int(xs[$0])) }
+            parts.append(
+                "\(name) at epoch\(at.count > 1 ? "s" : "") \(shown.joined(separator: ", "))"
+                    + (at.count > 10 ? " and \(at.count - 10) more" : ""))
+        }
+        if parts.isEmpty { return "" }
+        return "<p class=\"note\">Not drawn (not finite, or beyond ±"
+            + String(format: "%.0e", SVGChart.maxMagnitude) + "): "
+            + escapeXML(parts.joined(separator: "; ")) + ".</p>\n"
     }
 
     /// One x position per epoch record, counting across phases and rounds (1, 2, 3, …).
@@ -73,8 +100,9 @@ public enum HTMLReport {
         ChartSeries(
             name: name, color: color,
             points: zip(e, xs).compactMap { r, x in
-                // A non-finite value (a diverged loss is recorded as "NaN") leaves a gap.
-                r[keyPath: key].flatMap { $0.isFinite ? (x, $0 * scale) : nil }
+                // A non-finite value (a diverged loss is recorded as "NaN") or one beyond
+                // ±SVGChart.maxMagnitude leaves a gap, listed by `undrawnNote`.
+                r[keyPath: key].flatMap { SVGChart.drawable($0) ? (x, $0 * scale) : nil }
             },
             dashed: dashed)
     }

@@ -53,16 +53,38 @@ struct PlotFrame {
 }
 
 /// SVG chart builders.
+///
+/// Every size and loop is bounded whatever the data: points with a non-finite coordinate or
+/// one beyond ±`maxMagnitude` are left out (gaps), a log axis spans at most the decades
+/// 1e-300 … 1e15, and `niceTicks` returns at most `maxTicks + 1` ticks.
 public enum SVGChart {
-    /// A line chart. On a log axis, values ≤ 0 are drawn at the axis floor (`floorNote` says
-    /// what that means for the data).
+    /// Largest |x| or |y| a line chart draws, and the top of a bar chart; farther points are
+    /// left out (callers say so in a note), taller bars are clipped to it.
+    public static let maxMagnitude = 1e15
+    /// Smallest positive value a log axis resolves (its lowest possible decade); smaller
+    /// positive values are drawn at the floor, with the zeros.
+    public static let logFloor = 1e-300
+    /// Most tick intervals `niceTicks` returns.
+    static let maxTicks = 50
+
+    /// Whether a point is drawn: finite and within ±`maxMagnitude`.
+    static func drawable(_ v: Double) -> Bool { v.isFinite && abs(v) <= maxMagnitude }
+
+    /// A line chart. On a log axis, values ≤ 0 (and positive values below `logFloor`) are
+    /// drawn at the axis floor (`floorNote` says what that means for the data). Points that
+    /// are not `drawable` are left out.
     public static func lines(
         title: String, xLabel: String, yLabel: String, series: [ChartSeries],
         markers: [ChartMarker] = [], logY: Bool = false, yRange: ClosedRange<Double>? = nil,
         floorNote: String? = nil, width: Double = 640, height: Double = 300
     ) -> String {
+        let series = series.map { se in
+            var se = se
+            se.points = se.points.filter { drawable($0.x) && drawable($0.y) }
+            return se
+        }
         let xs = series.flatMap { $0.points.map(\.x) }
-        let ys = series.flatMap { $0.points.map(\.y) }.filter { $0.isFinite }
+        let ys = series.flatMap { $0.points.map(\.y) }
         guard let xMin = xs.min(), let xMax = xs.max(), !ys.isEmpty else {
             return emptyChart(title: title, width: width, height: height)
         }
@@ -70,11 +92,13 @@ public enum SVGChart {
         var yLo: Double, yHi: Double
         var floorValue = 0.0
         if logY {
-            let positive = ys.filter { $0 > 0 }
+            // Decades within [log10(logFloor), log10(maxMagnitude)]: at most ~316 of them.
+            let positive = ys.filter { $0 >= logFloor }
             let lo = floor(log10(positive.min() ?? 1e-12))
             let hi = ceil(log10(positive.max() ?? 1))
             // One extra decade below the smallest positive value holds the exact zeros.
-            let bottom = ys.contains { $0 <= 0 } ? lo - 1 : lo
+            let bottom = max(
+                log10(logFloor), ys.contains { $0 < logFloor } ? lo - 1 : lo)
             yLo = pow(10, bottom)
             yHi = pow(10, max(hi, bottom + 1))
             floorValue = yLo
@@ -102,7 +126,7 @@ public enum SVGChart {
         var legend = ""
         for (i, se) in series.enumerated() {
             let pts = se.points.map { p -> String in
-                let y = logY && p.y <= 0 ? floorValue : p.y
+                let y = logY && p.y < floorValue ? floorValue : p.y
                 return fmt(f.px(p.x)) + "," + fmt(f.py(y))
             }
             s +=
@@ -126,14 +150,16 @@ public enum SVGChart {
             legend += text(lx + 28, ly, se.name, size: 11)
         }
         s += legend  // drawn last: above every curve
-        if let floorNote, logY, ys.contains(where: { $0 <= 0 }) {
+        if let floorNote, logY, ys.contains(where: { $0 < floorValue }) {
             s += text(f.left + 4, f.top + f.plotHeight - 6, floorNote, size: 10, fill: "#555")
         }
         return s + "</svg>\n"
     }
 
     /// Grouped vertical bars: for each category, one bar per value set (e.g. width before and
-    /// after pruning), with category names written below at an angle.
+    /// after pruning), with category names written below at an angle. Bars are drawn from 0
+    /// to the value clipped to [0, `maxMagnitude`] (a non-finite value as 0); the tooltip shows
+    /// the value itself.
     public static func bars(
         title: String, yLabel: String, categories: [String],
         sets: [(name: String, color: String, values: [Double])], minWidth: Double = 640,
@@ -145,7 +171,8 @@ public enum SVGChart {
         let width = max(
             minWidth, 64 + 16 + Double(categories.count) * slot,
             titleEnd + 16 + 80 * Double(sets.count) + 16)
-        let maxV = sets.flatMap(\.values).max() ?? 1
+        func clipped(_ v: Double) -> Double { v.isFinite ? min(max(v, 0), maxMagnitude) : 0 }
+        let maxV = sets.flatMap(\.values).map(clipped).max() ?? 1
         let ticks = niceTicks(0, max(maxV, 1))
         let f = PlotFrame(
             width: width, height: height, x0: 0, x1: Double(max(categories.count, 1)), y0: 0,
@@ -158,7 +185,7 @@ public enum SVGChart {
             let x0 = f.px(Double(c)) + 2
             for (k, set) in sets.enumerated() where c < set.values.count {
                 let v = set.values[c]
-                let y = f.py(v)
+                let y = f.py(clipped(v))
                 s +=
                     "<rect class=\"bar\" data-set=\"\(escapeXML(set.name))\" x=\"\(fmt(x0 + Double(k) * barW))\" "
                     + "y=\"\(fmt(y))\" width=\"\(fmt(max(barW - 1, 1)))\" "
@@ -180,17 +207,31 @@ public enum SVGChart {
         return s + "</svg>\n"
     }
 
-    /// Round tick values (1, 2, 5 × 10^k steps) covering [lo, hi].
+    /// Round tick values (1, 2, 5 × 10^k steps) covering [lo, hi]; at most `maxTicks + 1` of
+    /// them whatever the input (just `[lo, hi]` when no round step fits, e.g. a non-finite
+    /// bound or a range too wide or too narrow for Double).
     static func niceTicks(_ lo: Double, _ hi: Double, integers: Bool = false) -> [Double] {
+        guard lo.isFinite, hi.isFinite else { return [0, 1] }
         var (a, b) = (lo, hi)
-        if b <= a { (a, b) = (a - 1, a + 1) }
+        if b <= a {
+            // ±1 around ordinary values; relative far from 0, where a ± 1 == a.
+            let pad = max(1, abs(a) * 1e-6)
+            (a, b) = (a - pad, a + pad)
+        }
         let raw = (b - a) / 5
+        guard raw.isFinite, raw > 0 else { return [a, b] }
         let mag = pow(10, floor(log10(raw)))
         var step = [1.0, 2, 5, 10].map { $0 * mag }.first { $0 >= raw } ?? 10 * mag
         if integers { step = max(1, step.rounded()) }
+        guard step.isFinite, step > 0 else { return [a, b] }
         let start = floor(a / step) * step
         let end = ceil(b / step) * step
-        return stride(from: start, through: end + step * 1e-9, by: step).map { $0 }
+        // A count, not a float loop: `start + step` may equal `start` at large magnitudes.
+        let intervals = ((end - start) / step).rounded()
+        guard intervals.isFinite, intervals >= 0, intervals <= Double(maxTicks) else {
+            return [a, b]
+        }
+        return (0...Int(intervals)).map { start + Double($0) * step }
     }
 
     // MARK: - SVG pieces

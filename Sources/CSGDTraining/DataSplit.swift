@@ -79,8 +79,10 @@ public enum DataSplit {
                 dataset: d, batches: batches, augmentation: augment ? .standard : .none,
                 seed: config.seed, epoch: epoch)
         case .files(let d, _, let size):
+            var transform = augment ? ImageTransform.train(size: size) : .eval(size: size)
+            transform.maxPixels = config.maxImagePixels
             return ImageBatchLoader(
-                dataset: d, transform: augment ? .train(size: size) : .eval(size: size),
+                dataset: d, transform: transform,
                 batches: batches, seed: config.seed, epoch: epoch, workers: config.loaderWorkers,
                 prefetch: config.prefetchBatches,
                 policy: config.badImages)

@@ -301,6 +301,7 @@ final class RunConfigTests: XCTestCase {
         c.loaderWorkers = 5
         c.prefetchBatches = 1
         c.badImages = .skip
+        c.maxImagePixels = 4096 * 4096
         c.epochs = 600
         c.maxSteps = 12
         c.batchSize = 256
