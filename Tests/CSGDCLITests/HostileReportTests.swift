@@ -1,6 +1,7 @@
 // `csgd-dist report` on crafted run directories, through the real binary: each either exits
 // non-zero with one error line, or exits 0 having written the report; never a hang.
 
+import CSGDTestSupport
 import Foundation
 import XCTest
 
