@@ -194,14 +194,15 @@ struct ConfigCommand: ParsableCommand {
     }
 }
 
-/// Resolves the config; a bad key or value is one line on stderr and exit code 2.
+/// Resolves the config; a bad key or value is one line on stderr (rank 0 only under mpirun:
+/// every rank fails the same way) and exit code 2 on every rank.
 func resolveOrExit(_ options: ConfigOptions) throws -> RunConfig {
     do {
         return try options.resolve()
     } catch let e as CSGDError {
         var text = "error: " + e.message
         if let h = e.hint { text += "\nHINT: " + h }
-        FileHandle.standardError.write(Data((text + "\n").utf8))
+        if isLaunchRoot { FileHandle.standardError.write(Data((text + "\n").utf8)) }
         throw ExitCode(2)
     }
 }
