@@ -70,7 +70,12 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Train a ResNet normally (no C-SGD); writes model.safetensors.")
     @OptionGroup var options: ConfigOptions
-    @Flag(help: "Resume from <out_dir>/checkpoint.safetensors.") var resume = false
+    @Flag(
+        help: """
+            Resume from <out_dir>/checkpoint.safetensors, or from the newest older checkpoint \
+            in <out_dir>/checkpoints/ that verifies if it is damaged.
+            """)
+    var resume = false
     @Flag(
         help: """
             Start over in an out_dir that holds a run: its records and models are moved to \
@@ -99,7 +104,12 @@ struct CSGDCommand: ParsableCommand {
             net and squeezes it back to the original widths.
             """)
     @OptionGroup var options: ConfigOptions
-    @Flag(help: "Resume from <out_dir>/checkpoint.safetensors.") var resume = false
+    @Flag(
+        help: """
+            Resume from <out_dir>/checkpoint.safetensors, or from the newest older checkpoint \
+            in <out_dir>/checkpoints/ that verifies if it is damaged.
+            """)
+    var resume = false
     @Flag(
         help: """
             Start over in an out_dir that holds a run: its records and models are moved to \
