@@ -5,8 +5,8 @@
 // `keep_checkpoints` step files stay; older ones are deleted. The checkpoint at the end of a
 // C-SGD round's training (the unpruned net with its clusters, what `prune --input` merges) is
 // also linked as `checkpoints/round<R>-end.safetensors` and never deleted. Resume tries the
-// newest file first and falls back to older ones when a file does not verify (checksum,
-// truncation, unreadable metadata).
+// stable name first, then the history newest first, and falls back to the next one when a
+// file does not verify (checksum, truncation, unreadable metadata).
 
 import CSGDConfig
 import CSGDCore
@@ -147,12 +147,13 @@ public struct CheckpointHistory {
         }
     }
 
-    /// Files a resume may start from, newest first: the history (step files and round ends),
-    /// then the stable latest name; a file linked under several names appears once.
+    /// Files a resume may start from, in the order tried: the stable latest name (the newest,
+    /// or whatever the user put there), then the history (step files and round ends) newest
+    /// first; a file linked under several names appears once, under the first.
     public func resumeCandidates() -> [String] {
         var seen = Set<String>()
         var out: [String] = []
-        let paths = entries().reversed().map { folder + "/" + $0.name } + [latestPath]
+        let paths = [latestPath] + entries().reversed().map { folder + "/" + $0.name }
         for p in paths {
             var st = stat()
             guard stat(p, &st) == 0 else { continue }

@@ -69,7 +69,7 @@ final class CheckpointHistoryTests: XCTestCase {
         let warnings = r.lines(startingWith: "warning:")
         XCTAssertEqual(warnings.count, 1, r.output)
         XCTAssertTrue(
-            warnings.first?.contains("step-000000006.safetensors does not verify") ?? false)
+            warnings.first?.contains(split + "/checkpoint.safetensors does not verify") ?? false)
         XCTAssertTrue(
             warnings.first?.contains(
                 "falling back to " + split
