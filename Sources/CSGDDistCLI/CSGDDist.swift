@@ -43,6 +43,11 @@ struct CSGDDist: ParsableCommand {
     }
 }
 
-/// Whether this process prints help and usage errors: rank 0 of an mpirun launch, or any
-/// process not started by mpirun.
-var isLaunchRoot: Bool { (LaunchEnvironment().worldRank ?? 0) == 0 }
+/// Whether this process prints help and usage errors: rank 0 of an mpirun launch (rank from
+/// `OMPI_COMM_WORLD_RANK`, or `PMIX_RANK` under `srun --mpi=pmix`), or any process not
+/// started by a launcher.
+var isLaunchRoot: Bool {
+    let env = ProcessInfo.processInfo.environment
+    let rank = LaunchEnvironment(environment: env).worldRank ?? env["PMIX_RANK"].flatMap { Int($0) }
+    return (rank ?? 0) == 0
+}
