@@ -95,6 +95,9 @@ public struct RunConfig: Equatable {
     public var checkpointEvery = 1
     /// Also write a checkpoint every N steps (0 = off).
     public var checkpointEverySteps = 0
+    /// Step checkpoints kept in `<out_dir>/checkpoints/` (the newest k; end-of-round ones are
+    /// always kept); `checkpoint.safetensors` is the newest.
+    public var keepCheckpoints = 3
     /// Log training loss every N steps.
     public var logEvery = 50
     /// Output folder for logs, checkpoints and the resolved config.

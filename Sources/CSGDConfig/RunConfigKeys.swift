@@ -117,6 +117,9 @@ extension ConfigKey {
                 .int(
                     "checkpoint_every_steps", \.checkpointEverySteps, .atLeast(0),
                     "checkpoint, in steps; 0 = off"),
+                .int(
+                    "keep_checkpoints", \.keepCheckpoints, .atLeast(1),
+                    "step checkpoints kept in checkpoints/ (round ends are always kept)"),
                 .int("log_every", \.logEvery, .atLeast(1), "training log line, in steps"),
                 .string("out_dir", \.outDir, .nonEmpty, "logs, checkpoints, resolved config"),
             ]

@@ -1,8 +1,12 @@
 // The `csgd-dist` command: parses arguments, wires the library targets together, dispatches.
-// No training logic lives here.
+// No training logic lives here. Without a subcommand it runs `csgd`, so the design's launch
+// line `mpirun -n 8 csgd-dist --config X.yaml` trains. Under mpirun every rank parses the
+// same arguments, so help and usage errors are printed by rank 0 only (the rank is read from
+// the launcher's environment: MPI is not started before parsing).
 
 import ArgumentParser
 import CSGDCore
+import CSGDDistributed
 import Foundation
 
 @main
@@ -10,6 +14,40 @@ struct CSGDDist: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "csgd-dist",
         abstract: "Centripetal SGD training and pruning of CNNs, data-parallel over MPI.",
-        subcommands: allSubcommands
+        discussion: """
+            Without a subcommand, csgd-dist runs the csgd job with the flags given, so \
+            `mpirun -n 8 csgd-dist --config cluster-configs/X.yaml` trains and prunes; \
+            `csgd-dist` alone runs the quick-start csgd job (the default config, out_dir \
+            runs/quickstart). Under mpirun, help and usage errors are printed by rank 0 only; a \
+            usage error exits non-zero on every rank.
+            """,
+        subcommands: allSubcommands,
+        defaultSubcommand: CSGDCommand.self
     )
+
+    /// Parses and runs like ArgumentParser's own `main()`, except that ranks other than 0 of
+    /// an mpirun launch stay silent about help and usage errors (same exit code).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if !isLaunchRoot {
+                let code = exitCode(for: error)
+                // Let rank 0 print before mpirun sees a failed rank and stops the job.
+                if code != .success { Thread.sleep(forTimeInterval: 2) }
+                Foundation.exit(code.rawValue)
+            }
+            exit(withError: error)
+        }
+    }
+}
+
+/// Whether this process prints help and usage errors: rank 0 of an mpirun launch (rank from
+/// `OMPI_COMM_WORLD_RANK`, or `PMIX_RANK` under `srun --mpi=pmix`), or any process not
+/// started by a launcher.
+var isLaunchRoot: Bool {
+    let env = ProcessInfo.processInfo.environment
+    let rank = LaunchEnvironment(environment: env).worldRank ?? env["PMIX_RANK"].flatMap { Int($0) }
+    return (rank ?? 0) == 0
 }

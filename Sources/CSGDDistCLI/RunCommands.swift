@@ -70,7 +70,12 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Train a ResNet normally (no C-SGD); writes model.safetensors.")
     @OptionGroup var options: ConfigOptions
-    @Flag(help: "Resume from <out_dir>/checkpoint.safetensors.") var resume = false
+    @Flag(
+        help: """
+            Resume from <out_dir>/checkpoint.safetensors, or from the newest older checkpoint \
+            in <out_dir>/checkpoints/ that verifies if it is damaged.
+            """)
+    var resume = false
     @Flag(
         help: """
             Start over in an out_dir that holds a run: its records and models are moved to \
@@ -99,7 +104,12 @@ struct CSGDCommand: ParsableCommand {
             net and squeezes it back to the original widths.
             """)
     @OptionGroup var options: ConfigOptions
-    @Flag(help: "Resume from <out_dir>/checkpoint.safetensors.") var resume = false
+    @Flag(
+        help: """
+            Resume from <out_dir>/checkpoint.safetensors, or from the newest older checkpoint \
+            in <out_dir>/checkpoints/ that verifies if it is damaged.
+            """)
+    var resume = false
     @Flag(
         help: """
             Start over in an out_dir that holds a run: its records and models are moved to \
@@ -194,14 +204,15 @@ struct ConfigCommand: ParsableCommand {
     }
 }
 
-/// Resolves the config; a bad key or value is one line on stderr and exit code 2.
+/// Resolves the config; a bad key or value is one line on stderr (rank 0 only under mpirun:
+/// every rank fails the same way) and exit code 2 on every rank.
 func resolveOrExit(_ options: ConfigOptions) throws -> RunConfig {
     do {
         return try options.resolve()
     } catch let e as CSGDError {
         var text = "error: " + e.message
         if let h = e.hint { text += "\nHINT: " + h }
-        FileHandle.standardError.write(Data((text + "\n").utf8))
+        if isLaunchRoot { FileHandle.standardError.write(Data((text + "\n").utf8)) }
         throw ExitCode(2)
     }
 }

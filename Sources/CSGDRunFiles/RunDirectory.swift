@@ -20,7 +20,7 @@ public final class RunDirectory {
     private var lockFD: Int32
 
     /// Files whose presence means the folder holds a run: refused without --resume or
-    /// --overwrite.
+    /// --overwrite. (`--overwrite` also moves the `checkpoints/` history folder aside.)
     public static let recordNames = ["checkpoint.safetensors", "metrics.jsonl", "config.yaml"]
 
     /// The lock file inside an out_dir.
@@ -118,6 +118,10 @@ public final class RunDirectory {
             var notes: [String] = []
             if moveAside { notes.append(try self.moveAside(path, keep: intent.keep)) }
             notes += cleanTempFiles(path, previousHolder: previous)
+            let history = path + "/" + CheckpointHistory.folderName
+            if !moveAside && FileManager.default.fileExists(atPath: history) {
+                notes += cleanTempFiles(history, previousHolder: previous)
+            }
             try appendLine(timestamp() + " " + command, to: path + "/command.txt")
             return RunDirectory(path: path, lockFD: fd, notes: notes)
         } catch {
@@ -194,7 +198,7 @@ public final class RunDirectory {
         let fm = FileManager.default
         let present = recordNames.filter { fm.fileExists(atPath: path + "/" + $0) }
         if intent.resume {
-            if !present.contains("checkpoint.safetensors") {
+            if !CheckpointHistory(outDir: path, keep: 1).hasCheckpoint {
                 throw CSGDError(
                     "cannot resume: \(path)/checkpoint.safetensors does not exist",
                     hint: "start the run without --resume")
@@ -221,6 +225,7 @@ public final class RunDirectory {
         let names = ((try? fm.contentsOfDirectory(atPath: path)) ?? []).filter { name in
             recordNames.contains(name)
                 || ["model.safetensors", "pruned.safetensors", "report.html"].contains(name)
+                || name == CheckpointHistory.folderName
                 || (name.hasPrefix("round") && name.hasSuffix("-pruned.safetensors"))
         }.sorted()
         let stamp = timestamp().replacingOccurrences(of: ":", with: "")

@@ -1,5 +1,5 @@
 // Where a train or csgd job starts: a fresh network, a base model (`--from`) or the run's own
-// checkpoint (`--resume`). Everything read from a file is untrusted, so it is checked here,
+// newest checkpoint that verifies (`--resume`; see CheckpointHistory). Everything read from a file is untrusted, so it is checked here,
 // before the first step: the model against the data (channels, image size, classes), and a
 // resumed loop position against the resolved config (rounds, epochs, steps, the cluster plan),
 // because a position that does not fit the config would index past the end of the sampler's
@@ -33,6 +33,7 @@ struct RunStart {
     ) throws -> RunStart {
         let log = RunLog(comm: comm, metricsPath: nil)
         var config = config
+        var resumedFrom: String?
         let start: RunStart
         if resume {
             if let from {
@@ -40,8 +41,9 @@ struct RunStart {
                     "--resume and --from \(from) cannot be combined: a resumed run continues from "
                         + "its own \(config.outDir)/checkpoint.safetensors")
             }
-            let path = checkpointPath(config)
-            let ck = try Checkpoint.load(path: path)
+            let history = CheckpointHistory(outDir: config.outDir, keep: config.keepCheckpoints)
+            let (ck, path) = try history.loadNewestValid(warn: log.info)
+            resumedFrom = path
             let state = try checkResume(ck, path: path, config: config, data: data, phase: phase)
             logConfigChanges(ck, config: config, log: log)
             if state.worldSize != comm.size {
@@ -68,7 +70,7 @@ struct RunStart {
             net.initialize(seed: config.seed)
             start = RunStart(network: net, state: nil, config: config)
         }
-        let source = resume ? checkpointPath(config) : from ?? "model \(config.model)"
+        let source = resumedFrom ?? from ?? "model \(config.model)"
         try data.check(start.network.architecture, from: source)
         return start
     }

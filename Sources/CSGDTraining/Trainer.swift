@@ -322,7 +322,9 @@ public final class Trainer {
         try log.record(.epoch(record))
         state.epoch += 1
         state.step = 0
-        if last || state.epoch % config.checkpointEvery == 0 { try checkpoint(net, state) }
+        if last || state.epoch % config.checkpointEvery == 0 {
+            try checkpoint(net, state, roundEnd: last && state.phase == .csgd)
+        }
         return test
     }
 
@@ -360,14 +362,34 @@ public final class Trainer {
         }
     }
 
-    /// Writes the rolling checkpoint (rank 0); every rank holds the same state.
-    func checkpoint(_ net: Network, _ state: TrainState) throws {
+    /// Writes a checkpoint (rank 0) into the run's history and makes it the stable latest
+    /// (`checkpointPath`); every rank holds the same state. See `CheckpointHistory`.
+    /// - Parameter roundEnd: the last checkpoint of a C-SGD round's training, kept for good.
+    func checkpoint(_ net: Network, _ state: TrainState, roundEnd: Bool = false) throws {
         if comm.isRoot {
-            try Checkpoint.save(
-                path: checkpointPath, network: net, state: state, configYAML: config.yaml(),
-                includeMomentum: true)
+            let yaml = config.yaml()
+            try history.save(
+                step: globalStep(state), round: state.phase == .csgd ? state.round + 1 : nil,
+                roundEnd: roundEnd
+            ) { path in
+                try Checkpoint.save(
+                    path: path, network: net, state: state, configYAML: yaml,
+                    includeMomentum: true)
+            }
         }
         comm.barrier()
+    }
+
+    /// The run's checkpoint files.
+    var history: CheckpointHistory {
+        CheckpointHistory(outDir: config.outDir, keep: config.keepCheckpoints)
+    }
+
+    /// Optimizer steps since the run started, over all rounds: a C-SGD round is `epochs`
+    /// epochs of `train_size / batch_size` steps. Restored exactly from a resumed `state`.
+    func globalStep(_ state: TrainState) -> Int {
+        let perEpoch = data.train.count / max(config.batchSize, 1)
+        return state.round * config.epochs * perEpoch + state.phaseStep
     }
 
     // MARK: - evaluation

@@ -152,7 +152,10 @@ final class RunDirectoryTests: XCTestCase {
         let moved = try snapshot(out + "/" + aside[0])
         XCTAssertEqual(
             Set(moved.keys),
-            ["checkpoint.safetensors", "metrics.jsonl", "config.yaml", "model.safetensors"])
+            [
+                "checkpoint.safetensors", "metrics.jsonl", "config.yaml", "model.safetensors",
+                "checkpoints/step-000000003.safetensors",
+            ])
         for (name, bytes) in moved { XCTAssertEqual(bytes, before[name], name) }
 
         // command.txt: one timestamped line per job that ran (the refused ones add none).

@@ -321,6 +321,7 @@ final class RunConfigTests: XCTestCase {
         c.evalEvery = 5
         c.checkpointEvery = 10
         c.checkpointEverySteps = 40_000
+        c.keepCheckpoints = 7
         c.logEvery = 10
         c.outDir = "null"
         c.centripetalStrength = 0.05
