@@ -49,6 +49,11 @@ const char *csgd_build_target_cpu(void) { return CSGD_TARGET_CPU; }
 #else
 #define F_AVX512VNNI ""
 #endif
+#if defined(__AVX512BF16__)
+#define F_AVX512BF16 " avx512_bf16"
+#else
+#define F_AVX512BF16 ""
+#endif
 #if defined(__ARM_NEON)
 #define F_NEON " neon"
 #else
@@ -68,7 +73,7 @@ const char *csgd_build_target_cpu(void) { return CSGD_TARGET_CPU; }
 // Each feature brings a leading space. One more space in front keeps `+ 1` inside the string
 // when no feature is set; otherwise skip both leading spaces.
 static const char features[] =
-    " " F_SSE42 F_AVX F_AVX2 F_FMA F_AVX512F F_AVX512BW F_AVX512VL F_AVX512VNNI F_NEON F_ARMFMA
-        F_SVE;
+    " " F_SSE42 F_AVX F_AVX2 F_FMA F_AVX512F F_AVX512BW F_AVX512VL F_AVX512VNNI F_AVX512BF16
+        F_NEON F_ARMFMA F_SVE;
 
 const char *csgd_build_vector_features(void) { return features + (features[1] ? 2 : 1); }
