@@ -11,6 +11,7 @@
 //   CSGDTraining ← CSGDBench (kernel, step, loader benchmarks)
 //   CSGDCore, CSGDModels ← CSGDExport (ONNX; the only user of SwiftProtobuf)
 //   all of the above ← CSGDDistCLI (the `csgd-dist` executable)
+//   CSGDBuildInfo (C: what the build targeted) ← CSGDBench
 // Only CSGDKernels imports CBLAS, only CSGDDistributed imports CMPI, only CSGDData imports CZlib
 // and CTurboJPEG.
 import PackageDescription
@@ -21,6 +22,36 @@ import PackageDescription
 // noise except CSGDData's loader (~7 % CPU), which parses files and so keeps its checks.
 // To opt a target back in after a new measurement, give it
 // `swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]`.
+//
+// Target CPU (docs/performance.md, "Built for the host CPU"). Release builds compile every
+// target for one CPU, named by the environment variable CSGD_TARGET_CPU:
+//   unset or `native`  the CPU of the machine that builds (AVX2/AVX-512, FMA where it has them);
+//   an LLVM CPU name   e.g. haswell, skylake-avx512, znver3, znver4: one binary for a
+//                      heterogeneous cluster, built for its oldest node's CPU;
+//   `generic`/`none`   no target flag: baseline x86-64 (SSE2, no FMA), runs on any x86-64.
+// Swift targets get `-target-cpu`; the C target CSGDBuildInfo gets the same CPU as `-march`
+// (`-mcpu` off x86) plus the name as a string define, so the binary records what it was built
+// for and which vector features that enabled (Swift has no compile-time feature test and
+// `-D` in Swift only makes boolean conditions, so the record lives in C). Debug builds set no
+// CPU. SwiftPM re-evaluates this manifest when the variable changes; a separate
+// `--scratch-path` per CPU keeps two builds side by side.
+let targetCPU: String? = {
+    let v = Context.environment["CSGD_TARGET_CPU"] ?? "native"
+    return ["", "generic", "none"].contains(v) ? nil : v
+}()
+let release = BuildSettingCondition.when(configuration: .release)
+let cpuSwiftSettings: [SwiftSetting] =
+    targetCPU.map { [.unsafeFlags(["-target-cpu", $0], release)] } ?? []
+#if arch(x86_64) || arch(i386)
+    let cpuCFlag = "-march="
+#else
+    let cpuCFlag = "-mcpu="
+#endif
+let buildInfoCSettings: [CSetting] =
+    [
+        .define("CSGD_TARGET_CPU", to: "\"\(targetCPU ?? "generic")\"", release),
+        .define("CSGD_TARGET_CPU", to: "\"generic (debug build)\"", .when(configuration: .debug)),
+    ] + (targetCPU.map { [.unsafeFlags([cpuCFlag + $0], release)] } ?? [])
 
 let package = Package(
     name: "csgd-dist",
@@ -47,6 +78,7 @@ let package = Package(
         .systemLibrary(
             name: "CTurboJPEG", path: "Sources/CTurboJPEG", pkgConfig: "libturbojpeg",
             providers: [.apt(["libturbojpeg0-dev"])]),
+        .target(name: "CSGDBuildInfo", cSettings: buildInfoCSettings),
         .target(name: "CSGDCore"),
         .target(name: "CSGDKernels", dependencies: ["CSGDCore", "CBLAS"]),
         .target(
@@ -77,7 +109,7 @@ let package = Package(
             name: "CSGDBench",
             dependencies: [
                 "CSGDCore", "CSGDKernels", "CSGDModels", "CSGDData", "CSGDCentripetal",
-                "CSGDDistributed", "CSGDConfig", "CSGDTraining",
+                "CSGDDistributed", "CSGDConfig", "CSGDTraining", "CSGDBuildInfo",
             ]),
         .target(
             name: "CSGDReport",
@@ -134,8 +166,14 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
         .testTarget(
-            name: "CSGDCLITests", dependencies: ["CSGDCore", "CSGDData", "CSGDTestSupport"]),
+            name: "CSGDCLITests",
+            dependencies: ["CSGDCore", "CSGDData", "CSGDTestSupport", "CSGDBuildInfo"]),
         .testTarget(name: "CSGDHostileInputTests", dependencies: ["CSGDCore", "CSGDTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )
+
+// Every Swift target of ours, tests included, is compiled for the target CPU (see the top).
+for target in package.targets where target.type != .system && target.name != "CSGDBuildInfo" {
+    target.swiftSettings = (target.swiftSettings ?? []) + cpuSwiftSettings
+}

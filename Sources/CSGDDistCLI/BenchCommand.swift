@@ -130,13 +130,18 @@ struct BenchLoaderCommand: ParsableCommand {
 /// Prints benchmark results as a table or as JSON lines.
 enum BenchOutput {
     /// Writes `rows` to stdout: JSON lines when `json`, else a titled table with name, value,
-    /// unit and one column per `(header, extra key)` (blank where a row lacks the key).
+    /// unit and one column per `(header, extra key)` (blank where a row lacks the key). Either
+    /// way `machine` comes first (the `machine:` line or the `{"name":"machine",…}` line), so
+    /// every figure says which build, CPU and OpenBLAS kernels produced it.
     static func emit(
-        _ rows: [BenchResult], json: Bool, title: String, columns: [(String, String)]
+        _ rows: [BenchResult], json: Bool, title: String, columns: [(String, String)],
+        machine: MachineInfo = .current()
     ) {
         if json {
+            print(machine.jsonLine)
             for row in rows { print(row.jsonLine) }
         } else {
+            print(machine.headerLine)
             print(table(rows, title: title, columns: columns), terminator: "")
         }
     }

@@ -67,6 +67,9 @@ struct BenchSuiteCommand: ParsableCommand {
             let scaling = try part("scaling (mpirun)", ["scaling", "--mpirun", mpirun] + common)
             rows += scaling.map { prefixed($0, "2x1_") }
         }
+        // The parts set their own OpenBLAS thread counts (row prefixes 1x1_, 1x2_, 2x1_).
+        var machine = MachineInfo.current()
+        machine.blasThreads = nil
         BenchOutput.emit(
             rows, json: output.json,
             title: "bench: \(model), batch \(batch) per rank, median of \(steps) steps per part",
@@ -75,7 +78,7 @@ struct BenchSuiteCommand: ParsableCommand {
                 ("÷sgd", "ratio_to_sgd_step"), ("speedup", "speedup"),
                 ("÷1 thread", "ratio_to_1thread"), ("÷1 rank", "ratio_to_1rank"),
                 ("÷blocking", "ratio_to_blocking"),
-            ])
+            ], machine: machine)
     }
 
     private func prefixed(_ r: BenchResult, _ p: String) -> BenchResult {

@@ -13,7 +13,18 @@ final class BenchCLITests: XCTestCase {
             ], env: ["OPENBLAS_NUM_THREADS": "1"], timeout: 300)
         XCTAssertEqual(r.exitCode, 0, r.output)
         var rows: [String: [String: Any]] = [:]
-        for line in r.output.split(separator: "\n") {
+        let lines = r.output.split(separator: "\n")
+        // First the machine: build target, running CPU, OpenBLAS core (threads vary by part).
+        let machine = try XCTUnwrap(
+            try JSONSerialization.jsonObject(with: Data((lines.first ?? "").utf8))
+                as? [String: Any], "no machine line first: \(r.output)")
+        XCTAssertEqual(machine["name"] as? String, "machine")
+        for key in ["target_cpu", "target_features", "cpu", "cpu_features", "openblas_core"] {
+            XCTAssertNotNil(machine[key] as? String, key)
+        }
+        XCTAssertFalse((machine["openblas_core"] as? String ?? "").isEmpty)
+        XCTAssertTrue(machine["openblas_threads"] is NSNull)
+        for line in lines.dropFirst() {
             let obj = try XCTUnwrap(
                 try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                 "not a JSON object: \(line)")
@@ -49,10 +60,11 @@ final class BenchCLITests: XCTestCase {
                 "not a JSON object: \(line)")
             rows[try XCTUnwrap(obj["name"] as? String)] = obj
         }
+        XCTAssertEqual(rows["machine"]?["openblas_threads"] as? Int, 1, "machine line")
         XCTAssertEqual(
             Set(rows.keys),
             [
-                "train_resnet20_1rank", "train_resnet20_2ranks_rank0",
+                "machine", "train_resnet20_1rank", "train_resnet20_2ranks_rank0",
                 "train_resnet20_2ranks_replicated", "train_resnet20_2ranks_overlap",
                 "peak_rss_resnet20_b128",
             ])
@@ -69,6 +81,22 @@ final class BenchCLITests: XCTestCase {
         XCTAssertEqual(
             ratio, (overlap["value"] as! Double) / (overlap["blocking_img_s"] as! Double),
             accuracy: 1e-9)
+    }
+
+    /// Table mode: the machine line above the title.
+    func testTrainTableStartsWithTheMachine() throws {
+        let r = try CLIRunner.run(
+            [
+                "bench", "train", "--model", "resnet20", "--batch", "4", "--steps", "1",
+                "--step-only", "--threads", "1",
+            ], timeout: 300)
+        XCTAssertEqual(r.exitCode, 0, r.output)
+        let first = try XCTUnwrap(r.lines.first)
+        XCTAssertTrue(first.hasPrefix("machine: built for "), first)
+        XCTAssertTrue(first.contains("; runs on "), first)
+        XCTAssertTrue(first.hasSuffix(", 1 thread(s)"), first)
+        XCTAssertTrue(
+            r.lines.dropFirst().first?.hasPrefix("bench train: resnet20") ?? false, r.output)
     }
 
     func testSuiteRejectsBadFlagsInOneLine() throws {
