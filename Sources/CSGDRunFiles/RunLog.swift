@@ -4,7 +4,6 @@
 
 import CSGDCore
 import CSGDDistributed
-import CSGDRunFiles
 import Foundation
 
 /// Rank-0 console and metrics output of a run.
@@ -36,7 +35,7 @@ public final class RunLog {
 
     /// A progress update: redrawn in place on a terminal, printed every `every` steps
     /// otherwise.
-    func progress(_ line: String, step: Int, every: Int) {
+    public func progress(_ line: String, step: Int, every: Int) {
         guard comm.isRoot else { return }
         if isTerminal {
             print("\r\u{1B}[K" + line, terminator: "")
@@ -86,7 +85,7 @@ public final class RunLog {
 }
 
 /// Formats seconds as `1h02m`, `3m05s` or `42s`.
-func formatDuration(_ s: Double) -> String {
+public func formatDuration(_ s: Double) -> String {
     if !s.isFinite || s < 0 { return "?" }
     let t = Int(s.rounded())
     if t >= 3600 { return "\(t / 3600)h" + String(format: "%02dm", (t % 3600) / 60) }
