@@ -324,3 +324,88 @@ public enum MetricsRecord: Codable, Equatable, Sendable {
         "\(error)".split(whereSeparator: \.isNewline).joined(separator: " ")
     }
 }
+
+/// One line of steps.jsonl, written by rank 0 every `log_every` steps: where the run is, how
+/// fast it goes, and how far C-SGD has pulled the clusters together. Loss, top-1, img/s and
+/// the two fractions are over the epoch so far, summed over every rank; the time fractions are
+/// rank 0's. Same encoding as metrics.jsonl (sorted keys, NaN/±inf as strings).
+///
+/// Example: `{"comm_fraction":0.02,"data_wait_fraction":0.001,"deviation_kernels":3.1e-07,
+/// "deviation_vectors":0,"elapsed_seconds":93.4,"epoch":2,"img_per_s":187.5,"loss":0.64,
+/// "lr":0.044,"phase":"csgd","round":1,"step":250,"time":"2026-11-26T12:40:01Z","top1":0.75}`
+public struct StepRecord: Codable, Equatable, Sendable {
+    /// Optimizer steps since the run started, over all rounds (1-based: the step just done).
+    public var step: Int
+    /// Wall-clock time, ISO 8601 UTC.
+    public var time: String
+    /// Seconds since the job started training.
+    public var elapsedSeconds: Double
+    /// 1-based epoch within the phase or round.
+    public var epoch: Int
+    /// 1-based C-SGD round (1 outside C-SGD).
+    public var round: Int
+    public var phase: TrainPhase
+    public var lr: Double
+    /// Mean training loss and top-1 of the epoch so far.
+    public var loss: Double, top1: Double
+    /// Images per second over the epoch so far (all ranks).
+    public var imgPerS: Double
+    /// Share of the epoch's time spent waiting for data / in communication not hidden by
+    /// compute (rank 0).
+    public var dataWaitFraction: Double, commFraction: Double
+    /// C-SGD's deviation of clustered kernels / BN vectors from their cluster means.
+    public var deviationKernels: Double?, deviationVectors: Double?
+
+    /// Creates a record.
+    public init(
+        step: Int, time: String, elapsedSeconds: Double, epoch: Int, round: Int,
+        phase: TrainPhase, lr: Double, loss: Double, top1: Double, imgPerS: Double,
+        dataWaitFraction: Double, commFraction: Double, deviationKernels: Double? = nil,
+        deviationVectors: Double? = nil
+    ) {
+        self.step = step
+        self.time = time
+        self.elapsedSeconds = elapsedSeconds
+        self.epoch = epoch
+        self.round = round
+        self.phase = phase
+        self.lr = lr
+        self.loss = loss
+        self.top1 = top1
+        self.imgPerS = imgPerS
+        self.dataWaitFraction = dataWaitFraction
+        self.commFraction = commFraction
+        self.deviationKernels = deviationKernels
+        self.deviationVectors = deviationVectors
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case step, time, epoch, round, phase, lr, loss, top1
+        case elapsedSeconds = "elapsed_seconds"
+        case imgPerS = "img_per_s"
+        case dataWaitFraction = "data_wait_fraction"
+        case commFraction = "comm_fraction"
+        case deviationKernels = "deviation_kernels"
+        case deviationVectors = "deviation_vectors"
+    }
+
+    /// The record as one line of steps.jsonl (no trailing newline).
+    /// - Throws: `CSGDError` if it cannot be encoded.
+    public func jsonLine() throws -> String {
+        do {
+            return String(decoding: try MetricsRecord.makeEncoder().encode(self), as: UTF8.self)
+        } catch {
+            throw CSGDError("cannot encode a step record: \(error)")
+        }
+    }
+
+    /// Parses one line of steps.jsonl.
+    /// - Throws: `CSGDError` saying what is wrong; the caller adds the file and line.
+    public init(jsonLine line: some StringProtocol) throws {
+        do {
+            self = try MetricsRecord.makeDecoder().decode(StepRecord.self, from: Data(line.utf8))
+        } catch {
+            throw CSGDError("not a step record: \(error)")
+        }
+    }
+}

@@ -1,6 +1,6 @@
 // What the user sees: rank-0 progress (a live line on a terminal, plain periodic lines in a
-// log file or CI), epoch summaries, and one JSON line per epoch or prune (a `MetricsRecord`)
-// appended to metrics.jsonl.
+// log file or CI), epoch summaries, one JSON line per epoch or prune (a `MetricsRecord`)
+// appended to metrics.jsonl, and one per `log_every` steps (a `StepRecord`) to steps.jsonl.
 
 import CSGDCore
 import CSGDDistributed
@@ -10,13 +10,17 @@ import Foundation
 public final class RunLog {
     let comm: Communicator
     let metricsPath: String?
+    let stepsPath: String?
     let isTerminal: Bool
     private var liveLineOpen = false
 
-    /// - Parameter metricsPath: where epoch and prune records are appended (rank 0 only); nil = none.
-    public init(comm: Communicator, metricsPath: String?) {
+    /// - Parameters:
+    ///   - metricsPath: where epoch and prune records are appended (rank 0 only); nil = none.
+    ///   - stepsPath: where step records are appended (rank 0 only); nil = none.
+    public init(comm: Communicator, metricsPath: String?, stepsPath: String? = nil) {
         self.comm = comm
         self.metricsPath = metricsPath
+        self.stepsPath = stepsPath
         // Open MPI hands ranks a pty even when mpirun's own output is a file: no live line then.
         isTerminal =
             isatty(1) != 0 && ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] == nil
@@ -53,22 +57,35 @@ public final class RunLog {
     ///   a record is never dropped silently.
     public func record(_ r: MetricsRecord) throws {
         guard comm.isRoot, let metricsPath else { return }
+        try append({ try r.jsonLine() }, to: metricsPath)
+    }
+
+    /// Appends `r` as one line of steps.jsonl on rank 0 (nothing without a steps file).
+    /// - Throws: `CSGDError` naming the file if the record cannot be encoded or written.
+    public func record(step r: StepRecord) throws {
+        guard comm.isRoot, let stepsPath else { return }
+        try append({ try r.jsonLine() }, to: stepsPath)
+    }
+
+    /// Appends one encoded line to `path` (O_APPEND: a line is never interleaved or half
+    /// replaced), creating the folder and the file as needed.
+    private func append(_ encode: () throws -> String, to path: String) throws {
         let line: String
         do {
-            line = try r.jsonLine() + "\n"
+            line = try encode() + "\n"
         } catch let e as CSGDError {
-            throw CSGDError("\(metricsPath): \(e.message)")
+            throw CSGDError("\(path): \(e.message)")
         }
-        let dir = URL(fileURLWithPath: metricsPath).deletingLastPathComponent().path
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         do {
             try FileManager.default.createDirectory(
                 atPath: dir, withIntermediateDirectories: true)
         } catch {
-            throw CSGDError("cannot write \(metricsPath): cannot create the folder \(dir)")
+            throw CSGDError("cannot write \(path): cannot create the folder \(dir)")
         }
-        let fd = open(metricsPath, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
         if fd < 0 {
-            throw CSGDError("cannot write \(metricsPath): \(String(cString: strerror(errno)))")
+            throw CSGDError("cannot write \(path): \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
         var bytes = Array(line.utf8)[...]
@@ -76,8 +93,7 @@ public final class RunLog {
             let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 {
-                throw CSGDError(
-                    "cannot write \(metricsPath): \(String(cString: strerror(errno)))")
+                throw CSGDError("cannot write \(path): \(String(cString: strerror(errno)))")
             }
             bytes = bytes.dropFirst(n)
         }

@@ -118,6 +118,8 @@ public final class Trainer {
     public let log: RunLog
     /// Where the rolling training checkpoint goes (rank 0 writes).
     public let checkpointPath: String
+    /// When this trainer was made (the job's training clock, for step records).
+    let started = monotonicSeconds()
     /// Total optimizer steps across phases, for `max_steps`.
     public private(set) var totalSteps = 0
     /// Images per evaluation forward pass: 250 at 32×32, fewer for larger images (at least 8)
@@ -130,7 +132,9 @@ public final class Trainer {
         self.config = config
         self.data = data
         try config.validate(worldSize: comm.size)
-        log = RunLog(comm: comm, metricsPath: config.outDir + "/metrics.jsonl")
+        log = RunLog(
+            comm: comm, metricsPath: config.outDir + "/metrics.jsonl",
+            stepsPath: config.outDir + "/steps.jsonl")
         checkpointPath = RunStart.checkpointPath(config)
         BLASThreads.set(config.threads)
     }
@@ -152,6 +156,7 @@ public final class Trainer {
         var lastTest: EvalResult?
         while state.epoch < epochs {
             var meter = EpochMeter()
+            phase.runner.resetTimers()
             let stream = openEpochStream(phase, state)
             defer { stream.close() }
             while state.step < phase.sampler.stepsPerEpoch {
@@ -175,7 +180,7 @@ public final class Trainer {
                 state.phaseStep += 1
                 totalSteps += 1
                 if !r.lossSum.isFinite { throw nonFinite("training loss", net, state) }
-                try endOfStep(net, state, phase, meter, lr: lr)
+                try endOfStep(net, state, phase, meter, stream, lr: lr)
             }
             if let t = try endOfEpoch(net, &state, phase, meter, stream) { lastTest = t }
         }
@@ -192,6 +197,8 @@ public final class Trainer {
         let centripetal: CentripetalUpdate?
         /// Images per forward/backward (`validate(worldSize:)` made the split exact).
         let microBatch: Int
+        /// Global steps of the whole run: every C-SGD round of the job, or this phase.
+        let runSteps: Int
 
         init(_ t: Trainer, _ net: Network, epochs: Int, centripetal: CentripetalUpdate?) throws {
             let c = t.config
@@ -207,6 +214,8 @@ public final class Trainer {
                 update: c.update, allreduce: c.allreduce, bucketMiB: c.bucketMb)
             self.epochs = epochs
             self.centripetal = centripetal
+            let rounds = centripetal == nil ? 1 : c.effectiveRounds.count
+            runSteps = rounds * epochs * sampler.stepsPerEpoch
         }
     }
 
@@ -245,7 +254,8 @@ public final class Trainer {
 
     /// Step cadences: replica check, progress line, step checkpoint.
     func endOfStep(
-        _ net: Network, _ state: TrainState, _ phase: PhaseSetup, _ meter: EpochMeter, lr: Double
+        _ net: Network, _ state: TrainState, _ phase: PhaseSetup, _ meter: EpochMeter,
+        _ stream: BatchStream, lr: Double
     ) throws {
         if config.debug || (config.verifyEvery > 0 && totalSteps % config.verifyEvery == 0) {
             verifyReplicas(net)
@@ -253,18 +263,48 @@ public final class Trainer {
         let elapsed = monotonicSeconds() - meter.start
         let perEpoch = phase.sampler.stepsPerEpoch
         let ips = Double(meter.steps * config.batchSize) / max(elapsed, 1e-9)
-        let remaining = Double(perEpoch - state.step) / max(Double(meter.steps) / elapsed, 1e-9)
+        let step = globalStep(state)
+        // ETA of the whole run (every round), at this epoch's pace, up to max_steps.
+        var left = phase.runSteps - step
+        if config.maxSteps > 0 { left = min(left, config.maxSteps - totalSteps) }
+        let remaining = Double(max(left, 0)) / max(Double(meter.steps) / elapsed, 1e-9)
         let seen = Double(max(meter.seen, 1))
         log.progress(
-            "\(phaseTag(state)) epoch \(state.epoch + 1)/\(phase.epochs) step \(state.step)/\(perEpoch)"
+            "\(clockTime()) [step \(step)] \(phaseTag(state)) epoch \(state.epoch + 1)/\(phase.epochs) "
+                + "step \(state.step)/\(perEpoch)"
                 + String(
                     format: " loss %.4f acc %.2f%% lr %.4g %.0f img/s ETA %@",
                     meter.lossSum / seen, 100 * Double(meter.correct) / seen, lr, ips,
                     formatDuration(remaining)),
             step: state.step, every: config.logEvery)
+        if totalSteps % config.logEvery == 0 {
+            try recordStep(net, state, phase, meter, stream, lr: lr)
+        }
         if config.checkpointEverySteps > 0 && totalSteps % config.checkpointEverySteps == 0 {
             try checkpoint(net, state)
         }
+    }
+
+    /// Appends the step record (every rank takes part: the loss sums are reduced).
+    func recordStep(
+        _ net: Network, _ state: TrainState, _ phase: PhaseSetup, _ meter: EpochMeter,
+        _ stream: BatchStream, lr: Double
+    ) throws {
+        var sums = [meter.lossSum, Double(meter.correct), Double(meter.seen)]
+        comm.allreduceSum(&sums)
+        let elapsed = max(monotonicSeconds() - meter.start, 1e-9)
+        let t = phase.runner.seconds
+        let dev = phase.centripetal?.deviation(net.store)
+        try log.record(
+            step: StepRecord(
+                step: globalStep(state), time: ISO8601DateFormatter().string(from: Date()),
+                elapsedSeconds: monotonicSeconds() - started, epoch: state.epoch + 1,
+                round: state.round + 1, phase: state.phase, lr: lr,
+                loss: sums[0] / max(sums[2], 1), top1: sums[1] / max(sums[2], 1),
+                imgPerS: Double(meter.steps * config.batchSize) / elapsed,
+                dataWaitFraction: stream.waitSeconds / elapsed,
+                commFraction: t.communication / max(t.compute + t.communication + t.update, 1e-9),
+                deviationKernels: dev?.kernels, deviationVectors: dev?.vectors))
     }
 
     /// Epoch cadences: reduce the train metrics, evaluate, log and record, checkpoint. Moves
@@ -474,4 +514,12 @@ public final class Trainer {
             body(b.images, b.labels, b.count)
         }
     }
+}
+
+/// Wall-clock time of day, HH:MM:SS UTC, for progress lines.
+func clockTime() -> String {
+    var t = time(nil)
+    var parts = tm()
+    gmtime_r(&t, &parts)
+    return String(format: "%02d:%02d:%02d", parts.tm_hour, parts.tm_min, parts.tm_sec)
 }

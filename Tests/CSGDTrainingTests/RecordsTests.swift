@@ -170,6 +170,32 @@ final class RecordsTests: XCTestCase {
         }
     }
 
+    func testStepRecordRoundTripsWithNonFiniteLossAndSortedKeys() throws {
+        var r = StepRecord(
+            step: 250, time: "2026-11-26T12:40:01Z", elapsedSeconds: 93.4, epoch: 2, round: 1,
+            phase: .csgd, lr: 0.044, loss: .nan, top1: 0.75, imgPerS: 187.5,
+            dataWaitFraction: 0.001, commFraction: 0.02, deviationKernels: 3.1e-7,
+            deviationVectors: 0)
+        let line = try r.jsonLine()
+        XCTAssertTrue(line.contains("\"loss\":\"NaN\""), line)
+        XCTAssertEqual(
+            try keys(line),
+            [
+                "comm_fraction", "data_wait_fraction", "deviation_kernels", "deviation_vectors",
+                "elapsed_seconds", "epoch", "img_per_s", "loss", "lr", "phase", "round", "step",
+                "time", "top1",
+            ])
+        var back = try StepRecord(jsonLine: line)
+        XCTAssertTrue(back.loss.isNaN)
+        back.loss = 0  // NaN ≠ NaN: compare every other field
+        r.loss = 0
+        XCTAssertEqual(back, r)
+        r.deviationKernels = nil
+        r.deviationVectors = nil
+        XCTAssertEqual(try StepRecord(jsonLine: try r.jsonLine()), r)
+        XCTAssertThrowsError(try StepRecord(jsonLine: "{\"step\": 1}"))
+    }
+
     func keys(_ line: String) throws -> [String] {
         let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
         return (o?.keys).map { $0.sorted() } ?? []
