@@ -6,7 +6,8 @@
 //   CSGDCore ← CSGDData,  CSGDCore ← CSGDDistributed
 //   CSGDCore, CSGDModels, CSGDData, CSGDCentripetal ← CSGDConfig (run config, key table, modes)
 //   CSGDCore, CSGDModels, CSGDCentripetal, CSGDConfig, CSGDDistributed ← CSGDRunFiles (what a
-//     run folder holds: checkpoints, metrics.jsonl records, the folder's lock) ← CSGDReport
+//     run folder holds: checkpoints, metrics/steps records and the run log, the folder's
+//     lock) ← CSGDReport
 //   all of the above ← CSGDTraining (jobs, the step runner, the training loop)
 //   CSGDTraining ← CSGDBench (kernel, step, loader benchmarks)
 //   CSGDCore, CSGDModels ← CSGDExport (ONNX; the only user of SwiftProtobuf)
