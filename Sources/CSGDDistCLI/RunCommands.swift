@@ -85,7 +85,8 @@ struct TrainCommand: ParsableCommand {
             Resume from <out_dir>/checkpoint.safetensors, or from the newest older checkpoint \
             in <out_dir>/checkpoints/ that verifies if it is damaged. `--resume auto` resumes \
             when out_dir holds a checkpoint and starts fresh otherwise (the sbatch default); a \
-            checkpoint of another experiment (phase or model) is an error.
+            checkpoint of another experiment (phase or model) is an error, and --from only \
+            applies to a fresh start.
             """)
     var resume = false
     /// `--resume auto`, rewritten to this flag before parsing (see `CSGDDist.main()`).
@@ -98,13 +99,18 @@ struct TrainCommand: ParsableCommand {
     var overwrite = false
     @Option(help: "Start from this model file instead of a fresh initialisation.") var from: String?
 
-    func run() throws {
-        let c = try resolveOrExit(options)
+    func validate() throws {
         if resumeAuto && (resume || overwrite) {
             throw ValidationError("--resume auto excludes --resume and --overwrite")
         }
+    }
+
+    func run() throws {
+        let c = try resolveOrExit(options)
         try runJob(c, preemptible: true) {
             let resume = resumeAuto ? Pipelines.autoResume(comm: $0, config: c) : resume
+            // With --resume auto, --from is where a fresh run starts: ignored when resuming.
+            let from = resumeAuto && resume ? nil : from
             try Pipelines.train(
                 comm: $0, config: c, resume: resume, from: from, overwrite: overwrite)
         }
@@ -127,7 +133,8 @@ struct CSGDCommand: ParsableCommand {
             Resume from <out_dir>/checkpoint.safetensors, or from the newest older checkpoint \
             in <out_dir>/checkpoints/ that verifies if it is damaged. `--resume auto` resumes \
             when out_dir holds a checkpoint and starts fresh otherwise (the sbatch default); a \
-            checkpoint of another experiment (phase or model) is an error.
+            checkpoint of another experiment (phase or model) is an error, and --from only \
+            applies to a fresh start.
             """)
     var resume = false
     /// `--resume auto`, rewritten to this flag before parsing (see `CSGDDist.main()`).
@@ -141,13 +148,18 @@ struct CSGDCommand: ParsableCommand {
     @Option(help: "Base model to start from (e.g. a `train` result); default: from scratch.")
     var from: String?
 
-    func run() throws {
-        let c = try resolveOrExit(options)
+    func validate() throws {
         if resumeAuto && (resume || overwrite) {
             throw ValidationError("--resume auto excludes --resume and --overwrite")
         }
+    }
+
+    func run() throws {
+        let c = try resolveOrExit(options)
         try runJob(c, preemptible: true) {
             let resume = resumeAuto ? Pipelines.autoResume(comm: $0, config: c) : resume
+            // With --resume auto, --from is where a fresh run starts: ignored when resuming.
+            let from = resumeAuto && resume ? nil : from
             try Pipelines.csgd(
                 comm: $0, config: c, resume: resume, from: from, overwrite: overwrite)
         }

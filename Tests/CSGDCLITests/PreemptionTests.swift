@@ -74,6 +74,15 @@ final class PreemptionTests: XCTestCase {
         XCTAssertTrue(again.output.contains("resuming from"), again.output)
         let plain = try CLIRunner.succeed(args + ["--out-dir", fresh, "--resume"])
         XCTAssertTrue(plain.output.contains("resuming from"), plain.output)
+        // With --resume auto, --from is where a fresh run starts and is skipped when resuming.
+        let base = fresh + "/checkpoint.safetensors"
+        let fromFresh = dir + "/from"
+        let ff = try CLIRunner.succeed(
+            args + ["--out-dir", fromFresh, "--resume", "auto", "--from", base])
+        XCTAssertTrue(ff.output.contains("starting fresh"), ff.output)
+        let fr = try CLIRunner.succeed(
+            args + ["--out-dir", fromFresh, "--resume", "auto", "--from", base])
+        XCTAssertTrue(fr.output.contains("resuming from"), fr.output)
         // Plain `--resume` on an empty folder is still refused.
         let empty = try CLIRunner.run(args + ["--out-dir", dir + "/empty", "--resume"])
         XCTAssertNotEqual(empty.exitCode, 0, empty.output)
