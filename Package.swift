@@ -80,6 +80,7 @@ let package = Package(
             name: "CTurboJPEG", path: "Sources/CTurboJPEG", pkgConfig: "libturbojpeg",
             providers: [.apt(["libturbojpeg0-dev"])]),
         .target(name: "CSGDBuildInfo", cSettings: buildInfoCSettings),
+        .target(name: "CSGDSignals"),
         .target(name: "CSGDCore"),
         .target(name: "CSGDKernels", dependencies: ["CSGDCore", "CBLAS"]),
         .target(
@@ -104,7 +105,7 @@ let package = Package(
             name: "CSGDTraining",
             dependencies: [
                 "CSGDCore", "CSGDKernels", "CSGDModels", "CSGDData", "CSGDCentripetal",
-                "CSGDDistributed", "CSGDConfig", "CSGDRunFiles",
+                "CSGDDistributed", "CSGDConfig", "CSGDRunFiles", "CSGDSignals",
             ]),
         .target(
             name: "CSGDBench",

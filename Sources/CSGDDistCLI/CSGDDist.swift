@@ -19,7 +19,10 @@ struct CSGDDist: ParsableCommand {
             `mpirun -n 8 csgd-dist --config cluster-configs/X.yaml` trains and prunes; \
             `csgd-dist` alone runs the quick-start csgd job (the default config, out_dir \
             runs/quickstart). Under mpirun, help and usage errors are printed by rank 0 only; a \
-            usage error exits non-zero on every rank.
+            usage error exits non-zero on every rank. A train or csgd job that receives \
+            SIGUSR1 or SIGTERM (on any rank) writes a checkpoint at the next step and exits \
+            with status 3 ("preempted, checkpoint written, resume to continue"); `--resume \
+            auto` continues it.
             """,
         subcommands: allSubcommands,
         defaultSubcommand: CSGDCommand.self
@@ -29,7 +32,8 @@ struct CSGDDist: ParsableCommand {
     /// an mpirun launch stay silent about help and usage errors (same exit code).
     static func main() {
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(
+                rewritingResumeAuto(Array(CommandLine.arguments.dropFirst())))
             try command.run()
         } catch {
             if !isLaunchRoot {
@@ -50,4 +54,28 @@ var isLaunchRoot: Bool {
     let env = ProcessInfo.processInfo.environment
     let rank = LaunchEnvironment(environment: env).worldRank ?? env["PMIX_RANK"].flatMap { Int($0) }
     return (rank ?? 0) == 0
+}
+
+/// The hidden flag that `--resume auto` becomes before parsing.
+let resumeAutoFlag = "resume-auto"
+
+/// `--resume auto` (or `--resume=auto`) → `--resume-auto`: ArgumentParser flags take no value,
+/// and a plain `--resume` keeps its meaning (resume, the checkpoint must exist). Every other
+/// argument is passed through unchanged.
+func rewritingResumeAuto(_ arguments: [String]) -> [String] {
+    var out: [String] = []
+    var i = 0
+    while i < arguments.count {
+        let a = arguments[i]
+        if a == "--resume=auto" {
+            out.append("--" + resumeAutoFlag)
+        } else if a == "--resume", i + 1 < arguments.count, arguments[i + 1] == "auto" {
+            out.append("--" + resumeAutoFlag)
+            i += 1
+        } else {
+            out.append(a)
+        }
+        i += 1
+    }
+    return out
 }

@@ -35,16 +35,26 @@ struct ConfigOptions: ParsableArguments {
 /// Runs a job body with the communicator (its collective timeout from `config` when given);
 /// a `CSGDError` becomes one line on stderr and a non-zero exit of the whole job (MPI_Abort
 /// when several ranks run).
-func runJob(_ config: RunConfig? = nil, _ body: (Communicator) throws -> Void) throws {
+///
+/// A `preemptible` job (train, csgd) installs the SIGUSR1/SIGTERM handler; when the trainer
+/// stops on it (every rank throws `Preempted` after the checkpoint), MPI is finalized and
+/// the process exits with `Preemption.exitCode` (3).
+func runJob(
+    _ config: RunConfig? = nil, preemptible: Bool = false, _ body: (Communicator) throws -> Void
+) throws {
     let comm: Communicator
     do {
         comm = try makeCommunicator()
+        if preemptible { try Preemption.installHandler() }
     } catch {
         fail(error, comm: nil)
     }
     if let config { comm.collectiveTimeout = config.collectiveTimeoutS }
     do {
         try body(comm)
+    } catch is Preempted {
+        (comm as? MPICommunicator)?.finalize()
+        exit(Preemption.exitCode)
     } catch {
         fail(error, comm: comm)
     }
@@ -73,9 +83,14 @@ struct TrainCommand: ParsableCommand {
     @Flag(
         help: """
             Resume from <out_dir>/checkpoint.safetensors, or from the newest older checkpoint \
-            in <out_dir>/checkpoints/ that verifies if it is damaged.
+            in <out_dir>/checkpoints/ that verifies if it is damaged. `--resume auto` resumes \
+            when out_dir holds a checkpoint and starts fresh otherwise (the sbatch default); a \
+            checkpoint of another experiment (phase or model) is an error, and --from only \
+            applies to a fresh start.
             """)
     var resume = false
+    /// `--resume auto`, rewritten to this flag before parsing (see `CSGDDist.main()`).
+    @Flag(name: .customLong(resumeAutoFlag), help: .hidden) var resumeAuto = false
     @Flag(
         help: """
             Start over in an out_dir that holds a run: its records and models are moved to \
@@ -84,9 +99,18 @@ struct TrainCommand: ParsableCommand {
     var overwrite = false
     @Option(help: "Start from this model file instead of a fresh initialisation.") var from: String?
 
+    func validate() throws {
+        if resumeAuto && (resume || overwrite) {
+            throw ValidationError("--resume auto excludes --resume and --overwrite")
+        }
+    }
+
     func run() throws {
         let c = try resolveOrExit(options)
-        try runJob(c) {
+        try runJob(c, preemptible: true) {
+            let resume = resumeAuto ? Pipelines.autoResume(comm: $0, config: c) : resume
+            // With --resume auto, --from is where a fresh run starts: ignored when resuming.
+            let from = resumeAuto && resume ? nil : from
             try Pipelines.train(
                 comm: $0, config: c, resume: resume, from: from, overwrite: overwrite)
         }
@@ -107,9 +131,14 @@ struct CSGDCommand: ParsableCommand {
     @Flag(
         help: """
             Resume from <out_dir>/checkpoint.safetensors, or from the newest older checkpoint \
-            in <out_dir>/checkpoints/ that verifies if it is damaged.
+            in <out_dir>/checkpoints/ that verifies if it is damaged. `--resume auto` resumes \
+            when out_dir holds a checkpoint and starts fresh otherwise (the sbatch default); a \
+            checkpoint of another experiment (phase or model) is an error, and --from only \
+            applies to a fresh start.
             """)
     var resume = false
+    /// `--resume auto`, rewritten to this flag before parsing (see `CSGDDist.main()`).
+    @Flag(name: .customLong(resumeAutoFlag), help: .hidden) var resumeAuto = false
     @Flag(
         help: """
             Start over in an out_dir that holds a run: its records and models are moved to \
@@ -119,9 +148,18 @@ struct CSGDCommand: ParsableCommand {
     @Option(help: "Base model to start from (e.g. a `train` result); default: from scratch.")
     var from: String?
 
+    func validate() throws {
+        if resumeAuto && (resume || overwrite) {
+            throw ValidationError("--resume auto excludes --resume and --overwrite")
+        }
+    }
+
     func run() throws {
         let c = try resolveOrExit(options)
-        try runJob(c) {
+        try runJob(c, preemptible: true) {
+            let resume = resumeAuto ? Pipelines.autoResume(comm: $0, config: c) : resume
+            // With --resume auto, --from is where a fresh run starts: ignored when resuming.
+            let from = resumeAuto && resume ? nil : from
             try Pipelines.csgd(
                 comm: $0, config: c, resume: resume, from: from, overwrite: overwrite)
         }

@@ -338,6 +338,25 @@ public enum Pipelines {
             + ", update \(config.update.rawValue), out \(config.outDir)"
     }
 
+    /// `--resume auto`: whether the job resumes, i.e. whether out_dir holds a checkpoint (the
+    /// stable name or a history file; rank 0 looks, every rank gets its answer). A checkpoint
+    /// of another experiment (phase or model) is then refused by the resume checks, not
+    /// started over; no checkpoint starts fresh (the folder rules apply as without --resume).
+    public static func autoResume(comm: Communicator, config: RunConfig) -> Bool {
+        var found: [UInt8] = [0]
+        if comm.isRoot {
+            let history = CheckpointHistory(outDir: config.outDir, keep: config.keepCheckpoints)
+            found[0] = history.hasCheckpoint ? 1 : 0
+        }
+        if comm.size > 1 { comm.broadcast(bytes: &found, root: 0) }
+        let log = RunLog(comm: comm, metricsPath: nil)
+        log.info(
+            found[0] == 1
+                ? "--resume auto: \(config.outDir) holds a checkpoint, resuming"
+                : "--resume auto: no checkpoint in \(config.outDir), starting fresh")
+        return found[0] == 1
+    }
+
     /// Claims the run directory (rank 0: the lock, the resume/overwrite rules, stale temp
     /// files, one more line of command.txt; see `RunDirectory`) before anything is read from or
     /// written into it; every rank throws rank 0's refusal.

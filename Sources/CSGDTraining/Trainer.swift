@@ -165,6 +165,7 @@ public final class Trainer {
                     log.info("stopped after max_steps = \(config.maxSteps) (checkpoint written)")
                     return PhaseResult(completed: false, test: lastTest)
                 }
+                try stopIfPreempted(net, state)
                 let lr = phase.schedule.lr(at: state.phaseStep)
                 comm.currentStep = totalSteps + 1
                 let batch = try stream.next()

@@ -103,6 +103,35 @@ public enum CLIRunner {
         return try runProcess(mpirunPath, launcher + args, env: environment, timeout: timeout)
     }
 
+    /// `mpirun(ranks:args:)` that calls `watch(mpirunPID, outputSoFar)` on every chunk of
+    /// output while the job runs (e.g. to signal a rank once a progress line appears).
+    public static func mpirun(
+        ranks: Int, args: [String], timeout: Double = 120,
+        watch: @escaping @Sendable (_ mpirunPID: Int32, _ output: String) -> Void
+    ) throws -> CLIResult {
+        let launcher =
+            [
+                "--allow-run-as-root", "--oversubscribe", "-n", "\(ranks)", "--mca", "btl",
+                "self,vader",
+            ]
+            + [try executablePath()]
+        return try runProcess(
+            mpirunPath, launcher + args, env: ["OPENBLAS_NUM_THREADS": "1"], timeout: timeout,
+            watch: watch)
+    }
+
+    /// The child processes of `pid` (the ranks of a local mpirun), from /proc.
+    public static func childPIDs(of pid: Int32) -> [Int32] {
+        let procs = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return procs.compactMap { Int32($0) }.filter { p in
+            guard let stat = try? String(contentsOfFile: "/proc/\(p)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && Int32(fields[1]) == pid
+        }.sorted()
+    }
+
     /// Whether `key` is dropped from the inherited environment: every `OMPI_*`, `ORTE_*`,
     /// `OPAL_*` and `PMIX_*` variable except `OMPI_ALLOW_RUN_AS_ROOT*`. An in-process MPI
     /// singleton (e.g. a CSGDDistributedTests test in the same `swift test` run) exports
@@ -115,7 +144,8 @@ public enum CLIRunner {
 
     /// Runs any executable with stdin from /dev/null and stdout+stderr captured together.
     public static func runProcess(
-        _ path: String, _ args: [String], env: [String: String], timeout: Double
+        _ path: String, _ args: [String], env: [String: String], timeout: Double,
+        watch: (@Sendable (_ pid: Int32, _ output: String) -> Void)? = nil
     ) throws -> CLIResult {
         var environment = ProcessInfo.processInfo.environment.filter { key, _ in
             !isInheritedMPIVariable(key)
@@ -140,6 +170,10 @@ public enum CLIRunner {
                 let chunk = reader.availableData  // blocks; empty means end of file
                 if chunk.isEmpty { break }
                 collected.append(chunk)
+                if let watch {
+                    watch(
+                        process.processIdentifier, String(decoding: collected.get(), as: UTF8.self))
+                }
             }
             drained.signal()
         }
