@@ -8,6 +8,7 @@
 //   CSGDCore, CSGDModels, CSGDCentripetal, CSGDConfig, CSGDDistributed ← CSGDRunFiles (what a
 //     run folder holds: checkpoints, metrics/steps records and the run log, the folder's
 //     lock) ← CSGDReport
+//   CSGDCore, CSGDData, CSGDModels, CSGDConfig ← CSGDRunData (the splits a config names)
 //   all of the above ← CSGDTraining (jobs, the step runner, the training loop)
 //   CSGDTraining ← CSGDBench (kernel, step, loader benchmarks)
 //   CSGDCore, CSGDModels ← CSGDExport (ONNX; the only user of SwiftProtobuf)
@@ -102,10 +103,13 @@ let package = Package(
                 "CSGDCore", "CSGDModels", "CSGDCentripetal", "CSGDConfig", "CSGDDistributed",
             ]),
         .target(
+            name: "CSGDRunData",
+            dependencies: ["CSGDCore", "CSGDData", "CSGDModels", "CSGDConfig"]),
+        .target(
             name: "CSGDTraining",
             dependencies: [
                 "CSGDCore", "CSGDKernels", "CSGDModels", "CSGDData", "CSGDCentripetal",
-                "CSGDDistributed", "CSGDConfig", "CSGDRunFiles", "CSGDSignals",
+                "CSGDDistributed", "CSGDConfig", "CSGDRunFiles", "CSGDRunData", "CSGDSignals",
             ]),
         .target(
             name: "CSGDBench",
@@ -152,7 +156,7 @@ let package = Package(
             name: "CSGDTrainingTests",
             dependencies: [
                 "CSGDCore", "CSGDModels", "CSGDData", "CSGDCentripetal", "CSGDDistributed",
-                "CSGDConfig", "CSGDRunFiles", "CSGDTraining", "CSGDTestSupport",
+                "CSGDConfig", "CSGDRunFiles", "CSGDRunData", "CSGDTraining", "CSGDTestSupport",
             ]),
         .testTarget(name: "CSGDBenchTests", dependencies: ["CSGDBench"]),
         .testTarget(

@@ -8,6 +8,7 @@ import CSGDCore
 import CSGDData
 import CSGDDistributed
 import CSGDModels
+import CSGDRunData
 import CSGDRunFiles
 import Foundation
 

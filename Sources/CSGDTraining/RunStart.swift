@@ -10,6 +10,7 @@ import CSGDConfig
 import CSGDCore
 import CSGDDistributed
 import CSGDModels
+import CSGDRunData
 import CSGDRunFiles
 import Foundation
 

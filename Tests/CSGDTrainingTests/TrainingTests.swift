@@ -4,6 +4,7 @@ import CSGDCore
 import CSGDData
 import CSGDDistributed
 import CSGDModels
+import CSGDRunData
 import CSGDRunFiles
 import CSGDTraining
 import XCTest
