@@ -75,11 +75,8 @@ func fail(_ error: Error, comm: Communicator?) -> Never {
     exit(1)
 }
 
-struct TrainCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "train",
-        abstract: "Train a ResNet normally (no C-SGD); writes model.safetensors.")
-    @OptionGroup var options: ConfigOptions
+/// How a train or csgd job treats its out_dir: resume (plain or auto) or start over.
+struct StartOptions: ParsableArguments {
     @Flag(
         help: """
             Resume from <out_dir>/checkpoint.safetensors, or from the newest older checkpoint \
@@ -97,7 +94,6 @@ struct TrainCommand: ParsableCommand {
             <out_dir>/overwritten-<time>/.
             """)
     var overwrite = false
-    @Option(help: "Start from this model file instead of a fresh initialisation.") var from: String?
 
     func validate() throws {
         if resumeAuto && (resume || overwrite) {
@@ -105,14 +101,29 @@ struct TrainCommand: ParsableCommand {
         }
     }
 
+    /// Whether to resume, and the `--from` model that applies: with `--resume auto`, a run
+    /// that resumes ignores `--from` (it is where a fresh run starts).
+    func resolve(comm: Communicator, config: RunConfig, from: String?) -> (Bool, String?) {
+        guard resumeAuto else { return (resume, from) }
+        let resume = Pipelines.autoResume(comm: comm, config: config)
+        return (resume, resume ? nil : from)
+    }
+}
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a ResNet normally (no C-SGD); writes model.safetensors.")
+    @OptionGroup var options: ConfigOptions
+    @OptionGroup var start: StartOptions
+    @Option(help: "Start from this model file instead of a fresh initialisation.") var from: String?
+
     func run() throws {
         let c = try resolveOrExit(options)
         try runJob(c, preemptible: true) {
-            let resume = resumeAuto ? Pipelines.autoResume(comm: $0, config: c) : resume
-            // With --resume auto, --from is where a fresh run starts: ignored when resuming.
-            let from = resumeAuto && resume ? nil : from
+            let (resume, from) = start.resolve(comm: $0, config: c, from: from)
             try Pipelines.train(
-                comm: $0, config: c, resume: resume, from: from, overwrite: overwrite)
+                comm: $0, config: c, resume: resume, from: from, overwrite: start.overwrite)
         }
     }
 }
@@ -128,40 +139,16 @@ struct CSGDCommand: ParsableCommand {
             net and squeezes it back to the original widths.
             """)
     @OptionGroup var options: ConfigOptions
-    @Flag(
-        help: """
-            Resume from <out_dir>/checkpoint.safetensors, or from the newest older checkpoint \
-            in <out_dir>/checkpoints/ that verifies if it is damaged. `--resume auto` resumes \
-            when out_dir holds a checkpoint and starts fresh otherwise (the sbatch default); a \
-            checkpoint of another experiment (phase or model) is an error, and --from only \
-            applies to a fresh start.
-            """)
-    var resume = false
-    /// `--resume auto`, rewritten to this flag before parsing (see `CSGDDist.main()`).
-    @Flag(name: .customLong(resumeAutoFlag), help: .hidden) var resumeAuto = false
-    @Flag(
-        help: """
-            Start over in an out_dir that holds a run: its records and models are moved to \
-            <out_dir>/overwritten-<time>/.
-            """)
-    var overwrite = false
+    @OptionGroup var start: StartOptions
     @Option(help: "Base model to start from (e.g. a `train` result); default: from scratch.")
     var from: String?
-
-    func validate() throws {
-        if resumeAuto && (resume || overwrite) {
-            throw ValidationError("--resume auto excludes --resume and --overwrite")
-        }
-    }
 
     func run() throws {
         let c = try resolveOrExit(options)
         try runJob(c, preemptible: true) {
-            let resume = resumeAuto ? Pipelines.autoResume(comm: $0, config: c) : resume
-            // With --resume auto, --from is where a fresh run starts: ignored when resuming.
-            let from = resumeAuto && resume ? nil : from
+            let (resume, from) = start.resolve(comm: $0, config: c, from: from)
             try Pipelines.csgd(
-                comm: $0, config: c, resume: resume, from: from, overwrite: overwrite)
+                comm: $0, config: c, resume: resume, from: from, overwrite: start.overwrite)
         }
     }
 }
