@@ -90,3 +90,20 @@ public final class AtomicFileWriter {
         }
     }
 }
+
+/// Appends `line` and a newline to `path` in one `O_APPEND` write loop (so concurrent
+/// appenders never interleave inside a line), creating the file as needed; retries on EINTR
+/// and after partial writes.
+/// - Throws: a one-line `CSGDError` naming `path`.
+public func appendLine(_ line: String, to path: String) throws {
+    let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+    if fd < 0 { throw CSGDError("cannot write \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var bytes = Array((line + "\n").utf8)[...]
+    while !bytes.isEmpty {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { throw CSGDError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        bytes = bytes.dropFirst(n)
+    }
+}

@@ -283,16 +283,6 @@ public final class RunDirectory {
 
     // MARK: - small helpers
 
-    static func appendLine(_ line: String, to file: String) throws {
-        let fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
-        if fd < 0 { throw CSGDError("cannot write \(file): \(errnoText())") }
-        defer { close(fd) }
-        let bytes = Array((line + "\n").utf8)
-        if write(fd, bytes, bytes.count) != bytes.count {
-            throw CSGDError("cannot write \(file): \(errnoText())")
-        }
-    }
-
     static func readAll(_ fd: Int32) -> String {
         var buf = [UInt8](repeating: 0, count: 512)
         let n = pread(fd, &buf, buf.count, 0)

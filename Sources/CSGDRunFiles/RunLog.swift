@@ -67,12 +67,11 @@ public final class RunLog {
         try append({ try r.jsonLine() }, to: stepsPath)
     }
 
-    /// Appends one encoded line to `path` (O_APPEND: a line is never interleaved or half
-    /// replaced), creating the folder and the file as needed.
+    /// Appends one encoded line to `path`, creating the folder as needed.
     private func append(_ encode: () throws -> String, to path: String) throws {
         let line: String
         do {
-            line = try encode() + "\n"
+            line = try encode()
         } catch let e as CSGDError {
             throw CSGDError("\(path): \(e.message)")
         }
@@ -83,20 +82,7 @@ public final class RunLog {
         } catch {
             throw CSGDError("cannot write \(path): cannot create the folder \(dir)")
         }
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
-        if fd < 0 {
-            throw CSGDError("cannot write \(path): \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        var bytes = Array(line.utf8)[...]
-        while !bytes.isEmpty {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 {
-                throw CSGDError("cannot write \(path): \(String(cString: strerror(errno)))")
-            }
-            bytes = bytes.dropFirst(n)
-        }
+        try appendLine(line, to: path)
     }
 }
 
