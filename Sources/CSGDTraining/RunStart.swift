@@ -45,8 +45,11 @@ struct RunStart {
             let history = CheckpointHistory(outDir: config.outDir, keep: config.keepCheckpoints)
             let (ck, path) = try history.loadNewestValid(warn: log.info)
             resumedFrom = path
-            let state = try checkResume(ck, path: path, config: config, data: data, phase: phase)
-            logConfigChanges(ck, config: config, log: log)
+            // The config that wrote the checkpoint (nil for files from before it was recorded).
+            let saved = ck.configYAML.flatMap { try? RunConfig.load(yamlText: $0, source: path) }
+            let state = try checkResume(
+                ck, path: path, config: config, saved: saved, data: data, phase: phase)
+            if let saved { logConfigChanges(from: saved, to: config, log: log) }
             if state.worldSize != comm.size {
                 log.info(
                     "note: checkpoint was written by \(state.worldSize) rank(s), resuming on "
@@ -84,8 +87,8 @@ struct RunStart {
     /// Checks a checkpoint's loop position against the config it is resumed with.
     /// - Returns: the position.
     static func checkResume(
-        _ ck: LoadedCheckpoint, path: String, config: RunConfig, data: DataBundle,
-        phase: TrainPhase
+        _ ck: LoadedCheckpoint, path: String, config: RunConfig, saved: RunConfig?,
+        data: DataBundle, phase: TrainPhase
     ) throws -> TrainState {
         guard let state = ck.state, ck.hasMomentum else {
             throw CSGDError("\(path): not a training checkpoint (no state or momentum)")
@@ -119,9 +122,7 @@ struct RunStart {
                     + "\(state.epoch + 1) of its round")
         }
         // Mid-epoch, the rest of the epoch's sample order must be the one the run started.
-        if state.step > 0, let text = ck.configYAML,
-            let saved = try? RunConfig.load(yamlText: text, source: path)
-        {
+        if state.step > 0, let saved {
             let orderKeys: [(String, String, String)] = [
                 ("batch_size", "\(saved.batchSize)", "\(config.batchSize)"),
                 ("train_limit", "\(saved.trainLimit)", "\(config.trainLimit)"),
@@ -155,10 +156,7 @@ struct RunStart {
     }
 
     /// Logs which config keys differ from the checkpoint's own config (they apply from now on).
-    static func logConfigChanges(_ ck: LoadedCheckpoint, config: RunConfig, log: RunLog) {
-        guard let text = ck.configYAML,
-            let saved = try? RunConfig.load(yamlText: text, source: "checkpoint")
-        else { return }
+    static func logConfigChanges(from saved: RunConfig, to config: RunConfig, log: RunLog) {
         let changed = ConfigKey.all.compactMap { key -> String? in
             let was = saved.value(of: key.name) ?? ""
             let now = config.value(of: key.name) ?? ""
