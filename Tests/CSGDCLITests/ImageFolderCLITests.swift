@@ -128,4 +128,42 @@ final class ImageFolderCLITests: XCTestCase {
         try expectError(["pack", data, dir + "/packed"], mentions: empty)
         try expectError(["pack", dir + "/nowhere", dir + "/packed"], mentions: dir + "/nowhere")
     }
+
+    /// A JPEG whose header claims 65500×65500 stops training with one line naming it (no
+    /// allocation of 12 GiB first), or is skipped and counted under `bad_images: skip`; a
+    /// packed index naming a shard outside its folder is refused with one line.
+    func testHostileImagesAndPackedIndexThroughTheBinary() throws {
+        let data = try makeData(trainPerClass: 2, valPerClass: 1)
+        let victim = data + "/train/class_000/img_00000.jpg"
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: victim)))
+        let bomb = try XCTUnwrap(jpegClaimingSize(bytes, width: 65500, height: 65500))
+        try Data(bomb).write(to: URL(fileURLWithPath: victim))
+        let train = [
+            "train", "--dataset", "imagefolder", "--data-dir", data, "--model", "resnet18",
+            "--image-size", "32", "--train-limit", "0", "--test-limit", "0", "--batch-size", "4",
+            "--epochs", "1", "--loader-workers", "1",
+        ]
+        try expectError(train + ["--out-dir", dir + "/fail"], mentions: victim)
+        try expectError(train + ["--out-dir", dir + "/fail2"], mentions: "65500×65500")
+        let skip = try CLIRunner.run(
+            train + ["--bad-images", "skip", "--out-dir", dir + "/skip"],
+            env: ["OPENBLAS_NUM_THREADS": "1"], timeout: 120)
+        XCTAssertEqual(skip.exitCode, 0, skip.output)
+        XCTAssertTrue(skip.output.contains("skipped 1 unreadable image"), skip.output)
+
+        // A packed index naming ../ as a shard.
+        try Data(bytes).write(to: URL(fileURLWithPath: victim))
+        let packed = dir + "/packed"
+        XCTAssertEqual(try CLIRunner.run(["pack", data, packed]).exitCode, 0)
+        let index = packed + "/train/" + ImageFolderDataset.indexName
+        let text = try String(contentsOfFile: index, encoding: .utf8)
+        let shard = try XCTUnwrap(
+            text.split(separator: "\n").first { $0.hasPrefix("shard\t") }?.split(separator: "\t")[1]
+        )
+        try text.replacingOccurrences(of: "\t\(shard)\t", with: "\t../../\(shard)\t")
+            .write(toFile: index, atomically: true, encoding: .utf8)
+        var packedTrain = train
+        packedTrain[4] = packed
+        try expectError(packedTrain + ["--out-dir", dir + "/escape"], mentions: "index.tsv")
+    }
 }

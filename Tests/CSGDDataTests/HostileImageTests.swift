@@ -24,20 +24,12 @@ final class HostileImageTests: XCTestCase {
             width: width, height: height, layout: .rgb, quality: 90)
     }
 
-    /// `jpeg` with its SOF0 header claiming `width × height`: the marker FF C0, a 2-byte
-    /// length, the precision byte, then big-endian height and width.
+    /// `jpeg` with its SOF0 header claiming `width × height`.
     func claiming(_ jpeg: [UInt8], width: Int, height: Int) -> [UInt8] {
-        var out = jpeg
-        guard
-            let sof = (0..<(out.count - 1)).first(where: { out[$0] == 0xFF && out[$0 + 1] == 0xC0 })
-        else {
+        guard let out = jpegClaimingSize(jpeg, width: width, height: height) else {
             XCTFail("no SOF0 marker")
-            return out
+            return jpeg
         }
-        out[sof + 5] = UInt8(height >> 8)
-        out[sof + 6] = UInt8(height & 0xFF)
-        out[sof + 7] = UInt8(width >> 8)
-        out[sof + 8] = UInt8(width & 0xFF)
         return out
     }
 
