@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Best-effort Python for the interoperability tests: a venv at .build/pyenv with numpy,
-# onnxruntime and safetensors. Tests use it through CSGD_PYTHON (launch/test.sh sets it) and
+# onnxruntime, onnx, safetensors, tensorboard (its event reader judges our event files) and
+# PyTorch's CPU wheel, pinned (it exports the models the import tests read). Tests use it through CSGD_PYTHON (launch/test.sh sets it) and
 # skip, saying why, when a package is missing. Never fails: without python3, venv support or
 # PyPI it prints one line and exits 0, and the Python tests skip.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 env_dir=.build/pyenv
-pkgs=(numpy onnxruntime safetensors)
+pkgs=(numpy onnxruntime onnx safetensors tensorboard torch==2.13.0)
 py=$env_dir/bin/python3
-if [ -x "$py" ] && "$py" -c "import numpy, onnxruntime, safetensors" 2>/dev/null; then
+if [ -x "$py" ] && "$py" -c "import numpy, onnxruntime, onnx, safetensors, tensorboard, torch" 2>/dev/null; then
     exit 0  # already set up
 fi
 if ! command -v python3 >/dev/null; then
