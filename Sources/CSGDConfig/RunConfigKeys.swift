@@ -63,8 +63,8 @@ extension ConfigKey {
             "model and data",
             [
                 .string(
-                    "model", \.model, .oneOf(ResNetKind.builtInNames),
-                    "network: " + ResNetKind.builtInNames.joined(separator: " | ")),
+                    "model", \.model, .oneOf(ModelZoo.names),
+                    "network: " + ModelZoo.names.joined(separator: " | ")),
                 .double(
                     "width_multiplier", \.widthMultiplier, .inRange(0, 64, lowOpen: true),
                     "scales every width"),

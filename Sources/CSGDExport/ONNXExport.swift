@@ -142,7 +142,7 @@ private struct GraphWriter {
                 [
                     ints("kernel_shape", [g.r, g.s]), ints("strides", [g.stride, g.stride]),
                     ints("pads", [g.pad, g.pad, g.pad, g.pad]), ints("dilations", [1, 1]),
-                    int("group", 1),
+                    int("group", l.groups),
                 ])
         case .batchNorm(let l):
             node(
@@ -168,6 +168,8 @@ private struct GraphWriter {
                     ints("strides", [g.stride, g.stride]),
                     ints("pads", [g.pad, g.pad, g.pad, g.pad]),
                 ])
+        case .depthwiseConv, .activation, .concat, .avgPool:
+            fatalError("ONNX export of this layer is not implemented yet")  // graph branch
         case .globalAvgPool(let l):
             node("GlobalAveragePool", "avgpool", [valueOf[l.input.index]], l.output, [])
         case .linear(let l):

@@ -34,8 +34,69 @@ public struct ConvLayer: Sendable {
     public let input: TensorID, output: TensorID
     public let weight: ParameterID
     public let bias: ParameterID?
-    /// Geometry for batch 1 (use `shape.with(batch:)`).
+    /// Geometry for batch 1 (use `shape.with(batch:)`); `c` and `k` count all channels.
     public let shape: Conv2dShape
+    /// Channel groups: filter `o` reads input channels of group `o / (k / groups)` only.
+    public let groups: Int
+
+    /// The geometry of one group (`c / groups` inputs, `k / groups` filters), batch 1.
+    public var groupShape: Conv2dShape {
+        try! Conv2dShape(
+            n: 1, c: shape.c / groups, h: shape.h, w: shape.w, k: shape.k / groups, r: shape.r,
+            s: shape.s, stride: shape.stride, pad: shape.pad)
+    }
+    /// Multiply-adds per image.
+    public var flops: Int { shape.flops / groups }
+    /// Weight floats: K · (C / groups) · R · S.
+    public var weightCount: Int { shape.k * shape.rowLength / groups }
+}
+
+/// A depthwise convolution node (channel multiplier 1): output channel c is input channel c
+/// convolved with filter c, so channels keep their identity through it.
+public struct DepthwiseConvLayer: Sendable {
+    /// Module name.
+    public let name: String
+    public let input: TensorID, output: TensorID
+    /// `[C, 1, R, S]`.
+    public let weight: ParameterID
+    public let bias: ParameterID?
+    /// Geometry for batch 1 with `k == c` (one filter per channel).
+    public let shape: Conv2dShape
+    /// Multiply-adds per image.
+    public var flops: Int { shape.k * shape.p * shape.q * shape.r * shape.s }
+}
+
+/// An elementwise activation node.
+public struct ActivationLayer: Sendable {
+    /// Which activation.
+    public enum Kind: Sendable, Equatable {
+        /// max(x, 0).
+        case relu
+        /// min(max(x, 0), 6).
+        case relu6
+    }
+    public let input: TensorID, output: TensorID
+    public let kind: Kind
+}
+
+/// Concatenation along channels: input j lands at channel offset `offsets[j]`.
+public struct ConcatLayer: Sendable {
+    public let inputs: [TensorID], output: TensorID
+    /// Channel offset of each input in the output.
+    public let offsets: [Int]
+    /// Channels of each input.
+    public let channels: [Int]
+    /// H·W of every input and of the output.
+    public let hw: Int
+}
+
+/// An average-pool node.
+public struct AvgPoolLayer: Sendable {
+    public let input: TensorID, output: TensorID
+    /// Geometry for batch 1.
+    public let shape: PoolShape
+    /// Whether padded zeros count in the divisor (PyTorch's default for AvgPool2d).
+    public let countIncludePad: Bool
 }
 
 /// A BatchNorm node, optionally with a fused ReLU on its output.
@@ -80,9 +141,13 @@ public struct LinearLayer: Sendable {
 /// One node of the graph.
 public enum Layer: Sendable {
     case conv(ConvLayer)
+    case depthwiseConv(DepthwiseConvLayer)
     case batchNorm(BatchNormLayer)
+    case activation(ActivationLayer)
     case add(AddLayer)
+    case concat(ConcatLayer)
     case maxPool(MaxPoolLayer)
+    case avgPool(AvgPoolLayer)
     case globalAvgPool(GlobalAvgPoolLayer)
     case linear(LinearLayer)
 
@@ -90,9 +155,13 @@ public enum Layer: Sendable {
     public var inputs: [TensorID] {
         switch self {
         case .conv(let l): return [l.input]
+        case .depthwiseConv(let l): return [l.input]
         case .batchNorm(let l): return [l.input]
+        case .activation(let l): return [l.input]
         case .add(let l): return [l.a, l.b]
+        case .concat(let l): return l.inputs
         case .maxPool(let l): return [l.input]
+        case .avgPool(let l): return [l.input]
         case .globalAvgPool(let l): return [l.input]
         case .linear(let l): return [l.input]
         }
@@ -102,9 +171,13 @@ public enum Layer: Sendable {
     public var output: TensorID {
         switch self {
         case .conv(let l): return l.output
+        case .depthwiseConv(let l): return l.output
         case .batchNorm(let l): return l.output
+        case .activation(let l): return l.output
         case .add(let l): return l.output
+        case .concat(let l): return l.output
         case .maxPool(let l): return l.output
+        case .avgPool(let l): return l.output
         case .globalAvgPool(let l): return l.output
         case .linear(let l): return l.output
         }
@@ -136,7 +209,8 @@ public struct Graph: Sendable {
         var total = 0
         for layer in layers {
             switch layer {
-            case .conv(let l): total += l.shape.flops
+            case .conv(let l): total += l.flops
+            case .depthwiseConv(let l): total += l.flops
             case .linear(let l): total += l.inFeatures * l.outFeatures
             default: break
             }
@@ -169,19 +243,93 @@ public struct GraphBuilder {
     }
 
     /// Appends a convolution (no bias unless asked) and returns its output tensor.
+    /// - Throws: `CSGDError` if `groups` does not divide both channel counts or the kernel
+    ///   is larger than the padded input.
     public mutating func conv(
         _ name: String, _ x: TensorID, outChannels k: Int, kernel: Int, stride: Int, pad: Int,
-        bias: Bool = false
+        groups: Int = 1, bias: Bool = false
     ) throws -> TensorID {
         let s = shape(x)
+        if groups < 1 || s.c % groups != 0 || k % groups != 0 {
+            throw CSGDError(
+                "conv \(name): \(groups) groups do not divide \(s.c) input and \(k) output channels"
+            )
+        }
         let g = try Conv2dShape(
             n: 1, c: s.c, h: s.h, w: s.w, k: k, r: kernel, s: kernel, stride: stride, pad: pad)
         let w = params.addParameter(
-            name + ".weight", shape: [k, s.c, kernel, kernel], role: .convWeight)
+            name + ".weight", shape: [k, s.c / groups, kernel, kernel], role: .convWeight)
         let b = bias ? params.addParameter(name + ".bias", shape: [k], role: .convBias) : nil
         let y = newTensor(ActivationShape(c: k, h: g.p, w: g.q))
         layers.append(
-            .conv(ConvLayer(name: name, input: x, output: y, weight: w, bias: b, shape: g)))
+            .conv(
+                ConvLayer(
+                    name: name, input: x, output: y, weight: w, bias: b, shape: g, groups: groups)))
+        return y
+    }
+
+    /// Appends a depthwise convolution (one R×R filter per channel) and returns its output.
+    public mutating func depthwiseConv(
+        _ name: String, _ x: TensorID, kernel: Int, stride: Int, pad: Int, bias: Bool = false
+    ) throws -> TensorID {
+        let s = shape(x)
+        let g = try Conv2dShape(
+            n: 1, c: s.c, h: s.h, w: s.w, k: s.c, r: kernel, s: kernel, stride: stride, pad: pad)
+        let w = params.addParameter(
+            name + ".weight", shape: [s.c, 1, kernel, kernel], role: .convWeight)
+        let b = bias ? params.addParameter(name + ".bias", shape: [s.c], role: .convBias) : nil
+        let y = newTensor(ActivationShape(c: s.c, h: g.p, w: g.q))
+        layers.append(
+            .depthwiseConv(
+                DepthwiseConvLayer(name: name, input: x, output: y, weight: w, bias: b, shape: g)))
+        return y
+    }
+
+    /// Appends a ReLU or ReLU6 and returns its output tensor.
+    public mutating func activation(_ x: TensorID, _ kind: ActivationLayer.Kind) -> TensorID {
+        let y = newTensor(shape(x))
+        layers.append(.activation(ActivationLayer(input: x, output: y, kind: kind)))
+        return y
+    }
+
+    /// Appends a channel concatenation; every input must have the same H×W.
+    public mutating func concat(_ xs: [TensorID]) throws -> TensorID {
+        guard let first = xs.first else { throw CSGDError("concat: no inputs") }
+        let s0 = shape(first)
+        var offsets: [Int] = []
+        var c = 0
+        for x in xs {
+            let s = shape(x)
+            if s.h != s0.h || s.w != s0.w {
+                throw CSGDError(
+                    "concat: spatial sizes differ (\(s0.h)×\(s0.w) vs \(s.h)×\(s.w))")
+            }
+            offsets.append(c)
+            c += s.c
+        }
+        if c > Architecture.Limits.width * 16 {
+            throw CSGDError("concat: \(c) channels exceed the limit")
+        }
+        let y = newTensor(ActivationShape(c: c, h: s0.h, w: s0.w))
+        layers.append(
+            .concat(
+                ConcatLayer(
+                    inputs: xs, output: y, offsets: offsets, channels: xs.map { shape($0).c },
+                    hw: s0.h * s0.w)))
+        return y
+    }
+
+    /// Appends an average pool.
+    public mutating func avgPool(
+        _ x: TensorID, kernel: Int, stride: Int, pad: Int, countIncludePad: Bool
+    ) throws -> TensorID {
+        let s = shape(x)
+        let g = try PoolShape(
+            n: 1, c: s.c, h: s.h, w: s.w, kernel: kernel, stride: stride, pad: pad)
+        let y = newTensor(ActivationShape(c: s.c, h: g.p, w: g.q))
+        layers.append(
+            .avgPool(
+                AvgPoolLayer(input: x, output: y, shape: g, countIncludePad: countIncludePad)))
         return y
     }
 
@@ -235,10 +383,13 @@ public struct GraphBuilder {
     }
 
     /// Appends a fully-connected layer over the flattened input.
-    public mutating func linear(_ name: String, _ x: TensorID, outFeatures: Int) -> TensorID {
+    public mutating func linear(_ name: String, _ x: TensorID, outFeatures: Int, bias: Bool = true)
+        -> TensorID
+    {
         let inF = shape(x).count
         let w = params.addParameter(name + ".weight", shape: [outFeatures, inF], role: .fcWeight)
-        let b = params.addParameter(name + ".bias", shape: [outFeatures], role: .fcBias)
+        let b =
+            bias ? params.addParameter(name + ".bias", shape: [outFeatures], role: .fcBias) : nil
         let y = newTensor(ActivationShape(c: outFeatures, h: 1, w: 1))
         layers.append(
             .linear(

@@ -156,6 +156,8 @@ public final class Network {
                 globalAvgPoolForward(
                     output: v[l.output.index].pointer, input: v[l.input.index].pointer,
                     nc: batch * l.channels, hw: l.hw)
+            case .depthwiseConv, .activation, .concat, .avgPool:
+                fatalError("layer not implemented yet: \(layer)")  // graph branch placeholder
             case .linear(let l):
                 linearForward(
                     output: v[l.output.index].pointer, input: v[l.input.index].pointer,
@@ -276,6 +278,8 @@ public final class Network {
                 globalAvgPoolBackward(
                     dInput: grad(l.input)!, dOutput: take(l.output),
                     nc: batch * l.channels, hw: l.hw)
+            case .depthwiseConv, .activation, .concat, .avgPool:
+                fatalError("layer not implemented yet")  // graph branch placeholder
             case .linear(let l):
                 linearBackward(
                     dInput: grad(l.input), dWeight: store.grad(l.weight),

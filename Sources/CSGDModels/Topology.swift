@@ -91,6 +91,11 @@ public struct Topology: Sendable {
             case .add(let l):
                 union(l.a, l.output)
                 union(l.b, l.output)
+            case .depthwiseConv(let l): union(l.input, l.output)
+            case .activation(let l): union(l.input, l.output)
+            case .avgPool(let l): union(l.input, l.output)
+            case .concat:
+                throw CSGDError("concat is not supported by the topology yet")  // graph branch
             case .conv, .linear: break
             }
         }

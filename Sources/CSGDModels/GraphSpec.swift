@@ -1,0 +1,260 @@
+// The model as a file can hold it: a list of nodes over numbered tensors, serialisable as JSON
+// in a model file's metadata (`csgd.architecture`), and built into an executable `Graph`.
+//
+// Every network goes through this one description: the built-in families (ModelZoo.swift)
+// emit specs, `csgd-dist import` translates ONNX files into specs, and training, C-SGD,
+// pruning, eval, export and resume read the `Graph` built from it. Tensor numbering makes
+// cycles impossible by construction: tensor 0 is the image, tensor i + 1 is node i's output,
+// and a node may only read tensors numbered below its own output.
+//
+// Widths: a spec's conv nodes carry their nominal output width; the actual widths (after
+// pruning, or widened) come from `Architecture.widths`, one per dense/grouped conv in node
+// order. Depthwise convs have no entry: their width is their input's.
+
+import CSGDCore
+import CSGDKernels
+
+/// One node of a serialisable model graph.
+public struct NodeSpec: Codable, Equatable, Sendable {
+    /// What a node computes.
+    public enum Op: String, Codable, CaseIterable, Sendable {
+        /// Dense or grouped 2-D convolution (`groups` > 1 splits channels into groups).
+        case conv
+        /// Depthwise 2-D convolution, channel multiplier 1: output channel c reads input c only.
+        case depthwiseConv
+        /// BatchNorm over channels (inference form: running statistics), optional fused ReLU.
+        case batchNorm
+        /// max(x, 0).
+        case relu
+        /// min(max(x, 0), 6) (ONNX Clip(0, 6)).
+        case relu6
+        /// Elementwise sum of two tensors of one shape, optional fused ReLU.
+        case add
+        /// Concatenation along channels, in input order.
+        case concat
+        /// Max pooling.
+        case maxPool
+        /// Average pooling (`countIncludePad` as PyTorch's `count_include_pad`).
+        case avgPool
+        /// Mean over H×W, to C×1×1.
+        case globalAvgPool
+        /// Fully connected over the flattened input (C·H·W features, PyTorch's flatten order).
+        case linear
+    }
+
+    /// The operation.
+    public var op: Op
+    /// Module name: parameters are `name.weight`, `name.bias`, `name.running_mean`, …;
+    /// empty for ops without parameters.
+    public var name: String
+    /// Tensors read: 0 is the image, i + 1 is node i's output.
+    public var inputs: [Int]
+    /// Output channels of a conv (nominal: `Architecture.widths` overrides) or features of a
+    /// linear node.
+    public var outChannels: Int?
+    /// Square kernel side (conv, depthwise conv, pools).
+    public var kernel: Int?
+    /// Stride (conv, depthwise conv, pools).
+    public var stride: Int?
+    /// Zero padding on every side (conv, depthwise conv, pools).
+    public var pad: Int?
+    /// Channel groups of a conv (1 = dense).
+    public var groups: Int?
+    /// Whether a conv, depthwise conv or linear node has a bias.
+    public var bias: Bool?
+    /// Whether a ReLU is fused onto a batchNorm or add node's output.
+    public var relu: Bool?
+    /// Whether average pooling counts padded zeros in the divisor.
+    public var countIncludePad: Bool?
+
+    /// A node; attributes not relevant to `op` stay nil.
+    public init(
+        op: Op, name: String = "", inputs: [Int], outChannels: Int? = nil, kernel: Int? = nil,
+        stride: Int? = nil, pad: Int? = nil, groups: Int? = nil, bias: Bool? = nil,
+        relu: Bool? = nil, countIncludePad: Bool? = nil
+    ) {
+        self.op = op
+        self.name = name
+        self.inputs = inputs
+        self.outChannels = outChannels
+        self.kernel = kernel
+        self.stride = stride
+        self.pad = pad
+        self.groups = groups
+        self.bias = bias
+        self.relu = relu
+        self.countIncludePad = countIncludePad
+    }
+
+    /// Whether this node has an entry in `Architecture.widths` (dense and grouped convs).
+    public var hasWidth: Bool { op == .conv }
+}
+
+/// A serialisable model graph (see the file comment).
+public struct GraphSpec: Codable, Equatable, Sendable {
+    /// Nodes in execution order.
+    public var nodes: [NodeSpec]
+    /// The logits tensor (must be `[classes, 1, 1]` per image).
+    public var output: Int
+
+    /// A spec from its nodes and output tensor.
+    public init(nodes: [NodeSpec], output: Int) {
+        self.nodes = nodes
+        self.output = output
+    }
+
+    /// Largest values a spec may hold (a model file is untrusted input).
+    public enum Limits {
+        /// Nodes in one graph.
+        public static let nodes = 20_000
+        /// Kernel side of a conv or pool.
+        public static let kernel = 31
+        /// Stride.
+        public static let stride = 16
+        /// Inputs of one concat.
+        public static let concatInputs = 4_096
+        /// Characters in a module name.
+        public static let nameLength = 256
+    }
+
+    /// The nominal widths of the width-bearing convs, in node order.
+    public var nominalWidths: [Int] { nodes.filter(\.hasWidth).map { $0.outChannels ?? 0 } }
+
+    /// Checks node references, attribute presence and bounds, and module names, naming the
+    /// node. Shapes are checked by `build`.
+    /// - Throws: a one-line `CSGDError`.
+    public func validate() throws {
+        if nodes.isEmpty || nodes.count > Limits.nodes {
+            throw CSGDError("model graph has \(nodes.count) nodes, must be in 1...\(Limits.nodes)")
+        }
+        if output < 1 || output > nodes.count {
+            throw CSGDError("model graph output tensor \(output) is not a node output")
+        }
+        var names = Set<String>()
+        for (i, n) in nodes.enumerated() {
+            let at =
+                "model graph node \(i) (\(n.op.rawValue)\(n.name.isEmpty ? "" : " '\(n.name)'"))"
+            func need(_ v: Int?, _ field: String, _ range: ClosedRange<Int>) throws {
+                guard let v else { throw CSGDError("\(at): missing \(field)") }
+                if !range.contains(v) {
+                    throw CSGDError("\(at): \(field) \(v) is out of \(range)")
+                }
+            }
+            for t in n.inputs where t < 0 || t > i {
+                throw CSGDError("\(at): input tensor \(t) is not produced before this node")
+            }
+            let arity: ClosedRange<Int>
+            switch n.op {
+            case .add: arity = 2...2
+            case .concat: arity = 1...Limits.concatInputs
+            default: arity = 1...1
+            }
+            if !arity.contains(n.inputs.count) {
+                throw CSGDError("\(at): takes \(arity) inputs, has \(n.inputs.count)")
+            }
+            let hasParameters: Bool
+            switch n.op {
+            case .conv:
+                try need(n.outChannels, "outChannels", 1...Architecture.Limits.width)
+                try need(n.kernel, "kernel", 1...Limits.kernel)
+                try need(n.stride, "stride", 1...Limits.stride)
+                try need(n.pad, "pad", 0...Limits.kernel)
+                try need(n.groups ?? 1, "groups", 1...Architecture.Limits.width)
+                hasParameters = true
+            case .depthwiseConv:
+                try need(n.kernel, "kernel", 1...Limits.kernel)
+                try need(n.stride, "stride", 1...Limits.stride)
+                try need(n.pad, "pad", 0...Limits.kernel)
+                hasParameters = true
+            case .maxPool, .avgPool:
+                try need(n.kernel, "kernel", 1...Limits.kernel)
+                try need(n.stride, "stride", 1...Limits.stride)
+                try need(n.pad, "pad", 0...Limits.kernel)
+                hasParameters = false
+            case .linear:
+                try need(n.outChannels, "outChannels", 1...Architecture.Limits.numClasses)
+                hasParameters = true
+            case .batchNorm:
+                hasParameters = true
+            case .relu, .relu6, .add, .concat, .globalAvgPool:
+                hasParameters = false
+            }
+            if hasParameters {
+                let valid = n.name.unicodeScalars.allSatisfy {
+                    ($0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil))
+                        || "._-/:".unicodeScalars.contains($0)
+                }
+                if n.name.isEmpty || n.name.count > Limits.nameLength || !valid {
+                    throw CSGDError(
+                        "\(at): module name must be 1...\(Limits.nameLength) characters of "
+                            + "letters, digits and ._-/:")
+                }
+                if !names.insert(n.name).inserted {
+                    throw CSGDError("\(at): module name '\(n.name)' is used twice")
+                }
+            }
+        }
+    }
+
+    /// Builds the executable graph for an input of `inputChannels` × `imageSize`².
+    /// - Parameter widths: output width of every width-bearing conv in node order (nil: the
+    ///   nominal widths).
+    /// - Throws: `CSGDError` naming the node when the spec is invalid, the widths array has
+    ///   the wrong length, or shapes do not fit (add of different shapes, grouped conv whose
+    ///   channels do not divide, pooling window larger than its input, logits not C×1×1).
+    public func build(inputChannels: Int, imageSize: Int, widths: [Int]? = nil) throws -> Graph {
+        try validate()
+        let widths = widths ?? nominalWidths
+        let needed = nodes.filter(\.hasWidth).count
+        if widths.count != needed {
+            throw CSGDError(
+                "widths array has \(widths.count) entries, the model has \(needed) convs")
+        }
+        var b = GraphBuilder(input: ActivationShape(c: inputChannels, h: imageSize, w: imageSize))
+        var tensor: [TensorID] = [b.input]
+        var nextWidth = 0
+        for (i, n) in nodes.enumerated() {
+            let at =
+                "model graph node \(i) (\(n.op.rawValue)\(n.name.isEmpty ? "" : " '\(n.name)'"))"
+            let x = n.inputs.map { tensor[$0] }
+            let y: TensorID
+            do {
+                switch n.op {
+                case .conv:
+                    let k = widths[nextWidth]
+                    nextWidth += 1
+                    y = try b.conv(
+                        n.name, x[0], outChannels: k, kernel: n.kernel!, stride: n.stride!,
+                        pad: n.pad!, groups: n.groups ?? 1, bias: n.bias ?? false)
+                case .depthwiseConv:
+                    y = try b.depthwiseConv(
+                        n.name, x[0], kernel: n.kernel!, stride: n.stride!, pad: n.pad!,
+                        bias: n.bias ?? false)
+                case .batchNorm: y = b.batchNorm(n.name, x[0], relu: n.relu ?? false)
+                case .relu: y = b.activation(x[0], .relu)
+                case .relu6: y = b.activation(x[0], .relu6)
+                case .add: y = try b.add(x[0], x[1], relu: n.relu ?? false)
+                case .concat: y = try b.concat(x)
+                case .maxPool:
+                    y = try b.maxPool(x[0], kernel: n.kernel!, stride: n.stride!, pad: n.pad!)
+                case .avgPool:
+                    y = try b.avgPool(
+                        x[0], kernel: n.kernel!, stride: n.stride!, pad: n.pad!,
+                        countIncludePad: n.countIncludePad ?? true)
+                case .globalAvgPool: y = b.globalAvgPool(x[0])
+                case .linear:
+                    y = b.linear(n.name, x[0], outFeatures: n.outChannels!, bias: n.bias ?? true)
+                }
+            } catch let e as CSGDError {
+                throw CSGDError("\(at): \(e.message)", hint: e.hint)
+            }
+            tensor.append(y)
+        }
+        let logits = tensor[output]
+        let s = b.shape(logits)
+        if s.h != 1 || s.w != 1 {
+            throw CSGDError("model graph output is \(s.c)×\(s.h)×\(s.w), expected classes×1×1")
+        }
+        return b.finish(logits: logits)
+    }
+}
