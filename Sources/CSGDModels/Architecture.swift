@@ -29,7 +29,8 @@ public struct Architecture: Codable, Equatable, Sendable {
     public var inputChannels: Int
     /// Square image side the net is built for (FLOPs and shapes depend on it).
     public var imageSize: Int
-    /// Number of classes (FC outputs).
+    /// Number of classes: the width of the classifier (the graph's output node), which may
+    /// differ from the spec's when the classifier was re-initialised for another dataset.
     public var numClasses: Int
     /// Output width of every dense or grouped conv, in node order.
     public var widths: [Int]
@@ -119,6 +120,11 @@ public struct Architecture: Codable, Equatable, Sendable {
             if !ok { throw CSGDError("architecture field \(field) is \(value), must be \(range)") }
         }
         if spec == nil { _ = try ResNetKind(name: model) }
+        if model.isEmpty || model.count > 128
+            || model.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+        {
+            throw CSGDError("architecture field model must be 1...128 printable characters")
+        }
         try check(
             (1...Limits.inputChannels).contains(inputChannels), "inputChannels", inputChannels,
             "in 1...\(Limits.inputChannels)")
@@ -148,21 +154,18 @@ public struct Architecture: Codable, Equatable, Sendable {
 
     /// Builds the graph.
     /// - Throws: `CSGDError` if a field is out of bounds (`validate()`), the widths array has the
-    ///   wrong length or gives convs whose outputs are added different widths, the logits are
-    ///   not `numClasses` wide, or the net would exceed `Limits` in parameters or activations.
+    ///   wrong length or gives convs whose outputs are added different widths, or the net would
+    ///   exceed `Limits` in parameters or activations.
     public func graph() throws -> Graph {
         try validate()
         let spec = try resolvedSpec()
         let g: Graph
         do {
-            g = try spec.build(inputChannels: inputChannels, imageSize: imageSize, widths: widths)
+            g = try spec.build(
+                inputChannels: inputChannels, imageSize: imageSize, widths: widths,
+                numClasses: numClasses)
         } catch let e as CSGDError {
             throw CSGDError("\(model): \(e.message)", hint: e.hint)
-        }
-        if g.tensors[g.logits.index].c != numClasses {
-            throw CSGDError(
-                "\(model): the graph has \(g.tensors[g.logits.index].c) outputs, the architecture "
-                    + "records \(numClasses) classes")
         }
         if g.parameterCount > Limits.parameters {
             throw CSGDError(

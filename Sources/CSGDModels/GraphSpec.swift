@@ -197,13 +197,21 @@ public struct GraphSpec: Codable, Equatable, Sendable {
     }
 
     /// Builds the executable graph for an input of `inputChannels` × `imageSize`².
-    /// - Parameter widths: output width of every width-bearing conv in node order (nil: the
-    ///   nominal widths).
+    /// - Parameters:
+    ///   - widths: output width of every width-bearing conv in node order (nil: the nominal
+    ///     widths).
+    ///   - numClasses: the classifier's width when it differs from the spec's (a classifier
+    ///     re-initialised for another dataset); the output node must then be a linear node.
     /// - Throws: `CSGDError` naming the node when the spec is invalid, the widths array has
     ///   the wrong length, or shapes do not fit (add of different shapes, grouped conv whose
     ///   channels do not divide, pooling window larger than its input, logits not C×1×1).
-    public func build(inputChannels: Int, imageSize: Int, widths: [Int]? = nil) throws -> Graph {
+    public func build(
+        inputChannels: Int, imageSize: Int, widths: [Int]? = nil, numClasses: Int? = nil
+    ) throws -> Graph {
         try validate()
+        if numClasses != nil && nodes[output - 1].op != .linear {
+            throw CSGDError("model graph output is not a linear (classifier) node")
+        }
         let widths = widths ?? nominalWidths
         let needed = nodes.filter(\.hasWidth).count
         if widths.count != needed {
@@ -243,7 +251,8 @@ public struct GraphSpec: Codable, Equatable, Sendable {
                         countIncludePad: n.countIncludePad ?? true)
                 case .globalAvgPool: y = b.globalAvgPool(x[0])
                 case .linear:
-                    y = b.linear(n.name, x[0], outFeatures: n.outChannels!, bias: n.bias ?? true)
+                    let features = i == output - 1 ? numClasses ?? n.outChannels! : n.outChannels!
+                    y = b.linear(n.name, x[0], outFeatures: features, bias: n.bias ?? true)
                 }
             } catch let e as CSGDError {
                 throw CSGDError("\(at): \(e.message)", hint: e.hint)
