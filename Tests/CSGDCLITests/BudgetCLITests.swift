@@ -49,6 +49,22 @@ final class BudgetCLITests: XCTestCase {
             ["eval", "--input", out + "/pruned.safetensors", "--test-limit", "50"])
         let mflops = String(format: "%.2f MFLOPs", achieved / 1e6)
         XCTAssertTrue(ev.output.contains(mflops), "\(mflops) in \(ev.output)")
+        // The report draws one sensitivity curve per measured group (11: the stem's stream,
+        // 9 block-internal groups less the excluded one, 2 more streams) and lists every group.
+        try CLIRunner.succeed(["report", out])
+        let html = try String(contentsOfFile: out + "/report.html", encoding: .utf8)
+        XCTAssertTrue(html.contains("<h2>Budget allocation</h2>"))
+        let curves = html.components(separatedBy: "<polyline class=\"series\" data-name=\"")
+            .dropFirst().filter { $0.hasPrefix("conv1") || $0.hasPrefix("layer") }
+        XCTAssertEqual(curves.count, 11, html)
+        XCTAssertTrue(html.contains("<td>layer3.2.conv1</td><td>32</td><td>32</td><td>fixed</td>"))
+        // A damaged allocation.json is one error line naming it.
+        try Data("{\"allocation\": 3}".utf8).write(
+            to: URL(fileURLWithPath: out + "/allocation.json"))
+        let bad = try CLIRunner.run(["report", out])
+        XCTAssertNotEqual(bad.exitCode, 0)
+        XCTAssertEqual(bad.lines(startingWith: "error:").count, 1, bad.output)
+        XCTAssertTrue(bad.output.contains("allocation.json: not an allocation record"), bad.output)
     }
 
     func testUnknownLayerNameIsOneErrorLine() throws {
