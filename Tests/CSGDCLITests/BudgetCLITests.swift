@@ -98,6 +98,24 @@ final class BudgetCLITests: XCTestCase {
         }
     }
 
+    /// The (group, width) cells are split over ranks and summed: two ranks print the very
+    /// table one rank prints.
+    func testSensitivityTableDoesNotDependOnTheRankCount() throws {
+        try CLIRunner.requireMPIRun()
+        let base = dir + "/base2"
+        try CLIRunner.succeed(["train"] + tiny + ["--out-dir", base])
+        let args = ["sensitivity", base + "/model.safetensors", "--json"] + tiny
+        let one = try CLIRunner.succeed(args)
+        let two = try CLIRunner.mpirun(ranks: 2, args: args)
+        XCTAssertEqual(two.exitCode, 0, two.output)
+        func table(_ out: String) -> String {
+            guard let i = out.firstIndex(of: "{"), let j = out.lastIndex(of: "}") else { return "" }
+            return String(out[i...j])
+        }
+        XCTAssertFalse(table(one.output).isEmpty)
+        XCTAssertEqual(table(two.output), table(one.output))
+    }
+
     func testUnconvergedRoundPrunesWithMeanMergeAndRecalibration() throws {
         // Two steps with a weak pull: the clusters are far from collapsed.
         let out = dir + "/short"
