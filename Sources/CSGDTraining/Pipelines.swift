@@ -176,6 +176,12 @@ public enum Pipelines {
         var allocation: (allocation: Allocation, table: SensitivityTable)?
         switch method {
         case .csgd:
+            if config.budget != nil {
+                throw CSGDError(
+                    "--target-flops / --target-params apply to --method magnitude: a C-SGD "
+                        + "checkpoint is pruned with its own clusters",
+                    hint: "give the budget to the csgd run instead (csgd --target-flops …)")
+            }
             guard let plan = ck.state?.plan else {
                 throw CSGDError(
                     "\(input): no cluster plan inside (not a C-SGD training checkpoint)",

@@ -96,6 +96,20 @@ final class BudgetCLITests: XCTestCase {
             XCTAssertEqual(rows.last?["deltaLoss"] as? Double, 0)
             XCTAssertGreaterThanOrEqual(rows.count, 2)
         }
+        // The magnitude baseline takes the same budget: parameters within ±1 %, written down.
+        let pd = dir + "/mag"
+        try CLIRunner.succeed(
+            [
+                "prune", "--method", "magnitude", "--input", model, "--target-params", "0.5",
+                "--output", pd + "/m.safetensors",
+            ] + tiny)
+        let json = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: pd + "/allocation.json")))
+        let alloc = try XCTUnwrap((json as? [String: Any])?["allocation"] as? [String: Any])
+        let achieved = try XCTUnwrap(alloc["achieved"] as? Double)
+        let full = try XCTUnwrap(alloc["full"] as? Double)
+        XCTAssertEqual(alloc["metric"] as? String, "params")
+        XCTAssertLessThanOrEqual(abs(achieved / (0.5 * full) - 1), 0.01)
     }
 
     /// The (group, width) cells are split over ranks and summed: two ranks print the very
@@ -138,6 +152,14 @@ final class BudgetCLITests: XCTestCase {
         XCTAssertTrue(mean.output.contains("(Δ "), mean.output)
         XCTAssertEqual(Set(try modelWidths(pruned)), [4, 8, 16])
         try CLIRunner.succeed(["eval", "--input", pruned] + weak)
+        let budgeted = try CLIRunner.run(
+            [
+                "prune", "--input", ck, "--output", dir + "/p3/b.safetensors", "--target-flops",
+                "0.5",
+            ]
+                + weak)
+        XCTAssertEqual(budgeted.lines(startingWith: "error:").count, 1, budgeted.output)
+        XCTAssertTrue(budgeted.output.contains("apply to --method magnitude"), budgeted.output)
         // The csgd job itself with the config key.
         let r = try CLIRunner.succeed(
             ["csgd"] + weak + [
