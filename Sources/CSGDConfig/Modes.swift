@@ -111,6 +111,9 @@ public enum RoundTarget: Equatable, Sendable, CustomStringConvertible {
     /// Back to the original widths after training `widen`× wider; not written in configs,
     /// the `widen` key makes it.
     case widenSqueeze
+    /// The widths a FLOPs/parameter budget allocates (`target_flops`, `target_params`); not
+    /// written in configs, those keys make it.
+    case budget
 
     /// Parses a `rounds` entry: "5/8", "0.625" or "internal:0.7"; nil if malformed.
     public init?(parsing text: String) {
@@ -130,6 +133,7 @@ public enum RoundTarget: Equatable, Sendable, CustomStringConvertible {
         case .ratio(let r): return r.text
         case .internalOnly(let r): return "internal:" + r.text
         case .widenSqueeze: return "widen-squeeze"
+        case .budget: return "budget"
         }
     }
 }

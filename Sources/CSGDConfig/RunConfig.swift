@@ -124,6 +124,29 @@ public struct RunConfig: Equatable {
     /// Epochs of finetuning after magnitude pruning (the baseline C-SGD is compared with).
     public var finetuneEpochs = 0
 
+    // Budgets and per-layer control (docs/budget.md).
+    /// FLOPs budget: a fraction kept (`0.4`, `40%`) or an absolute value (`16M`, `1.2G`); the
+    /// widths come from measured sensitivity; "" = off. A csgd run then has one round.
+    public var targetFlops = ""
+    /// Parameter budget, spelled as `targetFlops`; "" = off.
+    public var targetParams = ""
+    /// Explicit widths: `pattern=width` entries (`layer1.0.conv1=8`, `layer3.*.conv1=40`).
+    public var layerWidths: [String] = []
+    /// Convs (names or globs) whose channel groups are not pruned.
+    public var exclude: [String] = []
+    /// No group is pruned below this many channels.
+    public var minWidth = 1
+    /// Training images (un-augmented) the sensitivity of a budget is measured on.
+    public var sensitivityImages = 512
+    /// Sensitivity grid: widths 1/steps … (steps−1)/steps of each group are measured.
+    public var sensitivitySteps = 8
+    /// How a prune merges clusters: `exact` (they must already be identical) or `mean`
+    /// (cluster means, for a round that has not fully converged).
+    public var merge = MergeMode.exact
+    /// After a `mean` merge, recompute BN running statistics over this many training batches
+    /// (0 = keep the averaged ones).
+    public var recalibrateBatches = 0
+
     // Distributed.
     /// Who applies the update: rank 0 (then broadcasts the weights) or every rank.
     public var update = UpdateMode.rank0
@@ -147,7 +170,25 @@ public struct RunConfig: Equatable {
 
     /// The C-SGD rounds this config runs: `rounds`, or one squeeze back to the original widths
     /// when `widen` > 1.
-    public var effectiveRounds: [RoundTarget] { widen > 1 ? [.widenSqueeze] : rounds }
+    public var effectiveRounds: [RoundTarget] {
+        widen > 1 ? [.widenSqueeze] : budget != nil ? [.budget] : rounds
+    }
+
+    /// The FLOPs or parameter budget, if one is set (validated by `validate()`).
+    public var budget: BudgetTarget? {
+        if !targetFlops.isEmpty {
+            return try? BudgetTarget(parsing: targetFlops, metric: .flops, key: "target_flops")
+        }
+        if !targetParams.isEmpty {
+            return try? BudgetTarget(parsing: targetParams, metric: .params, key: "target_params")
+        }
+        return nil
+    }
+
+    /// `layer_widths`, `exclude` and `min_width`.
+    public var layerControls: LayerControls {
+        LayerControls(widths: layerWidths, exclude: exclude, minWidth: minWidth)
+    }
 
     // MARK: - Loading
 
@@ -345,6 +386,25 @@ public struct RunConfig: Equatable {
                 ? "micro_batches × ranks (\(microBatches) × \(worldSize) = \(parts))"
                 : "micro_batches (\(microBatches))"
             throw CSGDError("config key 'batch_size' (\(batchSize)) must be divisible by \(by)")
+        }
+        if !targetFlops.isEmpty {
+            _ = try BudgetTarget(parsing: targetFlops, metric: .flops, key: "target_flops")
+        }
+        if !targetParams.isEmpty {
+            _ = try BudgetTarget(parsing: targetParams, metric: .params, key: "target_params")
+        }
+        if !targetFlops.isEmpty && !targetParams.isEmpty {
+            throw CSGDError("config keys 'target_flops' and 'target_params': set one, not both")
+        }
+        for entry in layerWidths where LayerControls.parseWidth(entry) == nil {
+            throw CSGDError(
+                "config key 'layer_widths': '\(entry)' is not pattern=width (e.g. layer1.0.conv1=8)"
+            )
+        }
+        if widen > 1 && (budget != nil || !layerControls.isEmpty) {
+            throw CSGDError(
+                "config key 'widen' squeezes back to the original widths: it cannot be combined "
+                    + "with target_flops/target_params, layer_widths, exclude or min_width")
         }
         if nesterov && momentum == 0 {
             throw CSGDError(

@@ -142,6 +142,31 @@ extension ConfigKey {
             ]
         ),
         (
+            "budgets and per-layer control",
+            [
+                .string(
+                    "target_flops", \.targetFlops, nil,
+                    "FLOPs budget: fraction kept (0.4) or absolute (16M); \"\" = off"),
+                .string(
+                    "target_params", \.targetParams, nil,
+                    "parameter budget: fraction kept (0.4) or absolute (100k); \"\" = off"),
+                .strings(
+                    "layer_widths", \.layerWidths, "explicit widths: [pattern=width, …]"),
+                .strings("exclude", \.exclude, "convs (names or globs) never pruned"),
+                .int("min_width", \.minWidth, .atLeast(1), "no group pruned below this"),
+                .int(
+                    "sensitivity_images", \.sensitivityImages, .atLeast(1),
+                    "budget: training images sensitivity is measured on"),
+                .int(
+                    "sensitivity_steps", \.sensitivitySteps, .within(2...64),
+                    "budget: widths 1/steps … of each group measured"),
+                .choice("merge", \.merge, "how a prune merges clusters"),
+                .int(
+                    "recalibrate_batches", \.recalibrateBatches, .atLeast(0),
+                    "merge mean: BN statistics recomputed over N train batches"),
+            ]
+        ),
+        (
             "distributed",
             [
                 .choice("update", \.update, "who applies the SGD step"),
@@ -344,6 +369,14 @@ extension ConfigKey {
         list(
             name, path, type: "[int]", expects: "a list of integers", rule: rule, doc: doc,
             parse: { Int(trim($0)) }, render: { String($0) })
+    }
+
+    static func strings(
+        _ name: String, _ path: WritableKeyPath<RunConfig, [String]>, _ doc: String
+    ) -> ConfigKey {
+        list(
+            name, path, type: "[string]", expects: "a list of strings", rule: nil, doc: doc,
+            parse: { $0.isEmpty ? nil : $0 }, render: yamlString)
     }
 
     static func rounds(

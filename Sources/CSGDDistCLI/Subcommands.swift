@@ -5,6 +5,7 @@ let allSubcommands: [ParsableCommand.Type] = [
     CSGDCommand.self,
     TrainCommand.self,
     PruneCommand.self,
+    SensitivityCommand.self,
     EvalCommand.self,
     ReportCommand.self,
     PackCommand.self,

@@ -47,6 +47,7 @@ public enum HTMLReport {
         body += "</div>\n"
         body += undrawnNote(run.epochs, xs)
         body += sizeSection(run)
+        body += budgetSection(run)
         body += provenance(run)
         return page(title: "csgd-dist report: " + run.directory, body: body)
     }

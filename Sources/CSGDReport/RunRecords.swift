@@ -38,6 +38,8 @@ public struct RunRecords: Sendable {
     public var command: String?
     /// Per-layer widths: the first prune's "before", the last prune's "after".
     public var layers: [PruneRecord.Layer] = []
+    /// The budget allocation and its sensitivity table (allocation.json), if present.
+    public var budget: BudgetRecord?
 
     /// Reads `directory`; throws a one-line error naming the file at fault.
     public init(directory: String) throws {
@@ -93,6 +95,7 @@ public struct RunRecords: Sendable {
         command = try Self.readOptionalText(directory + "/command.txt")?
             .trimmingCharacters(in: .whitespacesAndNewlines)
         layers = try perLayerWidths()
+        budget = try BudgetRecord.read(directory: directory)
     }
 
     /// Largest metrics.jsonl read, in bytes: a 600-epoch run of 8 C-SGD rounds with prune

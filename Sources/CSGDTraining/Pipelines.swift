@@ -55,7 +55,7 @@ public enum Pipelines {
         comm: Communicator, config: RunConfig, resume: Bool, from: String?, overwrite: Bool = false
     ) throws {
         let data = try DataBundle.load(config)
-        if config.rounds.isEmpty && config.widen == 1 {
+        if config.effectiveRounds.isEmpty {
             throw CSGDError(
                 "config key 'rounds' is empty: a csgd run needs at least one round (e.g. 5/8)")
         }
@@ -81,15 +81,22 @@ public enum Pipelines {
         var lastReport = ""
         for r in (resumed?.round ?? 0)..<rounds.count {
             let topology = try Topology(graph: net.graph)
-            let target = try roundTarget(
-                rounds[r], original: original, net: net, topology: topology)
             var state: TrainState
             if let s = resumed, s.round == r, s.plan != nil {
                 state = s
             } else {
+                let target =
+                    rounds[r] == .budget
+                    ? try trainer.budgetTarget(
+                        net, topology: topology, budget: config.budget!, round: r, write: true
+                    ).target
+                    : try roundTarget(
+                        rounds[r], original: original, net: net, topology: topology,
+                        controls: config.layerControls)
                 let plan = try agreedPlan(
                     comm: comm, net: net, topology: topology, target: target, config: config,
-                    round: r)
+                    round: r,
+                    method: clusterMethod(for: rounds[r], configured: config.clusterMethod))
                 net.store.momentum.zero()
                 state = TrainState(phase: .csgd, round: r, worldSize: comm.size, plan: plan)
             }
@@ -105,11 +112,15 @@ public enum Pipelines {
             trainer.log.info(
                 "C-SGD round \(r + 1)/\(rounds.count) (\(rounds[r])): \(topology.groups.filter { plan.isClustered(group: $0.index) }.count) "
                     + "clustered groups, widths \(summarize(net.architecture.widths)) → \(summarize(widths)), "
-                    + "ε \(config.centripetalStrength), \(config.clusterMethod.rawValue) clusters")
+                    + "ε \(config.centripetalStrength), "
+                    + "\(clusterMethod(for: rounds[r], configured: config.clusterMethod).rawValue) clusters"
+            )
             let result = try trainer.train(
                 net, state: state, epochs: config.epochs, centripetal: cen)
             guard result.completed else { return }
-            let thin = try Pruner.prune(net, topology: topology, plan: plan)
+            trainer.log.info(
+                ClusterMerge.describe(ClusterMerge.deviation(net, topology: topology, plan: plan)))
+            let thin = try mergedPrune(net, topology: topology, plan: plan, trainer: trainer)
             let check = try trainer.compare(net, thin, on: data.test)
             let report = PruneReport(before: net.graph, after: thin.graph)
             lastReport =
@@ -120,12 +131,13 @@ public enum Pipelines {
             trainer.log.info("round \(r + 1) pruned: " + lastReport)
             try trainer.log.record(
                 .prune(pruneRecord(round: r + 1, method: .csgd, check: check, report: report)))
-            if check.maxLogitDiff > config.pruneTolerance {
+            if config.merge == .exact && check.maxLogitDiff > config.pruneTolerance {
                 throw CSGDError(
                     "equivalence check failed: pruned and unpruned logits differ by "
                         + "\(check.maxLogitDiff) > prune_tolerance \(config.pruneTolerance)",
-                    hint: "train longer or raise centripetal_strength so clusters collapse; "
-                        + "the unpruned checkpoint is \(trainer.checkpointPath)")
+                    hint: "train longer or raise centripetal_strength so clusters collapse, or "
+                        + "prune with --merge mean; the unpruned checkpoint is "
+                        + "\(trainer.checkpointPath)")
             }
             net = thin
             if comm.isRoot {
@@ -161,8 +173,15 @@ public enum Pipelines {
         try data.check(net.architecture, from: input)
         let topology = try Topology(graph: net.graph)
         var thin: Network
+        var allocation: (allocation: Allocation, table: SensitivityTable)?
         switch method {
         case .csgd:
+            if config.budget != nil {
+                throw CSGDError(
+                    "--target-flops / --target-params apply to --method magnitude: a C-SGD "
+                        + "checkpoint is pruned with its own clusters",
+                    hint: "give the budget to the csgd run instead (csgd --target-flops …)")
+            }
             guard let plan = ck.state?.plan else {
                 throw CSGDError(
                     "\(input): no cluster plan inside (not a C-SGD training checkpoint)",
@@ -173,12 +192,27 @@ public enum Pipelines {
             } catch let e as CSGDError {
                 throw CSGDError("\(input): cluster plan does not fit the model: \(e.message)")
             }
-            thin = try Pruner.prune(net, topology: topology, plan: plan)
+            trainer.log.info(
+                ClusterMerge.describe(ClusterMerge.deviation(net, topology: topology, plan: plan)))
+            thin = try mergedPrune(net, topology: topology, plan: plan, trainer: trainer)
         case .magnitude:
-            guard let target else {
-                throw CSGDError("--method magnitude needs --target (e.g. 5/8)")
+            let widths: PruneTarget
+            if let budget = config.budget {
+                let b = try trainer.budgetTarget(
+                    net, topology: topology, budget: budget, round: 0, write: false)
+                widths = b.target
+                allocation = (b.allocation, b.table)
+            } else {
+                guard let target else {
+                    throw CSGDError(
+                        "--method magnitude needs --target (e.g. 5/8) or --target-flops / "
+                            + "--target-params")
+                }
+                widths = try controlled(
+                    target, topology: topology, controls: config.layerControls,
+                    model: net.architecture.model)
             }
-            thin = try Pruner.magnitudePrune(net, topology: topology, target: target)
+            thin = try Pruner.magnitudePrune(net, topology: topology, target: widths)
         }
         let check = try trainer.compare(net, thin, on: data.test)
         let report = PruneReport(before: net.graph, after: thin.graph)
@@ -188,12 +222,15 @@ public enum Pipelines {
             comm, config,
             .init(resume: false, overwrite: overwrite, canResume: false, keep: [input]))
         try writeResolvedConfig(comm, config)
+        if let allocation { try trainer.writeAllocation(allocation.allocation, allocation.table) }
         try trainer.log.record(
             .prune(pruneRecord(round: 1, method: method, check: check, report: report)))
-        if method == .csgd && check.maxLogitDiff > config.pruneTolerance {
+        if method == .csgd && config.merge == .exact && check.maxLogitDiff > config.pruneTolerance {
             throw CSGDError(
                 "equivalence check failed: max |logit diff| \(check.maxLogitDiff) > "
-                    + "prune_tolerance \(config.pruneTolerance)")
+                    + "prune_tolerance \(config.pruneTolerance)",
+                hint: "the clusters have not collapsed; --merge mean (with "
+                    + "--recalibrate-batches N) prunes anyway and reports the accuracy change")
         }
         if method == .magnitude && config.finetuneEpochs > 0 {
             thin.store.momentum.zero()
@@ -269,21 +306,25 @@ public enum Pipelines {
 
     // MARK: - helpers
 
-    /// The round's target as explicit widths per conv, relative to the original widths.
+    /// The round's target as explicit widths per conv, relative to the original widths, with
+    /// the per-layer controls applied (excluded groups keep their width, explicit widths are
+    /// reached in the first round, no group goes below min_width).
     static func roundTarget(
-        _ round: RoundTarget, original: Architecture, net: Network, topology: Topology
+        _ round: RoundTarget, original: Architecture, net: Network, topology: Topology,
+        controls: LayerControls = LayerControls()
     ) throws -> PruneTarget {
         let ratio: Double
         let internalOnly: Bool
         switch round {
         case .widenSqueeze: return .perConv(original.widths)
+        case .budget: throw CSGDError("internal: a budget round has no ratio target")
         case .ratio(let r): (ratio, internalOnly) = (r.value, false)
         case .internalOnly(let r): (ratio, internalOnly) = (r.value, true)
         }
         if original.widths.count != net.architecture.widths.count {
             throw CSGDError("rounds: the starting model is not a \(original.model)")
         }
-        return .perConv(
+        let target = PruneTarget.perConv(
             topology.convs.map { node in
                 let current = net.architecture.widths[node.convIndex]
                 if internalOnly && !topology.groups[node.groupIndex].isBlockInternal {
@@ -292,18 +333,71 @@ public enum Pipelines {
                 let t = Int((Double(original.widths[node.convIndex]) * ratio - 1e-9).rounded(.up))
                 return min(current, max(1, t))
             })
+        return try controlled(
+            target, topology: topology, controls: controls, model: net.architecture.model)
+    }
+
+    /// `target` with the per-layer controls applied: fixed groups get their fixed width,
+    /// the others are clamped into their bounds.
+    static func controlled(
+        _ target: PruneTarget, topology: Topology, controls: LayerControls, model: String
+    ) throws -> PruneTarget {
+        if controls.isEmpty { return target }
+        let bounds = try controls.bounds(topology, model: model)
+        let widths = try target.groupWidths(topology)
+        let clamped = topology.groups.indices.map { g in
+            bounds.isFixed(g)
+                ? bounds.upper[g] : min(bounds.upper[g], max(bounds.lower[g], widths[g]))
+        }
+        return .perConv(topology.convs.map { clamped[$0.groupIndex] })
+    }
+
+    /// Prunes with the config's merge: `exact` keeps each cluster's first member (the
+    /// clusters must be identical; the caller checks); `mean` first sets each cluster to its
+    /// mean on a copy, then prunes, then recomputes the BN statistics over
+    /// `recalibrate_batches` training batches when asked.
+    static func mergedPrune(
+        _ net: Network, topology: Topology, plan: ClusterPlan, trainer: Trainer
+    ) throws -> Network {
+        let config = trainer.config
+        guard config.merge == .mean else {
+            return try Pruner.prune(net, topology: topology, plan: plan)
+        }
+        let merged = try Sensitivity.copy(net)
+        ClusterMerge.meanMerge(merged, topology: topology, clusters: plan.groups)
+        let thin = try Pruner.prune(merged, topology: topology, plan: plan)
+        if config.recalibrateBatches > 0 {
+            let perRank = max(1, config.batchSize / trainer.comm.size)
+            let samples = try trainer.sampleBatches(
+                images: config.recalibrateBatches * perRank, batch: perRank)
+            Sensitivity.recalibrateBatchNorm(thin, samples)
+            trainer.log.info(
+                "merge mean: BN statistics recomputed over \(samples.batches.count) batches "
+                    + "of \(perRank) training images")
+        } else {
+            trainer.log.info("merge mean: clusters set to their means (BN statistics averaged)")
+        }
+        return thin
+    }
+
+    /// The clustering a round uses: a widen round squeezes k× widened layers, so plain k-means
+    /// (clusters of any size — measured 1 to 7 filters for k = 2 on random kernels) becomes
+    /// balanced k-means, giving every cluster exactly k members; `even` is kept as asked.
+    public static func clusterMethod(for round: RoundTarget, configured: ClusterMethod)
+        -> ClusterMethod
+    {
+        round == .widenSqueeze && configured == .kmeans ? .balanced : configured
     }
 
     /// Rank 0 clusters; the plan is broadcast so every rank uses the very same clusters.
     static func agreedPlan(
         comm: Communicator, net: Network, topology: Topology, target: PruneTarget,
-        config: RunConfig, round: Int
+        config: RunConfig, round: Int, method: ClusterMethod
     ) throws -> ClusterPlan {
         var bytes: [UInt8] = []
         if comm.isRoot {
             let plan = try Clustering.plan(
-                network: net, topology: topology, target: target,
-                method: config.clusterMethod,
+                network: net, topology: topology, target: target, method: method,
                 seed: config.seed &+ UInt64(round))
             bytes = Array(try JSONEncoder().encode(plan))
         }

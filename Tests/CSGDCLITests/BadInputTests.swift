@@ -33,7 +33,8 @@ final class BadInputTests: XCTestCase {
             ("dataset", "fashion-mnist, cifar10, cifar100, imagefolder"),
             ("bad-images", "fail, skip"),
             ("lr-schedule", "cosine, multistep, constant"),
-            ("cluster-method", "kmeans, even"),
+            ("cluster-method", "kmeans, even, balanced"),
+            ("merge", "exact, mean"),
             ("update", "rank0, replicated"),
             ("allreduce", "overlap, blocking"),
         ]

@@ -222,6 +222,7 @@ final class RunConfigTests: XCTestCase {
             ("cluster_method", ClusterMethod.allCases.map(\.rawValue)),
             ("update", UpdateMode.allCases.map(\.rawValue)),
             ("allreduce", AllreduceMode.allCases.map(\.rawValue)),
+            ("merge", MergeMode.allCases.map(\.rawValue)),
         ]
         XCTAssertEqual(
             Set(ConfigKey.all.filter { $0.type == "enum" }.map(\.name)), Set(modes.map(\.key)),
@@ -332,6 +333,15 @@ final class RunConfigTests: XCTestCase {
         c.widen = 2
         c.pruneTolerance = 1e-6
         c.finetuneEpochs = 3
+        c.targetFlops = "16M"
+        c.targetParams = "0.5"
+        c.layerWidths = ["layer3.*.conv1=40", "conv1=8"]
+        c.exclude = ["layer1.0.conv1"]
+        c.minWidth = 3
+        c.sensitivityImages = 64
+        c.sensitivitySteps = 4
+        c.merge = .mean
+        c.recalibrateBatches = 200
         c.update = .replicated
         c.allreduce = .overlap
         c.bucketMb = 0.25
@@ -395,10 +405,10 @@ final class RunConfigTests: XCTestCase {
 
 }
 
-/// The fraction of a ratio round (nil for the widen squeeze).
+/// The fraction of a ratio round (nil for the widen squeeze and a budget).
 private func ratioValue(_ r: RoundTarget) -> Double? {
     switch r {
     case .ratio(let w), .internalOnly(let w): return w.value
-    case .widenSqueeze: return nil
+    case .widenSqueeze, .budget: return nil
     }
 }
