@@ -119,7 +119,8 @@ public enum Pipelines {
                     Double(report.flopsAfter) / 1e6, 100 * report.flopsCut)
             trainer.log.info("round \(r + 1) pruned: " + lastReport)
             try trainer.log.record(
-                .prune(pruneRecord(round: r + 1, method: .csgd, check: check, report: report)))
+                .prune(pruneRecord(round: r + 1, method: .csgd, check: check, report: report)),
+                step: trainer.roundEndStep(r))
             if check.maxLogitDiff > config.pruneTolerance {
                 throw CSGDError(
                     "equivalence check failed: pruned and unpruned logits differ by "
@@ -189,7 +190,7 @@ public enum Pipelines {
             .init(resume: false, overwrite: overwrite, canResume: false, keep: [input]))
         try writeResolvedConfig(comm, config)
         try trainer.log.record(
-            .prune(pruneRecord(round: 1, method: method, check: check, report: report)))
+            .prune(pruneRecord(round: 1, method: method, check: check, report: report)), step: 0)
         if method == .csgd && check.maxLogitDiff > config.pruneTolerance {
             throw CSGDError(
                 "equivalence check failed: max |logit diff| \(check.maxLogitDiff) > "
