@@ -184,7 +184,9 @@ let package = Package(
             ]),
         .testTarget(
             name: "CSGDTensorBoardTests",
-            dependencies: ["CSGDCore", "CSGDTensorBoard", "CSGDTestSupport"]),
+            dependencies: [
+                "CSGDCore", "CSGDDistributed", "CSGDRunFiles", "CSGDTensorBoard", "CSGDTestSupport",
+            ]),
         .testTarget(
             name: "CSGDCLITests",
             dependencies: ["CSGDCore", "CSGDData", "CSGDTestSupport", "CSGDBuildInfo"]),

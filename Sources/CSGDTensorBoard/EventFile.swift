@@ -174,7 +174,8 @@ public enum EventFileReader {
                 for v in s.value {
                     if case .simpleValue(let x) = v.value {
                         contents.scalars.append(
-                            ScalarEvent(step: event.step, tag: v.tag, value: x, wallTime: event.wallTime))
+                            ScalarEvent(
+                                step: event.step, tag: v.tag, value: x, wallTime: event.wallTime))
                     }
                 }
             case nil:

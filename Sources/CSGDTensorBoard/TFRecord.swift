@@ -30,7 +30,9 @@ public enum TFRecord {
         var at = 0
         while at < bytes.count {
             let what = "\(name): record \(out.count) at byte \(at)"
-            guard bytes.count - at >= 12 else { throw CSGDError("\(what): cut short in its header") }
+            guard bytes.count - at >= 12 else {
+                throw CSGDError("\(what): cut short in its header")
+            }
             let length = readLE(UInt64.self, bytes, at)
             if readLE(UInt32.self, bytes, at + 8) != CRC32C.maskedChecksum(bytes[at..<at + 8]) {
                 throw CSGDError("\(what): length CRC mismatch")

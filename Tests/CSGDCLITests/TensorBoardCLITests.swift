@@ -50,6 +50,24 @@ final class TensorBoardCLITests: XCTestCase {
         XCTAssertEqual(f[3], 1, "the corrupted record was not refused")
     }
 
+    func testAnUnwritableTensorBoardFolderStopsTheRunWithOneLine() throws {
+        if !FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist") {
+            throw XCTSkip("dataset-fashion-mnist is not installed (launch/setup.sh installs it)")
+        }
+        let out = NSTemporaryDirectory() + "csgd-tb-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try Data("in the way".utf8).write(to: URL(fileURLWithPath: out + "/tb"))
+        let r = try CLIRunner.run([
+            "train", "--width-multiplier", "0.25", "--train-limit", "96", "--test-limit", "32",
+            "--batch-size", "32", "--epochs", "1", "--log-every", "2", "--out-dir", out,
+        ])
+        XCTAssertNotEqual(r.exitCode, 0, r.output)
+        let errors = r.lines(startingWith: "error:")
+        XCTAssertEqual(errors, ["error: cannot create the TensorBoard folder \(out)/tb"], r.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/model.safetensors"))
+    }
+
     /// argv: out_dir, steps per epoch, epochs per round. Asserts; prints: tags, scalars,
     /// events files, 1 if a flipped data byte was refused by tensorboard's record reader.
     static let checkScript = #"""

@@ -157,7 +157,8 @@ final class ReportTests: XCTestCase {
             paramsAfter: 50, layers: [PruneRecord.Layer(name: "conv1", before: 8, after: 4)])
         for (i, e) in epochs.enumerated() { try log.record(.epoch(e), step: 8 * (i + 1)) }
         try log.record(.prune(prune), step: 16)
-        try log.record(.epoch(EpochRecord(phase: .finetune, round: 1, epoch: 1, trainLoss: .nan)), step: 24)
+        try log.record(
+            .epoch(EpochRecord(phase: .finetune, round: 1, epoch: 1, trainLoss: .nan)), step: 24)
         let r = try RunRecords(directory: dir)
         XCTAssertEqual(Array(r.epochs.prefix(2)), epochs)
         XCTAssertEqual(r.prunes, [prune])

@@ -40,10 +40,12 @@ final class TensorBoardWriterTests: XCTestCase {
         XCTAssertEqual(f.count, data.count + TFRecord.overhead)
         XCTAssertEqual(Array(f[0..<8]), [5, 0, 0, 0, 0, 0, 0, 0])
         let lengthCRC = CRC32C.maskedChecksum(f[0..<8])
-        XCTAssertEqual(Array(f[8..<12]), (0..<4).map { UInt8(truncatingIfNeeded: lengthCRC >> (8 * $0)) })
+        XCTAssertEqual(
+            Array(f[8..<12]), (0..<4).map { UInt8(truncatingIfNeeded: lengthCRC >> (8 * $0)) })
         XCTAssertEqual(Array(f[12..<17]), data)
         let dataCRC = CRC32C.maskedChecksum(data)
-        XCTAssertEqual(Array(f[17..<21]), (0..<4).map { UInt8(truncatingIfNeeded: dataCRC >> (8 * $0)) })
+        XCTAssertEqual(
+            Array(f[17..<21]), (0..<4).map { UInt8(truncatingIfNeeded: dataCRC >> (8 * $0)) })
         let records: [[UInt8]] = [data, [], (0..<300).map { UInt8($0 % 251) }]
         let file = records.flatMap(TFRecord.frame)
         XCTAssertEqual(try TFRecord.records(in: file, name: "f"), records)
@@ -62,7 +64,8 @@ final class TensorBoardWriterTests: XCTestCase {
         }
         let boundary = TFRecord.frame(records[0]).count
         for n in 1..<file.count where n != boundary {
-            XCTAssertThrowsError(try TFRecord.records(in: Array(file[0..<n]), name: "f"), "cut at \(n)")
+            XCTAssertThrowsError(
+                try TFRecord.records(in: Array(file[0..<n]), name: "f"), "cut at \(n)")
         }
         // A data flip names the file, the record and its offset.
         var bad = file
@@ -105,7 +108,9 @@ final class TensorBoardWriterTests: XCTestCase {
             // float32 rounding of the double, bit for bit (NaN, −0 and the overflow included).
             XCTAssertEqual(s.value.bitPattern, Float(v).bitPattern, "t/\(i)")
         }
-        XCTAssertEqual(c.scalars.last, ScalarEvent(step: 1 << 40, tag: "train/loss", value: 0.5, wallTime: 1_764_162_001))
+        XCTAssertEqual(
+            c.scalars.last,
+            ScalarEvent(step: 1 << 40, tag: "train/loss", value: 0.5, wallTime: 1_764_162_001))
 
         // A second job in the same second (a quick resume) gets its own file; the first is
         // left as it was.
