@@ -23,9 +23,9 @@ if [ -z "$plugin" ]; then
     src=${TMPDIR:-/tmp}/swift-protobuf-$version
     if [ ! -d "$src" ]; then
         origin=https://github.com/apple/swift-protobuf
-        local=.build/checkouts/swift-protobuf
-        if git -C "$local" rev-parse -q --verify "refs/tags/$version" > /dev/null 2>&1; then
-            origin=$PWD/$local
+        checkout=.build/checkouts/swift-protobuf
+        if git -C "$checkout" rev-parse -q --verify "refs/tags/$version" > /dev/null 2>&1; then
+            origin=file://$PWD/$checkout
         fi
         git clone -q --depth 1 --branch "$version" "$origin" "$src"
     fi
