@@ -5,13 +5,16 @@
 //   CSGDCore ← CSGDKernels ← CSGDModels ← CSGDCentripetal
 //   CSGDCore ← CSGDData,  CSGDCore ← CSGDDistributed
 //   CSGDCore, CSGDModels, CSGDData, CSGDCentripetal ← CSGDConfig (run config, key table, modes)
-//   CSGDCore, CSGDModels, CSGDCentripetal, CSGDConfig, CSGDDistributed ← CSGDRunFiles (what a
-//     run folder holds: checkpoints, metrics/steps records and the run log, the folder's
-//     lock) ← CSGDReport
+//   CSGDCore ← CSGDTensorBoard (TensorBoard event files: TFRecord framing, CRC32C, events)
+//   CSGDCore, CSGDModels, CSGDCentripetal, CSGDConfig, CSGDDistributed, CSGDTensorBoard ←
+//     CSGDRunFiles (what a run folder holds: checkpoints, metrics/steps records and their
+//     TensorBoard copy, the run log, the folder's lock) ← CSGDReport
 //   CSGDCore, CSGDData, CSGDModels, CSGDConfig ← CSGDRunData (the splits a config names)
 //   all of the above ← CSGDTraining (jobs, the step runner, the training loop)
 //   CSGDTraining ← CSGDBench (kernel, step, loader benchmarks)
-//   CSGDCore, CSGDModels ← CSGDExport (ONNX; the only user of SwiftProtobuf)
+//   CSGDCore, CSGDModels ← CSGDExport (ONNX)
+// SwiftProtobuf is used by CSGDExport and CSGDTensorBoard only, from generated code
+// (launch/gen-proto.sh).
 //   all of the above ← CSGDDistCLI (the `csgd-dist` executable)
 //   CSGDBuildInfo (C: what the build targeted) ← CSGDBench
 // Only CSGDKernels imports CBLAS, only CSGDDistributed imports CMPI, only CSGDData imports CZlib
@@ -64,7 +67,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
-        // Runtime only: onnx.pb.swift is generated once and committed (launch/gen-onnx-proto.sh).
+        // Runtime only: onnx.pb.swift and event.pb.swift are generated once and committed
+        // (launch/gen-proto.sh).
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
@@ -98,9 +102,16 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]),
         .target(
+            name: "CSGDTensorBoard",
+            dependencies: [
+                "CSGDCore", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["event.proto"]),
+        .target(
             name: "CSGDRunFiles",
             dependencies: [
                 "CSGDCore", "CSGDModels", "CSGDCentripetal", "CSGDConfig", "CSGDDistributed",
+                "CSGDTensorBoard",
             ]),
         .target(
             name: "CSGDRunData",
@@ -170,6 +181,11 @@ let package = Package(
             dependencies: [
                 "CSGDCore", "CSGDExport", "CSGDModels",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
+        .testTarget(
+            name: "CSGDTensorBoardTests",
+            dependencies: [
+                "CSGDCore", "CSGDDistributed", "CSGDRunFiles", "CSGDTensorBoard", "CSGDTestSupport",
             ]),
         .testTarget(
             name: "CSGDCLITests",

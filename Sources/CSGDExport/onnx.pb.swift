@@ -15,7 +15,7 @@
 // (sparse tensors, functions, training info, external data, sequence/map types, …) is left out.
 // Readers skip unknown fields, so parsing a full ONNX file with these messages also works.
 //
-// Regenerate onnx.pb.swift with launch/gen-onnx-proto.sh after editing this file.
+// Regenerate onnx.pb.swift with launch/gen-proto.sh after editing this file.
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

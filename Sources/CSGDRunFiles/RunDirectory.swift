@@ -224,7 +224,8 @@ public final class RunDirectory {
         let fm = FileManager.default
         let names = ((try? fm.contentsOfDirectory(atPath: path)) ?? []).filter { name in
             recordNames.contains(name)
-                || ["model.safetensors", "pruned.safetensors", "report.html"].contains(name)
+                || ["model.safetensors", "pruned.safetensors", "report.html", "steps.jsonl", "tb"]
+                    .contains(name)
                 || name == CheckpointHistory.folderName
                 || (name.hasPrefix("round") && name.hasSuffix("-pruned.safetensors"))
         }.sorted()

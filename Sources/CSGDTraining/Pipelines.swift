@@ -130,7 +130,8 @@ public enum Pipelines {
                     Double(report.flopsAfter) / 1e6, 100 * report.flopsCut)
             trainer.log.info("round \(r + 1) pruned: " + lastReport)
             try trainer.log.record(
-                .prune(pruneRecord(round: r + 1, method: .csgd, check: check, report: report)))
+                .prune(pruneRecord(round: r + 1, method: .csgd, check: check, report: report)),
+                step: trainer.roundEndStep(r))
             if config.merge == .exact && check.maxLogitDiff > config.pruneTolerance {
                 throw CSGDError(
                     "equivalence check failed: pruned and unpruned logits differ by "
@@ -224,7 +225,7 @@ public enum Pipelines {
         try writeResolvedConfig(comm, config)
         if let allocation { try trainer.writeAllocation(allocation.allocation, allocation.table) }
         try trainer.log.record(
-            .prune(pruneRecord(round: 1, method: method, check: check, report: report)))
+            .prune(pruneRecord(round: 1, method: method, check: check, report: report)), step: 0)
         if method == .csgd && config.merge == .exact && check.maxLogitDiff > config.pruneTolerance {
             throw CSGDError(
                 "equivalence check failed: max |logit diff| \(check.maxLogitDiff) > "

@@ -63,7 +63,7 @@ public final class Trainer {
         try config.validate(worldSize: comm.size)
         log = RunLog(
             comm: comm, metricsPath: config.outDir + "/metrics.jsonl",
-            stepsPath: config.outDir + "/steps.jsonl")
+            stepsPath: config.outDir + "/steps.jsonl", tensorBoardDir: config.outDir + "/tb")
         checkpointPath = RunStart.checkpointPath(config)
         BLASThreads.set(config.threads)
     }
@@ -289,7 +289,7 @@ public final class Trainer {
                 100 * t.top5)
         }
         log.info(line + " (" + formatDuration(seconds) + ")")
-        try log.record(.epoch(record))
+        try log.record(.epoch(record), step: globalStep(state))
         state.epoch += 1
         state.step = 0
         if last || state.epoch % config.checkpointEvery == 0 {
@@ -360,6 +360,11 @@ public final class Trainer {
     func globalStep(_ state: TrainState) -> Int {
         let perEpoch = data.train.count / max(config.batchSize, 1)
         return state.round * config.epochs * perEpoch + state.phaseStep
+    }
+
+    /// The global step at the end of C-SGD round `round` (0-based): where its prune goes.
+    func roundEndStep(_ round: Int) -> Int {
+        (round + 1) * config.epochs * (data.train.count / max(config.batchSize, 1))
     }
 
     // MARK: - evaluation

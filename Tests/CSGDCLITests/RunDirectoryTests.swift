@@ -150,12 +150,15 @@ final class RunDirectoryTests: XCTestCase {
             .filter { $0.hasPrefix("overwritten-") }
         XCTAssertEqual(aside.count, 1)
         let moved = try snapshot(out + "/" + aside[0])
+        // The TensorBoard copy of the records goes with them, so old curves do not mix in.
+        let events = before.keys.filter { $0.hasPrefix("tb/events.out.tfevents.") }
+        XCTAssertEqual(events.count, 1, "\(before.keys)")
         XCTAssertEqual(
             Set(moved.keys),
-            [
+            Set([
                 "checkpoint.safetensors", "metrics.jsonl", "config.yaml", "model.safetensors",
                 "checkpoints/step-000000003.safetensors",
-            ])
+            ]).union(events))
         for (name, bytes) in moved { XCTAssertEqual(bytes, before[name], name) }
 
         // command.txt: one timestamped line per job that ran (the refused ones add none).

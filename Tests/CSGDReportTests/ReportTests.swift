@@ -155,9 +155,10 @@ final class ReportTests: XCTestCase {
             round: 1, method: .csgd, maxLogitDiff: 1e-6, testTop1Before: 0.6,
             testTop1After: 0.6, flopsBefore: 4000, flopsAfter: 1000, paramsBefore: 200,
             paramsAfter: 50, layers: [PruneRecord.Layer(name: "conv1", before: 8, after: 4)])
-        for e in epochs { try log.record(.epoch(e)) }
-        try log.record(.prune(prune))
-        try log.record(.epoch(EpochRecord(phase: .finetune, round: 1, epoch: 1, trainLoss: .nan)))
+        for (i, e) in epochs.enumerated() { try log.record(.epoch(e), step: 8 * (i + 1)) }
+        try log.record(.prune(prune), step: 16)
+        try log.record(
+            .epoch(EpochRecord(phase: .finetune, round: 1, epoch: 1, trainLoss: .nan)), step: 24)
         let r = try RunRecords(directory: dir)
         XCTAssertEqual(Array(r.epochs.prefix(2)), epochs)
         XCTAssertEqual(r.prunes, [prune])

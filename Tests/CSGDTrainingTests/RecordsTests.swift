@@ -111,9 +111,9 @@ final class RecordsTests: XCTestCase {
         let log = RunLog(comm: LocalCommunicator(), metricsPath: path)
         var nan = Self.fullEpoch
         nan.trainLoss = .nan
-        try log.record(.epoch(Self.fullEpoch))
-        try log.record(.epoch(nan))
-        try log.record(.prune(Self.prune))
+        try log.record(.epoch(Self.fullEpoch), step: 8)
+        try log.record(.epoch(nan), step: 16)
+        try log.record(.prune(Self.prune), step: 16)
         let lines = try String(contentsOfFile: path, encoding: .utf8)
             .split(separator: "\n")
         XCTAssertEqual(lines.count, 3)
@@ -121,7 +121,7 @@ final class RecordsTests: XCTestCase {
         XCTAssertEqual(try MetricsRecord(jsonLine: lines[0]), .epoch(Self.fullEpoch))
         XCTAssertEqual(try MetricsRecord(jsonLine: lines[2]), .prune(Self.prune))
         // A run without a metrics file writes nothing and does not fail.
-        try RunLog(comm: LocalCommunicator(), metricsPath: nil).record(.epoch(nan))
+        try RunLog(comm: LocalCommunicator(), metricsPath: nil).record(.epoch(nan), step: 16)
     }
 
     func testAnUnwritableMetricsFileIsAOneLineError() throws {
@@ -130,14 +130,14 @@ final class RecordsTests: XCTestCase {
         try Data("x".utf8).write(to: URL(fileURLWithPath: blocker))
         let log = RunLog(comm: LocalCommunicator(), metricsPath: blocker + "/metrics.jsonl")
         assertCSGDError(["cannot write", blocker + "/metrics.jsonl"]) {
-            try log.record(.epoch(Self.fullEpoch))
+            try log.record(.epoch(Self.fullEpoch), step: 8)
         }
         // The metrics path itself is a folder.
         let folder = dir + "/metrics.jsonl"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         assertCSGDError(["cannot write", folder]) {
             try RunLog(comm: LocalCommunicator(), metricsPath: folder)
-                .record(.prune(Self.prune))
+                .record(.prune(Self.prune), step: 16)
         }
     }
 
