@@ -60,11 +60,15 @@ final class GraphPruningTests: XCTestCase {
         XCTAssertTrue(
             t.groups.contains { plan.isClustered(group: $0.index) }, "no real cluster", file: file,
             line: line)
+        let x = randomImages(count: 4, floats: net.imageCount, seed: 11)
+        // Not vacuous: before the collapse, the pruned net is a different function.
+        let raw = try Pruner.prune(net, topology: t, plan: plan)
+        let rawDiff = maxDiff(logits(net, x, batch: 4), logits(raw, x, batch: 4)).diff
+        XCTAssertGreaterThan(rawDiff, 1e-3, file: file, line: line)
         collapse(net, t, plan)
         let thin = try Pruner.prune(net, topology: t, plan: plan)
         XCTAssertEqual(thin.architecture.widths, plan.prunedWidths(t), file: file, line: line)
         XCTAssertLessThan(thin.graph.flopsPerImage, net.graph.flopsPerImage, file: file, line: line)
-        let x = randomImages(count: 4, floats: net.imageCount, seed: 11)
         let (d, scale) = maxDiff(logits(net, x, batch: 4), logits(thin, x, batch: 4))
         XCTAssertGreaterThan(scale, 0.05, "logits are degenerate", file: file, line: line)
         XCTAssertLessThanOrEqual(
