@@ -303,3 +303,54 @@ final class GraphPruningTests: XCTestCase {
             d, 1e-5 * max(1, scale), "max |Δlogit| \(d) (unmerged \(unmerged))")
     }
 }
+
+/// The built-in VGG / MobileNetV2 / DenseNet graphs at their real widths: exact after collapse.
+final class BuiltInFamilyPruningTests: XCTestCase {
+    func check(
+        _ model: String, _ target: PruneTarget, file: StaticString = #filePath, line: UInt = #line
+    )
+        throws -> (Topology, ClusterPlan)
+    {
+        let a = try Architecture.standard(
+            model: model, inputChannels: 1, imageSize: 32, numClasses: 10)
+        let net = try Network(architecture: a)
+        net.initialize(seed: 2)
+        randomizePerChannelTensors(net, seed: 3)
+        let t = try Topology(graph: net.graph)
+        let plan = try Clustering.plan(
+            network: net, topology: t, target: target, method: .even, seed: 1)
+        collapse(net, t, plan)
+        let thin = try Pruner.prune(net, topology: t, plan: plan)
+        XCTAssertLessThan(thin.graph.flopsPerImage, net.graph.flopsPerImage, file: file, line: line)
+        let x = randomImages(count: 2, floats: net.imageCount, seed: 5)
+        let (d, scale) = maxDiff(logits(net, x, batch: 2), logits(thin, x, batch: 2))
+        XCTAssertGreaterThan(scale, 0.01, "\(model): degenerate logits", file: file, line: line)
+        XCTAssertLessThanOrEqual(
+            d, 1e-5 * max(1, scale), "\(model): max |Δlogit| \(d)", file: file, line: line)
+        return (t, plan)
+    }
+
+    func testVGG16() throws {
+        let (t, _) = try check("vgg16", .ratio(0.5))
+        XCTAssertEqual(t.groups.filter(\.isBlockInternal).count, 12, "every conv but the stem")
+    }
+
+    func testMobileNetV2() throws {
+        let (t, plan) = try check("mobilenetv2", .ratio(0.5))
+        XCTAssertEqual(t.groups.filter(\.isResidual).count, 5)
+        XCTAssertTrue(t.groups.allSatisfy { plan.isClustered(group: $0.index) })
+        // `internal:` takes every expansion (with its depthwise conv and BNs), never a stream.
+        let internalNames = t.groups.filter(\.isBlockInternal).map { t.convs[$0.pacesetter].name }
+        let expansions = t.convs.map(\.name).filter { $0.hasSuffix(".conv.0.0") }
+        XCTAssertEqual(expansions.count, 16)
+        XCTAssertTrue(Set(expansions).isSubset(of: internalNames))
+        XCTAssertFalse(t.groups.contains { $0.isResidual && $0.isBlockInternal })
+    }
+
+    func testDenseNet40ThreeThreeThree() throws {
+        // The paper's DenseNet-40 "3-3-3": every growth layer 12 → 3; stem and transitions kept.
+        let (t, plan) = try check("densenet40", .widthMap([12: 3]))
+        XCTAssertEqual(t.groups.filter { plan.isClustered(group: $0.index) }.count, 36)
+        XCTAssertTrue(t.groups.allSatisfy { !$0.isBlockInternal })
+    }
+}
