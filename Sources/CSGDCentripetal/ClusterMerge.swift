@@ -1,8 +1,9 @@
 // Graceful pruning of a round that has not fully converged, and the merge behind the
 // sensitivity measurement.
 //
-// `meanMerge` sets every member of a cluster to the cluster mean — each producer's kernel
-// row, conv bias, BN γ and β, and BN running mean and variance — on the UNPRUNED net. After
+// `meanMerge` sets every member of a cluster to the cluster mean — every tensor coupled to the
+// group's channels (Topology: producers' kernel rows and biases, BN γ, β, running mean and
+// variance wherever the channels pass, depthwise filters) — on the UNPRUNED net. After
 // it, the cluster members are identical, so the exact prune (Pruner.prune: keep member 0, sum
 // the consumers' input slices) applies unchanged and the thin net computes what the merged
 // net computes. When C-SGD has converged the members are already equal and the merge changes
@@ -44,16 +45,13 @@ public enum ClusterMerge {
     /// Sets every cluster member of every group to its cluster mean (see the file comment).
     /// `clusters[g]` is a partition of group g's channels; singletons are left alone.
     public static func meanMerge(_ net: Network, topology: Topology, clusters: [[[Int]]]) {
-        for node in topology.convs {
-            let h = clusters[node.groupIndex]
+        for g in topology.groups {
+            let h = clusters[g.index]
             if !h.contains(where: { $0.count > 1 }) { continue }
-            let s = net.store
-            average(s.value(node.weight), rowLength: s[node.weight].rowLength, clusters: h)
-            for p in [node.bias, node.bnScale, node.bnShift].compactMap({ $0 }) {
-                average(s.value(p), rowLength: 1, clusters: h)
-            }
-            for b in [node.runningMean, node.runningVar].compactMap({ $0 }) {
-                average(s.buffer(b), rowLength: 1, clusters: h)
+            // Every per-channel tensor the space passes through (Topology's coupled list):
+            // kernels and biases of the producers, BN γ/β/statistics, depthwise filters.
+            for t in g.coupled {
+                average(rows(net, t), rowLength: t.rowLength, clusters: h)
             }
         }
     }
@@ -72,7 +70,6 @@ public enum ClusterMerge {
         -> [GroupDeviation]
     {
         var out: [GroupDeviation] = []
-        let s = net.store
         for g in topology.groups where plan.isClustered(group: g.index) {
             let h = plan.groups[g.index]
             var sums: [String: (dev: Double, norm: Double)] = [:]
@@ -81,14 +78,8 @@ public enum ClusterMerge {
                 let old = sums[key] ?? (0, 0)
                 sums[key] = (old.dev + dev, old.norm + norm)
             }
-            for p in g.producers {
-                let node = topology.convs[p]
-                add("kernel", s.value(node.weight), s[node.weight].rowLength)
-                if let b = node.bias { add("bias", s.value(b), 1) }
-                if let b = node.bnScale { add("gamma", s.value(b), 1) }
-                if let b = node.bnShift { add("beta", s.value(b), 1) }
-                if let b = node.runningMean { add("mean", s.buffer(b), 1) }
-                if let b = node.runningVar { add("var", s.buffer(b), 1) }
+            for t in g.coupled {
+                add(kindKey(net, t), UnsafePointer(rows(net, t)), t.rowLength)
             }
             func rel(_ key: String) -> Double? {
                 sums[key].map { $0.norm > 0 ? ($0.dev / $0.norm).squareRoot() : 0 }
@@ -119,6 +110,31 @@ public enum ClusterMerge {
     }
 
     // MARK: - helpers
+
+    /// The rows of `t` holding the group's channel 0 onwards.
+    static func rows(_ net: Network, _ t: CoupledTensor) -> UnsafeMutablePointer<Float> {
+        let base: UnsafeMutablePointer<Float>
+        switch t.storage {
+        case .parameter(let p): base = net.store.value(p)
+        case .buffer(let b): base = net.store.buffer(b)
+        }
+        return base + t.channelOffset * t.rowLength
+    }
+
+    /// The report column of a coupled tensor: kernel (conv or depthwise filters), bias (conv
+    /// or depthwise bias), gamma/beta (BN), mean/var (BN running statistics).
+    static func kindKey(_ net: Network, _ t: CoupledTensor) -> String {
+        switch t.kind {
+        case .kernel: return "kernel"
+        case .runningMean: return "mean"
+        case .runningVar: return "var"
+        case .vector:
+            if case .batchNorm(let bn) = net.graph.layers[t.layerIndex] {
+                return t.parameter == bn.scale ? "gamma" : "beta"
+            }
+            return "bias"
+        }
+    }
 
     /// Rows of length `d`: each cluster's rows become their mean.
     static func average(_ x: UnsafeMutablePointer<Float>, rowLength d: Int, clusters: [[Int]]) {

@@ -44,9 +44,11 @@ public struct LayerControls: Equatable, Sendable {
     ///   explicit width is out of range, or two patterns disagree on one group.
     public func bounds(_ topology: Topology, model: String) throws -> GroupBounds {
         let groups = topology.groups
-        var lower = groups.map { min($0.width, max(1, minWidth)) }
+        // Spaces the topology fixes (the image, a grouped conv's channels, the logits) keep
+        // their width whatever the config says.
+        var lower = groups.map { $0.isFixed ? $0.width : min($0.width, max(1, minWidth)) }
         var upper = groups.map(\.width)
-        var fixedBy = [String?](repeating: nil, count: groups.count)
+        var fixedBy = groups.map { g in g.fixedReason.map { "the topology (\($0))" } }
         func matched(_ pattern: String, key: String) throws -> [Int] {
             let hits = topology.convs.filter { LayerControls.glob(pattern, matches: $0.name) }
             if hits.isEmpty {
