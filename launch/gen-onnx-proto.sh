@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates Sources/CSGDExport/onnx.pb.swift from Sources/CSGDExport/onnx.proto. Run it only
-# after editing the .proto; the generated file is committed, so building csgd-dist needs
-# neither protoc nor the plugin (and the package uses no build plugin).
+# Regenerates Sources/CSGDONNX/onnx.pb.swift from Sources/CSGDONNX/onnx.proto, with public
+# types (CSGDExport writes them, CSGDImport reads them). Run it only after editing the .proto;
+# the generated file is committed, so building csgd-dist needs neither protoc nor the plugin
+# (and the package uses no build plugin).
 #
 #   apt-get install protobuf-compiler          # protoc (Debian 12: 3.21.12)
 #   bash launch/gen-onnx-proto.sh              # builds protoc-gen-swift 1.39.0 once (~10 min)
@@ -22,8 +23,8 @@ fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 protoc --plugin=protoc-gen-swift="$plugin" --swift_out="$out" \
-    --swift_opt=Visibility=Internal --swift_opt=FileNaming=DropPath \
-    -I Sources/CSGDExport Sources/CSGDExport/onnx.proto
+    --swift_opt=Visibility=Public --swift_opt=FileNaming=DropPath \
+    -I Sources/CSGDONNX Sources/CSGDONNX/onnx.proto
 # Generated code follows the plugin's layout, not .swift-format: it must stay out of the lint
 # (CI runs `swift format lint --strict`). protoc-gen-swift 1.39 writes the ignore line itself;
 # add it if a future plugin does not.
@@ -31,5 +32,5 @@ gen=$out/onnx.pb.swift
 if ! grep -q "^// swift-format-ignore-file" "$gen"; then
     { echo "// swift-format-ignore-file"; cat "$gen"; } > "$gen.new" && mv "$gen.new" "$gen"
 fi
-cp "$gen" Sources/CSGDExport/onnx.pb.swift
-echo "gen-onnx-proto: wrote Sources/CSGDExport/onnx.pb.swift ($(protoc --version), protoc-gen-swift $version)"
+cp "$gen" Sources/CSGDONNX/onnx.pb.swift
+echo "gen-onnx-proto: wrote Sources/CSGDONNX/onnx.pb.swift ($(protoc --version), protoc-gen-swift $version)"
