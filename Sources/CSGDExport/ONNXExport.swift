@@ -22,8 +22,9 @@ import SwiftProtobuf
 
 /// Writes csgd-dist networks as ONNX models.
 public enum ONNXExport {
-    /// Opsets we can write. Every operator we emit (Conv, BatchNormalization, Relu, Add,
-    /// MaxPool, GlobalAveragePool, Flatten, Gemm) has the same inference semantics across them.
+    /// Opsets we can write. Every operator we emit (Conv, BatchNormalization, Relu, Clip, Add,
+    /// Concat, MaxPool, AveragePool, GlobalAveragePool, Flatten, Gemm) has the same inference
+    /// semantics across them.
     public static let supportedOpsets = 11...21
 
     /// The default opset: read by every current runtime.
@@ -101,6 +102,8 @@ private struct GraphWriter {
     var valueOf: [String]
     var nodes: [ONNXNodeProto] = []
     var usedNames: Set<String> = ["input", "logits"]
+    /// Scalar initializers the graph needs beyond the model's tensors (Clip bounds).
+    var constants: [Float: String] = [:]
 
     init(_ network: Network) {
         self.network = network
@@ -123,6 +126,9 @@ private struct GraphWriter {
             + store.bufferSpecs.indices.map { i in
                 let spec = store.bufferSpecs[i]
                 return tensor(spec.name, spec.shape, store.buffer(BufferID(i)))
+            }
+            + constants.sorted { $0.value < $1.value }.map { value, name in
+                withUnsafePointer(to: value) { tensor(name, [], $0) }
             }
         let image = graphIR.tensors[graphIR.input.index]
         g.input = [valueInfo("input", [nil, image.c, image.h, image.w])]
@@ -169,8 +175,38 @@ private struct GraphWriter {
                     ints("strides", [g.stride, g.stride]),
                     ints("pads", [g.pad, g.pad, g.pad, g.pad]),
                 ])
-        case .depthwiseConv, .activation, .concat, .avgPool:
-            fatalError("ONNX export of this layer is not implemented yet")  // graph branch
+        case .depthwiseConv(let l):
+            let g = l.shape
+            var inputs = [valueOf[l.input.index], store[l.weight].name]
+            if let b = l.bias { inputs.append(store[b].name) }
+            node(
+                "Conv", l.name, inputs, l.output,
+                [
+                    ints("kernel_shape", [g.r, g.s]), ints("strides", [g.stride, g.stride]),
+                    ints("pads", [g.pad, g.pad, g.pad, g.pad]), ints("dilations", [1, 1]),
+                    int("group", g.c),
+                ])
+        case .activation(let l):
+            let from = valueOf[l.input.index]
+            switch l.kind {
+            case .relu:
+                node("Relu", from + ".relu", [from], l.output, [])
+            case .relu6:
+                // Clip takes its bounds as inputs from opset 11 on (all we write).
+                node("Clip", from + ".relu6", [from, clipBound(0), clipBound(6)], l.output, [])
+            }
+        case .concat(let l):
+            node("Concat", "concat", l.inputs.map { valueOf[$0.index] }, l.output, [int("axis", 1)])
+        case .avgPool(let l):
+            let g = l.shape
+            node(
+                "AveragePool", "avgpool", [valueOf[l.input.index]], l.output,
+                [
+                    ints("kernel_shape", [g.kernel, g.kernel]),
+                    ints("strides", [g.stride, g.stride]),
+                    ints("pads", [g.pad, g.pad, g.pad, g.pad]),
+                    int("count_include_pad", l.countIncludePad ? 1 : 0),
+                ])
         case .globalAvgPool(let l):
             node("GlobalAveragePool", "avgpool", [valueOf[l.input.index]], l.output, [])
         case .linear(let l):
@@ -197,6 +233,14 @@ private struct GraphWriter {
         let value = (last && output == graphIR.logits) ? "logits" : nodeName
         valueOf[output.index] = value
         nodes.append(makeNode(op, nodeName, inputs, value, attributes))
+    }
+
+    /// The name of a scalar initializer holding `value` (created on first use).
+    private mutating func clipBound(_ value: Float) -> String {
+        if let name = constants[value] { return name }
+        let name = unique("clip_bound_\(Int(value))")
+        constants[value] = name
+        return name
     }
 
     /// The in-place ReLU our graph fuses into BN/add, as its own node.

@@ -96,7 +96,8 @@ func resNetSpec(kind: ResNetKind, numClasses: Int) -> GraphSpec {
         }
     }
     x = b.globalAvgPool(x)
-    return b.finish(logits: b.linear("fc", x, numClasses))
+    let logits = b.linear("fc", x, numClasses)
+    return b.finish(logits: logits)
 }
 
 /// conv3×3-BN-ReLU-conv3×3-BN, plus identity or 1×1-conv-BN shortcut, add, ReLU.
