@@ -11,7 +11,11 @@
 //   CSGDCore, CSGDData, CSGDModels, CSGDConfig ← CSGDRunData (the splits a config names)
 //   all of the above ← CSGDTraining (jobs, the step runner, the training loop)
 //   CSGDTraining ← CSGDBench (kernel, step, loader benchmarks)
-//   CSGDCore, CSGDModels ← CSGDExport (ONNX; the only user of SwiftProtobuf)
+//   CSGDONNX (the generated ONNX protobuf messages; with CSGDExport and CSGDImport the only
+//     users of SwiftProtobuf)
+//   CSGDCore, CSGDModels, CSGDONNX ← CSGDExport (model file → ONNX)
+//   CSGDCore, CSGDModels, CSGDRunFiles, CSGDONNX ← CSGDImport (ONNX or a torchvision
+//     state_dict → model file)
 //   all of the above ← CSGDDistCLI (the `csgd-dist` executable)
 //   CSGDBuildInfo (C: what the build targeted) ← CSGDBench
 // Only CSGDKernels imports CBLAS, only CSGDDistributed imports CMPI, only CSGDData imports CZlib
@@ -123,18 +127,27 @@ let package = Package(
                 "CSGDCore", "CSGDModels", "CSGDCentripetal", "CSGDConfig", "CSGDRunFiles",
             ]),
         .target(
+            name: "CSGDONNX",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["onnx.proto"]),
+        .target(
             name: "CSGDExport",
             dependencies: [
-                "CSGDCore", "CSGDModels",
+                "CSGDCore", "CSGDModels", "CSGDONNX",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-            ],
-            exclude: ["onnx.proto"]),
+            ]),
+        .target(
+            name: "CSGDImport",
+            dependencies: [
+                "CSGDCore", "CSGDModels", "CSGDRunFiles", "CSGDONNX",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
         .executableTarget(
             name: "CSGDDistCLI",
             dependencies: [
                 "CSGDCore", "CSGDKernels", "CSGDData", "CSGDCentripetal", "CSGDDistributed",
                 "CSGDConfig", "CSGDRunFiles", "CSGDTraining", "CSGDBench", "CSGDReport",
-                "CSGDExport",
+                "CSGDExport", "CSGDImport", "CSGDModels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Helpers shared by the test targets (not part of the product).
@@ -168,9 +181,17 @@ let package = Package(
         .testTarget(
             name: "CSGDExportTests",
             dependencies: [
-                "CSGDCore", "CSGDExport", "CSGDModels",
+                "CSGDCore", "CSGDExport", "CSGDModels", "CSGDONNX",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
+        .testTarget(
+            name: "CSGDImportTests",
+            dependencies: [
+                "CSGDCore", "CSGDModels", "CSGDRunFiles", "CSGDONNX", "CSGDImport",
+                "CSGDTestSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["Fixtures"]),
         .testTarget(
             name: "CSGDCLITests",
             dependencies: ["CSGDCore", "CSGDData", "CSGDTestSupport", "CSGDBuildInfo"]),

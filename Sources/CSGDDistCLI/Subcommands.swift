@@ -9,6 +9,7 @@ let allSubcommands: [ParsableCommand.Type] = [
     ReportCommand.self,
     PackCommand.self,
     ExportCommand.self,
+    ImportCommand.self,
     BenchCommand.self,
     CheckCommCommand.self,
     ConfigCommand.self,
