@@ -22,7 +22,8 @@ public final class Network {
     /// epilogue (bitwise the same logits; saves a pass over the activations). Tests turn it off
     /// to compare.
     public var fusesBatchNormInEval = true
-    /// conv layer index → the BatchNorm layer right after it that is its output's only reader.
+    /// conv (dense, grouped or depthwise) layer index → the BatchNorm layer right after it that
+    /// is its output's only reader.
     private let fusibleBatchNorm: [Int: Int]
     private var arenas: [ArenaKey: Arena] = [:]
     private var lastTrainingBatch: Int?
@@ -36,8 +37,14 @@ public final class Network {
         for layer in graph.layers { for t in layer.inputs { readers[t.index] += 1 } }
         var fusible: [Int: Int] = [:]
         for (li, layer) in graph.layers.enumerated().dropLast() {
-            if case .conv(let c) = layer, case .batchNorm(let bn) = graph.layers[li + 1],
-                bn.input == c.output, readers[c.output.index] == 1, c.output != graph.logits
+            let convOutput: TensorID?
+            switch layer {
+            case .conv(let c): convOutput = c.output
+            case .depthwiseConv(let d): convOutput = d.output
+            default: convOutput = nil
+            }
+            if let out = convOutput, case .batchNorm(let bn) = graph.layers[li + 1],
+                bn.input == out, readers[out.index] == 1, out != graph.logits
             {
                 fusible[li] = li + 1
             }
@@ -103,27 +110,44 @@ public final class Network {
         let v = arena.values
         let fuse = !training && fusesBatchNormInEval
         var skip = -1  // a BatchNorm already applied as the previous conv's epilogue
+        // Where conv layer `li` writes, and the BatchNorm epilogue to apply when it is fused.
+        func convTarget(_ li: Int, _ output: TensorID) -> (
+            UnsafeMutablePointer<Float>, ChannelAffine?
+        ) {
+            guard fuse, let bi = fusibleBatchNorm[li], case .batchNorm(let bn) = graph.layers[bi]
+            else { return (v[output.index].pointer, nil) }
+            let a = arena.affineScale.pointer
+            let b = arena.affineShift.pointer
+            batchNormEvalAffine(
+                a: a, b: b, runningMean: store.buffer(bn.runningMean),
+                runningVar: store.buffer(bn.runningVar), scale: store.value(bn.scale),
+                shift: store.value(bn.shift), c: bn.channels, config: batchNorm)
+            skip = bi
+            return (v[bn.output.index].pointer, ChannelAffine(scale: a, shift: b, relu: bn.relu))
+        }
         for (li, layer) in graph.layers.enumerated() where li != skip {
             switch layer {
             case .conv(let l):
-                var output = v[l.output.index].pointer
-                var epilogue: ChannelAffine?
-                if fuse, let bi = fusibleBatchNorm[li], case .batchNorm(let bn) = graph.layers[bi] {
-                    let a = arena.affineScale.pointer
-                    let b = arena.affineShift.pointer
-                    batchNormEvalAffine(
-                        a: a, b: b, runningMean: store.buffer(bn.runningMean),
-                        runningVar: store.buffer(bn.runningVar), scale: store.value(bn.scale),
-                        shift: store.value(bn.shift), c: bn.channels, config: batchNorm)
-                    epilogue = ChannelAffine(scale: a, shift: b, relu: bn.relu)
-                    output = v[bn.output.index].pointer
-                    skip = bi
+                let (output, epilogue) = convTarget(li, l.output)
+                if l.groups == 1 {
+                    conv2dForward(
+                        output: output, input: v[l.input.index].pointer,
+                        weight: store.value(l.weight), bias: l.bias.map { store.value($0) },
+                        shape: arena.convShapes[li]!, workspace: arena.workspace.pointer,
+                        epilogue: epilogue)
+                } else {
+                    groupedConv2dForward(
+                        output: output, input: v[l.input.index].pointer,
+                        weight: store.value(l.weight), bias: l.bias.map { store.value($0) },
+                        shape: arena.convShapes[li]!, groups: l.groups,
+                        workspace: arena.workspace.pointer, epilogue: epilogue)
                 }
-                conv2dForward(
+            case .depthwiseConv(let l):
+                let (output, epilogue) = convTarget(li, l.output)
+                depthwiseConv2dForward(
                     output: output, input: v[l.input.index].pointer,
                     weight: store.value(l.weight), bias: l.bias.map { store.value($0) },
-                    shape: arena.convShapes[li]!, workspace: arena.workspace.pointer,
-                    epilogue: epilogue)
+                    shape: arena.convShapes[li]!, epilogue: epilogue)
             case .batchNorm(let l):
                 let y = v[l.output.index].pointer
                 if training {
@@ -156,8 +180,25 @@ public final class Network {
                 globalAvgPoolForward(
                     output: v[l.output.index].pointer, input: v[l.input.index].pointer,
                     nc: batch * l.channels, hw: l.hw)
-            case .depthwiseConv, .activation, .concat, .avgPool:
-                fatalError("layer not implemented yet: \(layer)")  // graph branch placeholder
+            case .activation(let l):
+                let n = batch * graph.tensors[l.output.index].count
+                let (y, x) = (v[l.output.index].pointer, v[l.input.index].pointer)
+                switch l.kind {
+                case .relu: reluForward(output: y, input: x, count: n)
+                case .relu6: relu6Forward(output: y, input: x, count: n)
+                }
+            case .concat(let l):
+                let y = v[l.output.index].pointer
+                let total = graph.tensors[l.output.index].c
+                for (j, t) in l.inputs.enumerated() {
+                    concatForward(
+                        output: y, input: v[t.index].pointer, offset: l.offsets[j],
+                        channels: l.channels[j], totalChannels: total, n: batch, hw: l.hw)
+                }
+            case .avgPool(let l):
+                avgPoolForward(
+                    output: v[l.output.index].pointer, input: v[l.input.index].pointer,
+                    shape: l.shape.with(batch: batch), countIncludePad: l.countIncludePad)
             case .linear(let l):
                 linearForward(
                     output: v[l.output.index].pointer, input: v[l.input.index].pointer,
@@ -173,8 +214,8 @@ public final class Network {
 
     /// Backpropagates `dLogits` (`[batch, classes]`) through the last training-mode forward.
     /// ACCUMULATES parameter gradients into `store.grads` (zero them once per optimizer step).
-    /// - Parameter onGradientsReady: called on the way back, right after each conv, BN and
-    ///   linear layer, with the range of `store.grads` (its parameters' gradients) that no
+    /// - Parameter onGradientsReady: called on the way back, right after each conv (dense,
+    ///   grouped, depthwise), BN and linear layer, with the range of `store.grads` (its parameters' gradients) that no
     ///   later part of this backward writes, so a caller can start reducing it at once.
     public func backward(
         dLogits: UnsafePointer<Float>, onGradientsReady: ((Range<Int>) -> Void)? = nil
@@ -187,7 +228,8 @@ public final class Network {
         // first layer that feeds it back runs and returned once its producer has consumed it,
         // so only the few gradients crossing the current layer exist at any time (about 3 for
         // a ResNet) instead of one per tensor. A freshly taken buffer is zeroed for kernels
-        // that accumulate, unless the first contributor stores its result outright (BN, add).
+        // that accumulate, unless the first contributor stores its result outright (BN, add,
+        // concat).
         var slotOf = [Int](repeating: -1, count: graph.tensors.count)
         var free = Array(arena.gradPool.indices.reversed())  // the pool persists across steps
         func slot(_ t: TensorID) -> (UnsafeMutablePointer<Float>, fresh: Bool) {
@@ -234,11 +276,27 @@ public final class Network {
         for li in graph.layers.indices.reversed() {
             switch graph.layers[li] {
             case .conv(let l):
-                conv2dBackward(
+                if l.groups == 1 {
+                    conv2dBackward(
+                        dInput: grad(l.input), dWeight: store.grad(l.weight),
+                        dBias: l.bias.map { store.grad($0) }, dOutput: take(l.output),
+                        input: v[l.input.index].pointer, weight: store.value(l.weight),
+                        shape: arena.convShapes[li]!, workspace: arena.workspace.pointer)
+                } else {
+                    groupedConv2dBackward(
+                        dInput: grad(l.input), dWeight: store.grad(l.weight),
+                        dBias: l.bias.map { store.grad($0) }, dOutput: take(l.output),
+                        input: v[l.input.index].pointer, weight: store.value(l.weight),
+                        shape: arena.convShapes[li]!, groups: l.groups,
+                        workspace: arena.workspace.pointer)
+                }
+                ready(l.weight, l.bias)
+            case .depthwiseConv(let l):
+                depthwiseConv2dBackward(
                     dInput: grad(l.input), dWeight: store.grad(l.weight),
                     dBias: l.bias.map { store.grad($0) }, dOutput: take(l.output),
                     input: v[l.input.index].pointer, weight: store.value(l.weight),
-                    shape: arena.convShapes[li]!, workspace: arena.workspace.pointer)
+                    shape: arena.convShapes[li]!)
                 ready(l.weight, l.bias)
             case .batchNorm(let l):
                 let dy = take(l.output)
@@ -278,8 +336,34 @@ public final class Network {
                 globalAvgPoolBackward(
                     dInput: grad(l.input)!, dOutput: take(l.output),
                     nc: batch * l.channels, hw: l.hw)
-            case .depthwiseConv, .activation, .concat, .avgPool:
-                fatalError("layer not implemented yet")  // graph branch placeholder
+            case .activation(let l):
+                let dy = take(l.output)
+                if let dx = grad(l.input) {
+                    let n = batch * graph.tensors[l.output.index].count
+                    let y = v[l.output.index].pointer
+                    switch l.kind {
+                    case .relu: reluBackward(dInput: dx, dOutput: dy, output: y, count: n)
+                    case .relu6: relu6Backward(dInput: dx, dOutput: dy, output: y, count: n)
+                    }
+                }
+            case .concat(let l):
+                let dy = take(l.output)
+                let total = graph.tensors[l.output.index].c
+                for (j, t) in l.inputs.enumerated() where t != graph.input {
+                    // A fresh buffer is stored outright (the slice covers all of it); a tensor
+                    // listed twice, or also read by another layer, accumulates.
+                    let (dx, fresh) = slot(t)
+                    concatBackward(
+                        dInput: dx, dOutput: dy, offset: l.offsets[j], channels: l.channels[j],
+                        totalChannels: total, n: batch, hw: l.hw, overwrite: fresh)
+                }
+            case .avgPool(let l):
+                let dy = take(l.output)
+                if let dx = grad(l.input) {
+                    avgPoolBackward(
+                        dInput: dx, dOutput: dy, shape: l.shape.with(batch: batch),
+                        countIncludePad: l.countIncludePad)
+                }
             case .linear(let l):
                 linearBackward(
                     dInput: grad(l.input), dWeight: store.grad(l.weight),
@@ -336,7 +420,11 @@ public final class Network {
             case .conv(let l):
                 let s = l.shape.with(batch: batch)
                 a.convShapes[li] = s
-                ws = max(ws, s.workspaceCount)
+                ws = max(
+                    ws, l.groups == 1 ? s.workspaceCount : s.groupedWorkspaceCount(groups: l.groups)
+                )
+            case .depthwiseConv(let l):
+                a.convShapes[li] = l.shape.with(batch: batch)
             case .batchNorm(let l) where training:
                 a.bnMean[li] = FloatBuffer(count: l.channels)
                 a.bnInvStd[li] = FloatBuffer(count: l.channels)
