@@ -1092,7 +1092,8 @@ struct Translator {
     }
 
     /// After every conv with a bias that no BatchNorm reads: BN(γ 1, β bias, mean 0, var v)
-    /// with v + eps == 1 in float, so the BN computes x·1 + bias: bitwise the conv's bias add.
+    /// with v + eps == 1 in float, so the BN computes x·1 + bias: the conv's bias add (the
+    /// kernels add a bias and a BN shift at different points, so equal to float rounding).
     mutating func unfoldBatchNorm(_ spec: GraphSpec) -> GraphSpec {
         var readers = [[Int]](repeating: [], count: spec.nodes.count + 1)
         for (i, n) in spec.nodes.enumerated() { for t in n.inputs { readers[t].append(i) } }

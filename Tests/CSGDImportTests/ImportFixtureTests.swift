@@ -83,18 +83,33 @@ final class ImportFixtureTests: XCTestCase {
         _ = try checkAgainstOnnxruntime("densenet-bn")
     }
 
-    /// `--unfold-bn` inserts BN(γ 1, β bias, mean 0, var 1 − eps): the same function, bit for
-    /// bit, as the conv-with-bias import, and BatchNorm layers where the folded file has none.
-    func testUnfoldBatchNormKeepsTheFunctionExactly() throws {
+    /// `--unfold-bn` inserts BN(γ 1, β bias, mean 0, var with var + eps == 1): the same
+    /// function as the conv-with-bias import up to float rounding (the kernels add a conv bias
+    /// and a BN shift at different points of the sum: measured 4.8e-6 on logits up to 21), and
+    /// BatchNorm layers where the folded file has none.
+    func testUnfoldBatchNormKeepsTheFunction() throws {
         let folded = try checkAgainstOnnxruntime("mobilenet")
         let unfolded = try checkAgainstOnnxruntime("mobilenet", extra: ["--unfold-bn"])
         let a = try SafeTensorsFile.read(path: folded).floats("logits")
         let b = try SafeTensorsFile.read(path: unfolded).floats("logits")
         XCTAssertEqual(a.count, b.count)
         let diff = zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
-        XCTAssertEqual(diff, 0, "unfolded BN changes the logits")
-        let arch = try SafeTensorsFile.read(path: dir + "/mobilenet--unfold-bn.safetensors")
-        XCTAssertTrue(arch.names.contains { $0.hasSuffix(".bn.running_var") }, "\(arch.names)")
+        print("--unfold-bn vs folded import: max |logit diff| \(diff)")
+        XCTAssertLessThanOrEqual(diff, 1e-4, "unfolded BN changes the logits")
+        for i in stride(from: 0, to: a.count, by: 10) {
+            let x = a[i..<(i + 10)]
+            let y = b[i..<(i + 10)]
+            XCTAssertEqual(
+                x.firstIndex(of: x.max()!), y.firstIndex(of: y.max()!), "image \(i / 10)")
+        }
+        let file = try SafeTensorsFile.read(path: dir + "/mobilenet--unfold-bn.safetensors")
+        let bns = file.names.filter { $0.hasSuffix(".bn.running_var") }
+        XCTAssertEqual(bns.count, 17, "\(file.names)")
+        XCTAssertFalse(
+            file.names.contains {
+                $0.hasSuffix(".bias") && !$0.contains(".bn.") && $0 != "classifier.1.bias"
+            },
+            "conv biases left: \(file.names)")
     }
 
     /// A model records its normalisation; data normalised differently is refused naming the
