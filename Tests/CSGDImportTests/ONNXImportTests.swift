@@ -261,6 +261,28 @@ final class ONNXImportTests: XCTestCase {
         XCTAssertEqual(try translate(m).architecture.spec?.nodes.count, 4)
     }
 
+    /// The legacy exporter may feed a weight through a Constant node, or an Identity of an
+    /// initializer (deduplicated equal tensors): both are constants.
+    func testWeightsFromConstantNodesAndIdentities() throws {
+        var m = baseModel()
+        let w = m.graph.initializer.removeFirst()
+        var c = node("Constant", "/conv/Constant", [], ["cw"])
+        var a = ONNXAttributeProto()
+        a.name = "value"
+        a.type = .tensor
+        a.t = w
+        c.attribute = [a]
+        m.graph.node[0].input[1] = "cw"
+        // bn.running_mean read through an Identity of bn.bias's twin.
+        m.graph.initializer[3].name = "shared"
+        m.graph.node[1].input[3] = "bn.running_mean"
+        m.graph.node.insert(
+            contentsOf: [c, node("Identity", "id", ["shared"], ["bn.running_mean"])], at: 0)
+        let imp = try translate(m)
+        XCTAssertEqual(imp.tensors["conv.weight"], values(72, seed: 1))
+        XCTAssertEqual(imp.tensors["bn.running_mean"], values(4, seed: 4))
+    }
+
     func testNodesOutOfOrderAreSorted() throws {
         var m = baseModel()
         m.graph.node.reverse()
