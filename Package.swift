@@ -156,7 +156,8 @@ let package = Package(
         .testTarget(name: "CSGDCoreTests", dependencies: ["CSGDCore", "CSGDTestSupport"]),
         .testTarget(name: "CSGDKernelsTests", dependencies: ["CSGDCore", "CSGDKernels"]),
         .testTarget(
-            name: "CSGDModelsTests", dependencies: ["CSGDCore", "CSGDKernels", "CSGDModels"]),
+            name: "CSGDModelsTests",
+            dependencies: ["CSGDCore", "CSGDKernels", "CSGDModels", "CSGDTestSupport"]),
         .testTarget(
             name: "CSGDDataTests",
             dependencies: ["CSGDCore", "CSGDData", "CZlib", "CSGDTestSupport"]

@@ -66,12 +66,14 @@ public enum PruneTarget: Equatable, Sendable {
         }
     }
 
-    /// Target width of every group of `topology`.
-    /// - Throws: `CSGDError` when a target exceeds a width, is < 1, or tied convs disagree.
+    /// Target width of every group of `topology`. Fixed groups (`ChannelGroup.isFixed`) keep
+    /// their width under ratios and width maps.
+    /// - Throws: `CSGDError` when a target exceeds a width, is < 1, tied convs disagree, or an
+    ///   explicit width would shrink a fixed group.
     public func groupWidths(_ topology: Topology) throws -> [Int] {
         try topology.groups.map { g in
             let w = g.width
-            let target: Int
+            var target: Int
             switch self {
             case .ratio(let r): target = Int((Double(w) * r - 1e-9).rounded(.up))
             case .internalRatio(let r):
@@ -91,6 +93,14 @@ public enum PruneTarget: Equatable, Sendable {
                             + "one width, got \(asked.sorted())")
                 }
                 target = asked.first!
+            }
+            if let why = g.fixedReason {
+                if case .perConv = self, target != w {
+                    throw CSGDError(
+                        "prune target: \(topology.convs[g.pacesetter].name) cannot change width: "
+                            + "its channels are \(why)")
+                }
+                target = w
             }
             if target < 1 || target > w {
                 throw CSGDError(
@@ -124,7 +134,8 @@ public struct ClusterPlan: Codable, Equatable, Sendable {
         topology.convs.map { groups[$0.groupIndex].count }
     }
 
-    /// Checks that every group is a partition of 0..<width with no empty cluster.
+    /// Checks that every group is a partition of 0..<width with no empty cluster, that fixed
+    /// groups are all singletons, and that every coupled tensor holds the group's channels.
     /// - Throws: `CSGDError` naming the first offending conv.
     public func validate(_ topology: Topology) throws {
         if groups.count != topology.groups.count {
@@ -133,6 +144,14 @@ public struct ClusterPlan: Codable, Equatable, Sendable {
         }
         for (gi, g) in topology.groups.enumerated() {
             let name = topology.convs[g.pacesetter].name
+            if let why = g.fixedReason, groups[gi].count != g.width {
+                throw CSGDError("clusters of \(name): its channels are \(why) and cannot merge")
+            }
+            for t in g.coupled where t.channelOffset < 0 || t.channelOffset + g.width > t.rows {
+                throw CSGDError(
+                    "clusters of \(name): \(t.name) has \(t.rows) channels, the group needs "
+                        + "\(t.channelOffset)..<\(t.channelOffset + g.width)")
+            }
             var seen = [Bool](repeating: false, count: g.width)
             for cluster in groups[gi] {
                 if cluster.isEmpty { throw CSGDError("clusters of \(name): empty cluster") }

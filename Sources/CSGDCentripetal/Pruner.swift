@@ -1,13 +1,17 @@
-// Building the thinner network, csgd.md §7.
+// Building the thinner network, csgd.md §7, on any graph of the contract's ops
+// (docs/pruning-rules.md).
 //
-// Each channel group gets a list of channel SETS; new channel i of every producer in the group
-// is the old channel sets[i][0] (kernel row, bias, BN γ/β/running stats), and every consumer's
-// new input channel i is the SUM of its old input channels in sets[i] (conv: over the input
-// axis; FC: over that channel's column block). For C-SGD the sets are the clusters: members
-// compute identical outputs, so W·x over the members equals (Σ W)·x_first — the thin net is the
-// same function. For magnitude pruning the sets are the kept channels alone, so consumers simply
-// drop the rest. Residual groups share one set list, so all adds delete the same channels.
-// Nothing is resized in place: a new Network is built from the new widths.
+// Each channel group gets a list of channel SETS. Every tensor's channels are segments of groups
+// (Topology.segments), so each tensor's new channel i is a set of its old channels: the group's
+// set at the segment's offset. Per-channel tensors (a conv's filters and bias for its output,
+// BN γ/β/running statistics, depthwise filters and biases for their input) keep the first
+// member of each set; dense mixers (a conv's input axis, an FC's column blocks of H·W floats)
+// SUM their inputs over each set. For C-SGD the sets are the clusters: members compute identical
+// outputs, so W·x over the members equals (Σ W)·x_first — the thin net is the same function.
+// For magnitude pruning the sets are the kept channels alone, so consumers simply drop the
+// rest. Residual groups share one set list, so all adds delete the same channels; a concat's
+// new offsets follow from the new widths. Grouped convs only touch fixed groups, so they are
+// copied. Nothing is resized in place: a new Network is built from the new widths.
 
 import CSGDCore
 import CSGDModels
@@ -60,69 +64,95 @@ public enum Pruner {
         arch.widths = topology.convs.map { sets[$0.groupIndex].count }
         let thin = try Network(architecture: arch)
         thin.batchNorm = net.batchNorm
-        let newTopology = try Topology(graph: thin.graph)
-        // Which group feeds each conv / FC layer.
-        var inputGroupOfConv: [Int: Int] = [:]
-        var inputGroupOfLinear: [Int: (group: Int, perChannel: Int)] = [:]
-        for g in topology.groups {
-            for c in g.consumers {
-                switch c {
-                case .conv(let ci): inputGroupOfConv[ci] = g.index
-                case .linear(let li, let p): inputGroupOfLinear[li] = (g.index, p)
-                }
-            }
-        }
         let old = net.store
         let new = thin.store
-        for (ci, node) in topology.convs.enumerated() {
-            let newNode = newTopology.convs[ci]
-            let reps = sets[node.groupIndex].map { $0[0] }
-            let oldSpec = old[node.weight]
-            let (cIn, rs) = (oldSpec.shape[1], oldSpec.shape[2] * oldSpec.shape[3])
-            let inSets = inputGroupOfConv[ci].map { sets[$0] } ?? (0..<cIn).map { [$0] }
-            let src = old.value(node.weight)
-            let dst = new.value(newNode.weight)
-            let newIn = inSets.count
-            if new[newNode.weight].shape != [reps.count, newIn, oldSpec.shape[2], oldSpec.shape[3]]
-            {
-                throw CSGDError("prune: \(node.name) has an unexpected shape after pruning")
-            }
-            for (o, ro) in reps.enumerated() {
-                for (i, set) in inSets.enumerated() {
-                    let out = dst + (o * newIn + i) * rs
-                    out.update(repeating: 0, count: rs)
-                    for k in set {
-                        let inp = src + (ro * cIn + k) * rs
-                        for t in 0..<rs { out[t] += inp[t] }
-                    }
+        let groupOfConvLayer = Dictionary(
+            uniqueKeysWithValues: topology.convs.map { ($0.layerIndex, $0.groupIndex) })
+        // Each tensor's new channels as sets of its old channels: per segment, the group's sets
+        // at the segment's offset; channels no conv writes (image, linear outputs) stay as is.
+        func channelMap(_ t: TensorID) -> [[Int]] {
+            var map: [[Int]] = []
+            for s in topology.segments[t.index] {
+                if let g = s.group {
+                    map += sets[g].map { set in set.map { $0 + s.offset } }
+                } else {
+                    map += (s.offset..<(s.offset + s.width)).map { [$0] }
                 }
             }
-            func gather(_ a: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>) {
-                for (o, ro) in reps.enumerated() { b[o] = a[ro] }
-            }
-            if let b = node.bias, let nb = newNode.bias { gather(old.value(b), new.value(nb)) }
-            if let s = node.bnScale, let ns = newNode.bnScale {
-                gather(old.value(s), new.value(ns))
-            }
-            if let s = node.bnShift, let ns = newNode.bnShift {
-                gather(old.value(s), new.value(ns))
-            }
-            if let m = node.runningMean, let nm = newNode.runningMean {
-                gather(old.buffer(m), new.buffer(nm))
-            }
-            if let v = node.runningVar, let nv = newNode.runningVar {
-                gather(old.buffer(v), new.buffer(nv))
-            }
+            return map
         }
-        for (li, layer) in net.graph.layers.enumerated() {
-            guard case .linear(let l) = layer, case .linear(let nl) = thin.graph.layers[li] else {
-                continue
-            }
-            let src = old.value(l.weight)
-            let dst = new.value(nl.weight)
-            if let (g, p) = inputGroupOfLinear[li] {
+        func fail(_ name: String) -> CSGDError {
+            CSGDError("prune: \(name) has an unexpected shape after pruning")
+        }
+        // New row o of `dst` is old row reps[o] of `src` (rows of `d` floats).
+        func gather(
+            _ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
+            _ reps: [Int], _ d: Int
+        ) {
+            for (o, r) in reps.enumerated() { (dst + o * d).update(from: src + r * d, count: d) }
+        }
+        func gatherParameter(_ a: ParameterID?, _ b: ParameterID?, _ reps: [Int], _ name: String)
+            throws
+        {
+            guard let a, let b else { return }
+            let d = old[a].rowLength
+            if new[b].shape != [reps.count] + old[a].shape.dropFirst() { throw fail(name) }
+            gather(old.value(a), new.value(b), reps, d)
+        }
+        for (li, (layer, newLayer)) in zip(net.graph.layers, thin.graph.layers).enumerated() {
+            switch (layer, newLayer) {
+            case (.conv(let l), .conv(let nl)):
+                let outSets = sets[groupOfConvLayer[li]!]
+                let reps = outSets.map { $0[0] }
+                let inMap = channelMap(l.input)
+                let spec = old[l.weight]
+                let rs = spec.shape[2] * spec.shape[3]
+                if l.groups > 1 {
+                    // All its spaces are fixed: nothing changes.
+                    if new[nl.weight].shape != spec.shape { throw fail(l.name) }
+                    new.value(nl.weight).update(from: old.value(l.weight), count: spec.count)
+                } else {
+                    let cIn = spec.shape[1]
+                    let newIn = inMap.count
+                    if new[nl.weight].shape != [reps.count, newIn, spec.shape[2], spec.shape[3]] {
+                        throw fail(l.name)
+                    }
+                    let src = old.value(l.weight)
+                    let dst = new.value(nl.weight)
+                    for (o, ro) in reps.enumerated() {
+                        for (i, set) in inMap.enumerated() {
+                            let out = dst + (o * newIn + i) * rs
+                            out.update(repeating: 0, count: rs)
+                            for k in set {
+                                let inp = src + (ro * cIn + k) * rs
+                                for t in 0..<rs { out[t] += inp[t] }
+                            }
+                        }
+                    }
+                }
+                try gatherParameter(l.bias, nl.bias, reps, l.name)
+            case (.depthwiseConv(let l), .depthwiseConv(let nl)):
+                let reps = channelMap(l.input).map { $0[0] }
+                try gatherParameter(l.weight, nl.weight, reps, l.name)
+                try gatherParameter(l.bias, nl.bias, reps, l.name)
+            case (.batchNorm(let l), .batchNorm(let nl)):
+                let reps = channelMap(l.input).map { $0[0] }
+                if nl.channels != reps.count { throw fail(l.name) }
+                try gatherParameter(l.scale, nl.scale, reps, l.name)
+                try gatherParameter(l.shift, nl.shift, reps, l.name)
+                gather(old.buffer(l.runningMean), new.buffer(nl.runningMean), reps, 1)
+                gather(old.buffer(l.runningVar), new.buffer(nl.runningVar), reps, 1)
+            case (.linear(let l), .linear(let nl)):
+                let t = net.graph.tensors[l.input.index]
+                let p = t.h * t.w
+                let inMap = channelMap(l.input)
+                if nl.inFeatures != inMap.count * p || nl.outFeatures != l.outFeatures {
+                    throw fail(l.name)
+                }
+                let src = old.value(l.weight)
+                let dst = new.value(nl.weight)
                 for o in 0..<l.outFeatures {
-                    for (i, set) in sets[g].enumerated() {
+                    for (i, set) in inMap.enumerated() {
                         let out = dst + o * nl.inFeatures + i * p
                         out.update(repeating: 0, count: p)
                         for k in set {
@@ -131,11 +161,14 @@ public enum Pruner {
                         }
                     }
                 }
-            } else {
-                dst.update(from: src, count: l.outFeatures * l.inFeatures)
-            }
-            if let b = l.bias, let nb = nl.bias {
-                new.value(nb).update(from: old.value(b), count: l.outFeatures)
+                if let b = l.bias, let nb = nl.bias {
+                    new.value(nb).update(from: old.value(b), count: l.outFeatures)
+                }
+            case (.add, .add), (.concat, .concat), (.activation, .activation),
+                (.maxPool, .maxPool), (.avgPool, .avgPool), (.globalAvgPool, .globalAvgPool):
+                break
+            default:
+                throw CSGDError("prune: layer \(li) changed kind after pruning")
             }
         }
         return thin
@@ -144,7 +177,7 @@ public enum Pruner {
 
 /// Per-layer widths, parameters and FLOPs before → after pruning.
 public struct PruneReport: Sendable {
-    /// One row per conv plus the FC.
+    /// One row per conv (dense, grouped, depthwise) plus the FC.
     public struct Row: Sendable {
         public let name: String
         public let widthBefore: Int, widthAfter: Int
@@ -164,9 +197,15 @@ public struct PruneReport: Sendable {
                 rows.append(
                     Row(
                         name: x.name, widthBefore: x.shape.k, widthAfter: y.shape.k,
-                        paramsBefore: x.shape.k * x.shape.rowLength,
-                        paramsAfter: y.shape.k * y.shape.rowLength, flopsBefore: x.shape.flops,
-                        flopsAfter: y.shape.flops))
+                        paramsBefore: x.weightCount, paramsAfter: y.weightCount,
+                        flopsBefore: x.flops, flopsAfter: y.flops))
+            case (.depthwiseConv(let x), .depthwiseConv(let y)):
+                rows.append(
+                    Row(
+                        name: x.name, widthBefore: x.shape.k, widthAfter: y.shape.k,
+                        paramsBefore: x.shape.k * x.shape.r * x.shape.s,
+                        paramsAfter: y.shape.k * y.shape.r * y.shape.s, flopsBefore: x.flops,
+                        flopsAfter: y.flops))
             case (.linear(let x), .linear(let y)):
                 rows.append(
                     Row(

@@ -1,11 +1,18 @@
-// Which convs are tied together and who consumes whose channels — derived from the graph.
+// Which channels are tied together, who reads them, and which per-channel parameters must be
+// pulled together with them — derived from the graph, channel by channel (docs/pruning-rules.md).
 //
-// Channel identity flows through per-channel ops: BatchNorm, ReLU, max pool and global average
-// pooling keep channel j as channel j, and a residual add makes its two inputs and its output
-// one channel space. A union-find over tensors along those edges gives the channel spaces; the
-// convs that write into one space form a residual group (pacesetter + followers, C-SGD's
-// terms) and must share one clustering; the convs and FC layers that read from a space are its
-// consumers, whose input channels the pruner merges. No per-depth table is written by hand.
+// Every tensor's channels are a list of SEGMENTS, each one whole channel space at a channel
+// offset. A dense conv starts a new space for its output; per-channel ops (BatchNorm,
+// ReLU/ReLU6, max/average pooling, global average pooling, depthwise conv) pass their input's
+// segments through, channel j staying channel j; a residual add makes its two inputs' spaces one
+// (union-find over spaces; both inputs must have the same segment structure); a concat lays its
+// inputs' segments end to end (DenseNet). The image and a linear layer's outputs are spaces
+// nothing may prune. The spaces convs write are the channel GROUPS: the convs writing one group
+// (pacesetter + followers, C-SGD's terms) share one clustering; the dense convs and linear
+// layers reading it are its consumers, whose input channels the pruner sums per cluster at the
+// segment's offset; the per-channel parameters met on the way (conv bias, BN γ/β and running
+// statistics, depthwise filters) are its coupled tensors, pulled and gathered with the kernels.
+// No per-depth table is written by hand.
 
 import CSGDCore
 
@@ -29,14 +36,83 @@ public struct ConvNode: Sendable {
     public let runningVar: BufferID?
     /// Channel space its output belongs to.
     public let groupIndex: Int
+    /// Channel groups of the conv (1 = dense); a grouped conv's spaces are fixed.
+    public let convGroups: Int
 }
 
 /// Something that reads the channels of a channel space.
 public enum ChannelConsumer: Equatable, Sendable {
     /// A conv reads them as input channels (index into `Topology.convs`).
     case conv(Int)
-    /// An FC layer reads them; channel j owns columns [j·featuresPerChannel, (j+1)·…).
+    /// An FC layer reads them; the tensor's channel c owns columns
+    /// [c·featuresPerChannel, (c+1)·featuresPerChannel) (PyTorch's C·H·W flatten order).
     case linear(layerIndex: Int, featuresPerChannel: Int)
+}
+
+/// One read of a channel space: the space's channel j is the consumer's input channel
+/// `channelOffset + j`.
+public struct ChannelRead: Equatable, Sendable {
+    /// Who reads.
+    public let consumer: ChannelConsumer
+    /// Where the space starts in the consumer's input tensor (non-zero after a concat).
+    public let channelOffset: Int
+}
+
+/// A per-channel tensor that must agree within a cluster for the merge to be exact: row
+/// `channelOffset + j` belongs to channel j of the space.
+public struct CoupledTensor: Equatable, Sendable {
+    /// Where the values live.
+    public enum Storage: Hashable, Sendable {
+        /// A trainable tensor.
+        case parameter(ParameterID)
+        /// A BatchNorm running statistic.
+        case buffer(BufferID)
+    }
+    /// What the rows are; decides how C-SGD treats them.
+    public enum Kind: Equatable, Sendable {
+        /// A conv's or depthwise conv's filters (pulled with ε, decayed with η).
+        case kernel
+        /// A conv bias, depthwise bias, BN γ or β (pulled with the vector strength).
+        case vector
+        /// A BN running mean (not trained; merged once the cluster has collapsed).
+        case runningMean
+        /// A BN running variance (likewise).
+        case runningVar
+    }
+    /// The tensor.
+    public let storage: Storage
+    /// Its kind.
+    public let kind: Kind
+    /// Row holding the space's channel 0.
+    public let channelOffset: Int
+    /// Floats per row (C·R·S for a conv's filters, R·S for a depthwise filter, 1 for vectors).
+    public let rowLength: Int
+    /// Rows of the whole tensor.
+    public let rows: Int
+    /// Index in `graph.layers` of the layer owning the tensor.
+    public let layerIndex: Int
+    /// Checkpoint name, e.g. `layer1.0.bn1.weight`.
+    public let name: String
+
+    /// The parameter, if the tensor is trainable.
+    public var parameter: ParameterID? {
+        if case .parameter(let p) = storage { return p } else { return nil }
+    }
+    /// The buffer, if the tensor is a running statistic.
+    public var buffer: BufferID? {
+        if case .buffer(let b) = storage { return b } else { return nil }
+    }
+}
+
+/// A run of channels of a tensor that is one whole channel space.
+public struct ChannelSegment: Equatable, Sendable {
+    /// The channel group (index into `Topology.groups`), or nil for channels no conv writes
+    /// (the image, a linear layer's outputs): those are never pruned.
+    public let group: Int?
+    /// First channel of the run in the tensor.
+    public let offset: Int
+    /// Channels in the run.
+    public let width: Int
 }
 
 /// A channel space written by one conv, or by several convs whose outputs are added.
@@ -47,8 +123,13 @@ public struct ChannelGroup: Sendable {
     public let width: Int
     /// Convs writing the space, in conv order; the first is the pacesetter.
     public let producers: [Int]
-    /// Layers reading the space.
-    public let consumers: [ChannelConsumer]
+    /// Every read of the space by a conv or linear layer, with its channel offset.
+    public let reads: [ChannelRead]
+    /// Layers reading the space (one entry per read).
+    public var consumers: [ChannelConsumer] { reads.map(\.consumer) }
+    /// Every per-channel tensor coupled to the space, in layer order: the producers' kernels
+    /// and biases, then BN, depthwise conv tensors wherever the space's channels pass.
+    public let coupled: [CoupledTensor]
     /// The conv whose kernel is clustered; followers copy its clusters.
     public var pacesetter: Int { producers[0] }
     /// Convs that copy the pacesetter's clusters.
@@ -57,55 +138,98 @@ public struct ChannelGroup: Sendable {
     public var isResidual: Bool { producers.count > 1 }
     /// Whether a producer reads the network's input image (the stem conv).
     public let isStem: Bool
-    /// Whether the space lives inside a residual block: neither a residual stream nor the
-    /// stem's output (the paper's ImageNet setting prunes exactly these: the first two convs
-    /// of each bottleneck, the first of each basic block).
-    public var isBlockInternal: Bool { !isResidual && !isStem }
+    /// Why the space may not be pruned (read or written by a grouped conv, added to the image,
+    /// reaching the network output), or nil if it may.
+    public let fixedReason: String?
+    /// Whether the space is unprunable (`fixedReason`).
+    public var isFixed: Bool { fixedReason != nil }
+    /// Whether the space's channels are concatenated into a wider tensor (DenseNet's growth
+    /// and transition outputs: the concatenation is the block's stream).
+    public let isConcatenated: Bool
+    /// Whether the space lives inside a block: one producer, not the stem, not fixed, not
+    /// concatenated. For ResNets these are the first two convs of each bottleneck and the
+    /// first of each basic block (the paper's ImageNet setting prunes exactly these); for
+    /// MobileNetV2 the expanded channels of each inverted residual (and the projection of a
+    /// block no add follows); for VGG every conv but the stem; for DenseNet-BC the 4k-wide
+    /// bottleneck convs — growth channels land in the concatenated stream and are not
+    /// internal (prune them with a width map such as `12:3`).
+    public var isBlockInternal: Bool { !isResidual && !isStem && !isFixed && !isConcatenated }
 }
 
-/// Producers, consumers and residual groups of every conv of a graph.
+/// Producers, consumers, coupled tensors and residual groups of every conv of a graph.
 public struct Topology: Sendable {
-    /// Every conv, in conv order.
+    /// Every conv (dense or grouped), in conv order (the order of `Architecture.widths`).
     public let convs: [ConvNode]
-    /// Every channel space written by convs.
+    /// Every channel space written by convs, in order of first producer.
     public let groups: [ChannelGroup]
+    /// The channel segments of every tensor of the graph (`graph.tensors` order).
+    public let segments: [[ChannelSegment]]
 
     /// Derives the topology of `graph`.
-    /// - Throws: `CSGDError` if a channel space is read by something the pruner cannot merge.
+    /// - Throws: `CSGDError` naming the node when an add's inputs are not channel-aligned
+    ///   (different concat structures), or a linear layer's inputs are not whole per channel.
     public init(graph: Graph) throws {
-        var parent = Array(graph.tensors.indices)
-        func find(_ x: Int) -> Int {
-            var x = x
-            while parent[x] != x {
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            }
-            return x
-        }
-        func union(_ a: TensorID, _ b: TensorID) { parent[find(a.index)] = find(b.index) }
-        for layer in graph.layers {
+        var spaces = SpaceSet()
+        var segs = [[(space: Int, offset: Int, width: Int)]](
+            repeating: [], count: graph.tensors.count)
+        let inputC = graph.tensors[graph.input.index].c
+        let image = spaces.add(fixed: "the input image")
+        segs[graph.input.index] = [(image, 0, inputC)]
+        var convSpace: [Int: Int] = [:]  // layer index → space of its output
+        var concatenated: [Int] = []
+        for (li, layer) in graph.layers.enumerated() {
+            let out = layer.output.index
             switch layer {
-            case .batchNorm(let l): union(l.input, l.output)
-            case .maxPool(let l): union(l.input, l.output)
-            case .globalAvgPool(let l): union(l.input, l.output)
+            case .conv(let l):
+                let grouped = l.groups > 1 ? "read or written by grouped conv \(l.name)" : nil
+                let s = spaces.add(fixed: grouped)
+                convSpace[li] = s
+                if let grouped { for seg in segs[l.input.index] { spaces.fix(seg.space, grouped) } }
+                segs[out] = [(s, 0, l.shape.k)]
+            case .linear(let l):
+                segs[out] = [
+                    (spaces.add(fixed: "outputs of linear layer \(l.name)"), 0, l.outFeatures)
+                ]
             case .add(let l):
-                union(l.a, l.output)
-                union(l.b, l.output)
-            case .depthwiseConv(let l): union(l.input, l.output)
-            case .activation(let l): union(l.input, l.output)
-            case .avgPool(let l): union(l.input, l.output)
-            case .concat:
-                throw CSGDError("concat is not supported by the topology yet")  // graph branch
-            case .conv, .linear: break
+                let a = segs[l.a.index]
+                let b = segs[l.b.index]
+                let aligned =
+                    a.count == b.count
+                    && zip(a, b).allSatisfy { $0.offset == $1.offset && $0.width == $1.width }
+                if !aligned {
+                    func describe(_ s: [(space: Int, offset: Int, width: Int)]) -> String {
+                        s.map { String($0.width) }.joined(separator: "+")
+                    }
+                    throw CSGDError(
+                        "model graph node \(li) (add): its inputs are concatenations of "
+                            + "different channel runs (\(describe(a)) vs \(describe(b))); C-SGD "
+                            + "cannot tie their channels")
+                }
+                for (x, y) in zip(a, b) { spaces.union(x.space, y.space) }
+                segs[out] = a
+            case .concat(let l):
+                var runs: [(space: Int, offset: Int, width: Int)] = []
+                for (j, t) in l.inputs.enumerated() {
+                    for s in segs[t.index] {
+                        runs.append((s.space, l.offsets[j] + s.offset, s.width))
+                        concatenated.append(s.space)
+                    }
+                }
+                segs[out] = runs
+            case .batchNorm, .activation, .maxPool, .avgPool, .globalAvgPool, .depthwiseConv:
+                segs[out] = segs[layer.inputs[0].index]
             }
         }
-        // Group by channel space, in order of first producer.
+        for s in segs[graph.logits.index] {
+            spaces.fix(s.space, "reaches the network output without a dense layer after it")
+        }
+        // Groups: the spaces convs write, in order of first producer.
         var groupOfRoot: [Int: Int] = [:]
         var producers: [[Int]] = []
-        var convLayers: [(Int, ConvLayer)] = []
+        var convLayers: [(layerIndex: Int, layer: ConvLayer)] = []
         for (li, layer) in graph.layers.enumerated() {
             guard case .conv(let l) = layer else { continue }
-            let root = find(l.output.index)
+            let root = spaces.find(convSpace[li]!)
             if groupOfRoot[root] == nil {
                 groupOfRoot[root] = producers.count
                 producers.append([])
@@ -113,50 +237,165 @@ public struct Topology: Sendable {
             producers[groupOfRoot[root]!].append(convLayers.count)
             convLayers.append((li, l))
         }
-        var consumers = [[ChannelConsumer]](repeating: [], count: producers.count)
+        let tensorSegments = segs.map { runs in
+            runs.map {
+                ChannelSegment(
+                    group: groupOfRoot[spaces.find($0.space)], offset: $0.offset, width: $0.width)
+            }
+        }
         var convOrdinal: [Int: Int] = [:]
-        for (ci, (li, _)) in convLayers.enumerated() { convOrdinal[li] = ci }
+        for (ci, c) in convLayers.enumerated() { convOrdinal[c.layerIndex] = ci }
+        var reads = [[ChannelRead]](repeating: [], count: producers.count)
+        var coupled = [[CoupledTensor]](repeating: [], count: producers.count)
+        func couple(
+            _ g: Int, _ storage: CoupledTensor.Storage, _ kind: CoupledTensor.Kind, offset: Int,
+            rowLength: Int, rows: Int, layer li: Int
+        ) {
+            let name: String
+            switch storage {
+            case .parameter(let p): name = graph.specs[p.index].name
+            case .buffer(let b): name = graph.bufferSpecs[b.index].name
+            }
+            coupled[g].append(
+                CoupledTensor(
+                    storage: storage, kind: kind, channelOffset: offset, rowLength: rowLength,
+                    rows: rows, layerIndex: li, name: name))
+        }
         for (li, layer) in graph.layers.enumerated() {
             switch layer {
             case .conv(let l):
-                if let g = groupOfRoot[find(l.input.index)] {
-                    consumers[g].append(.conv(convOrdinal[li]!))
+                let g = groupOfRoot[spaces.find(convSpace[li]!)]!
+                let k = l.shape.k
+                couple(
+                    g, .parameter(l.weight), .kernel, offset: 0, rowLength: l.weightCount / k,
+                    rows: k, layer: li)
+                if let b = l.bias {
+                    couple(g, .parameter(b), .vector, offset: 0, rowLength: 1, rows: k, layer: li)
+                }
+                for s in tensorSegments[l.input.index] {
+                    if let g = s.group {
+                        reads[g].append(
+                            ChannelRead(consumer: .conv(convOrdinal[li]!), channelOffset: s.offset))
+                    }
                 }
             case .linear(let l):
-                if let g = groupOfRoot[find(l.input.index)] {
-                    let c = graph.tensors[l.input.index].c
-                    let perChannel = l.inFeatures / c
-                    if perChannel * c != l.inFeatures {
-                        throw CSGDError(
-                            "\(l.name): input features are not a whole number per channel")
-                    }
-                    consumers[g].append(.linear(layerIndex: li, featuresPerChannel: perChannel))
+                let t = graph.tensors[l.input.index]
+                let perChannel = t.h * t.w
+                if perChannel * t.c != l.inFeatures {
+                    throw CSGDError(
+                        "\(l.name): input features are not a whole number per channel")
                 }
-            default: break
+                for s in tensorSegments[l.input.index] {
+                    if let g = s.group {
+                        reads[g].append(
+                            ChannelRead(
+                                consumer: .linear(layerIndex: li, featuresPerChannel: perChannel),
+                                channelOffset: s.offset))
+                    }
+                }
+            case .batchNorm(let l):
+                for s in tensorSegments[l.input.index] {
+                    guard let g = s.group else { continue }
+                    let c = l.channels
+                    couple(
+                        g, .parameter(l.scale), .vector, offset: s.offset, rowLength: 1, rows: c,
+                        layer: li)
+                    couple(
+                        g, .parameter(l.shift), .vector, offset: s.offset, rowLength: 1, rows: c,
+                        layer: li)
+                    couple(
+                        g, .buffer(l.runningMean), .runningMean, offset: s.offset, rowLength: 1,
+                        rows: c, layer: li)
+                    couple(
+                        g, .buffer(l.runningVar), .runningVar, offset: s.offset, rowLength: 1,
+                        rows: c, layer: li)
+                }
+            case .depthwiseConv(let l):
+                for s in tensorSegments[l.input.index] {
+                    guard let g = s.group else { continue }
+                    let c = l.shape.k
+                    couple(
+                        g, .parameter(l.weight), .kernel, offset: s.offset,
+                        rowLength: l.shape.r * l.shape.s, rows: c, layer: li)
+                    if let b = l.bias {
+                        couple(
+                            g, .parameter(b), .vector, offset: s.offset, rowLength: 1, rows: c,
+                            layer: li)
+                    }
+                }
+            case .add, .concat, .activation, .maxPool, .avgPool, .globalAvgPool: break
+            }
+        }
+        // The BN reading each conv's output directly (kept for callers that want "its" BN).
+        var bnReading: [Int: (Int, BatchNormLayer)] = [:]
+        for (bi, layer) in graph.layers.enumerated() {
+            if case .batchNorm(let b) = layer, bnReading[b.input.index] == nil {
+                bnReading[b.input.index] = (bi, b)
             }
         }
         var nodes: [ConvNode] = []
         for (ci, (li, l)) in convLayers.enumerated() {
-            // The BN reading this conv's output directly.
-            var bn: (Int, BatchNormLayer)?
-            for (bi, layer) in graph.layers.enumerated() {
-                if case .batchNorm(let b) = layer, b.input == l.output {
-                    bn = (bi, b)
-                    break
-                }
-            }
+            let bn = bnReading[l.output.index]
             nodes.append(
                 ConvNode(
                     convIndex: ci, layerIndex: li, name: l.name, width: l.shape.k, weight: l.weight,
                     bias: l.bias, bnLayerIndex: bn?.0, bnScale: bn?.1.scale, bnShift: bn?.1.shift,
                     runningMean: bn?.1.runningMean, runningVar: bn?.1.runningVar,
-                    groupIndex: groupOfRoot[find(l.output.index)]!))
+                    groupIndex: groupOfRoot[spaces.find(convSpace[li]!)]!, convGroups: l.groups))
         }
+        let imageRoot = spaces.find(image)
+        let concatenatedRoots = Set(concatenated.map { spaces.find($0) })
+        var rootOfGroup = [Int](repeating: 0, count: producers.count)
+        for (root, g) in groupOfRoot { rootOfGroup[g] = root }
         convs = nodes
+        segments = tensorSegments
         groups = producers.enumerated().map { gi, prods in
-            ChannelGroup(
-                index: gi, width: nodes[prods[0]].width, producers: prods, consumers: consumers[gi],
-                isStem: prods.contains { convLayers[$0].1.input == graph.input })
+            let root = rootOfGroup[gi]
+            return ChannelGroup(
+                index: gi, width: nodes[prods[0]].width, producers: prods, reads: reads[gi],
+                coupled: coupled[gi],
+                isStem: prods.contains { p in
+                    segs[convLayers[p].layer.input.index].contains {
+                        spaces.find($0.space) == imageRoot
+                    }
+                },
+                fixedReason: spaces.fixedReason(root),
+                isConcatenated: concatenatedRoots.contains(root))
         }
     }
+}
+
+/// Union-find over channel spaces; a set is fixed if any member is.
+private struct SpaceSet {
+    private var parent: [Int] = []
+    private var reason: [String?] = []
+
+    mutating func add(fixed: String?) -> Int {
+        parent.append(parent.count)
+        reason.append(fixed)
+        return parent.count - 1
+    }
+
+    mutating func find(_ x: Int) -> Int {
+        var x = x
+        while parent[x] != x {
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        }
+        return x
+    }
+
+    mutating func union(_ a: Int, _ b: Int) {
+        let (ra, rb) = (find(a), find(b))
+        if ra == rb { return }
+        parent[ra] = rb
+        if reason[rb] == nil { reason[rb] = reason[ra] }
+    }
+
+    mutating func fix(_ x: Int, _ why: String) {
+        let r = find(x)
+        if reason[r] == nil { reason[r] = why }
+    }
+
+    mutating func fixedReason(_ x: Int) -> String? { reason[find(x)] }
 }

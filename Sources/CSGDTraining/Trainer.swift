@@ -277,6 +277,11 @@ public final class Trainer {
                 format: ", C-SGD deviation %.3e (BN/bias %.3e)", dev.kernels, dev.vectors)
         }
         let last = state.epoch + 1 == phase.epochs
+        if last, let c = phase.centripetal {
+            // Before the round's last evaluation and checkpoint, so both see the net the prune
+            // reproduces exactly (RunningStatistics.swift).
+            log.info(Pipelines.statisticsLine(c.mergeRunningStatistics(net.store)))
+        }
         var test: EvalResult?
         if last || (state.epoch + 1) % config.evalEvery == 0 {
             let t = try evaluate(net, data.test)

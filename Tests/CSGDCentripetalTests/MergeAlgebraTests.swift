@@ -27,50 +27,13 @@ final class MergeAlgebraTests: XCTestCase {
         return x
     }
 
-    /// Copies member 0's kernel row, bias, γ, β and running stats onto every cluster member.
-    func collapse(_ net: Network, _ topology: Topology, _ plan: ClusterPlan) {
-        let s = net.store
-        for node in topology.convs {
-            let d = s[node.weight].rowLength
-            for h in plan.groups[node.groupIndex] {
-                for j in h.dropFirst() {
-                    (s.value(node.weight) + j * d).update(
-                        from: s.value(node.weight) + h[0] * d, count: d)
-                    for p in [node.bias, node.bnScale, node.bnShift].compactMap({ $0 }) {
-                        s.value(p)[j] = s.value(p)[h[0]]
-                    }
-                    for b in [node.runningMean, node.runningVar].compactMap({ $0 }) {
-                        s.buffer(b)[j] = s.buffer(b)[h[0]]
-                    }
-                }
-            }
-        }
-    }
-
-    func randomizeBatchNorm(_ net: Network, seed: UInt64) {
-        var rng = Rng(seed: seed)
-        for (i, spec) in net.store.specs.enumerated()
-        where spec.role == .bnScale || spec.role == .bnShift {
-            for j in 0..<spec.count {
-                net.store.value(ParameterID(i))[j] =
-                    spec.role == .bnScale ? 0.5 + rng.nextFloat() : rng.nextGaussian() * 0.3
-            }
-        }
-        for (i, spec) in net.store.bufferSpecs.enumerated() {
-            for j in 0..<spec.count {
-                net.store.buffer(BufferID(i))[j] =
-                    spec.role == .bnRunningVar ? 0.5 + rng.nextFloat() : rng.nextGaussian() * 0.2
-            }
-        }
-    }
-
     func checkEquivalence(
         _ arch: Architecture, target: PruneTarget, method: ClusterMethod, batch: Int,
         file: StaticString = #filePath, line: UInt = #line
     ) throws {
         let net = try Network(architecture: arch)
         net.initialize(seed: 4)
-        randomizeBatchNorm(net, seed: 8)
+        randomizePerChannelTensors(net, seed: 8)
         let topology = try Topology(graph: net.graph)
         let plan = try Clustering.plan(
             network: net, topology: topology, target: target, method: method, seed: 3)
