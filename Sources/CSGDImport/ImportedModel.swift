@@ -96,21 +96,27 @@ public enum ImportReport {
         }
         do {
             let t = try Topology(graph: g)
-            out.append("prunable channel groups: \(t.groups.count)")
+            let fixed = t.groups.filter(\.isFixed).count
+            out.append(
+                "channel groups: \(t.groups.count) (\(t.groups.count - fixed) prunable, "
+                    + "\(fixed) fixed)")
             for group in t.groups {
                 let names = group.producers.map { t.convs[$0].name }
                 let kind =
-                    group.isResidual ? "residual" : group.isStem ? "stem" : "internal"
+                    group.isResidual
+                    ? "residual"
+                    : group.isStem ? "stem" : group.isConcatenated ? "concatenated" : "internal"
                 let shown = names.prefix(3).joined(separator: ", ")
                 let more = names.count > 3 ? ", … (\(names.count) convs)" : ""
+                let state = group.fixedReason.map { "fixed: \($0)" } ?? "prunable"
                 out.append(
-                    "  group \(group.index): \(group.width) channels, \(kind), "
-                        + "\(group.consumers.count) consumers, written by \(shown)\(more)")
+                    "  group \(group.index): \(group.width) channels, \(kind), \(state), "
+                        + "\(group.consumers.count) reads, written by \(shown)\(more)")
             }
         } catch let e as CSGDError {
-            out.append("prunable channel groups: not derived yet (\(e.message))")
+            out.append("channel groups: not derived (\(e.message))")
         } catch {
-            out.append("prunable channel groups: not derived yet (\(error))")
+            out.append("channel groups: not derived (\(error))")
         }
         return out
     }
