@@ -354,7 +354,7 @@ struct Translator {
                         "\(what) has dims \(dims) (\(count) floats) but \(raw.count) bytes of data")
                 }
                 var f = [Float](repeating: 0, count: count)
-                f.withUnsafeMutableBytes { dst in raw.copyBytes(to: dst) }
+                f.withUnsafeMutableBytes { dst in _ = raw.copyBytes(to: dst) }
                 for i in f.indices {
                     f[i] = Float(bitPattern: UInt32(littleEndian: f[i].bitPattern))
                 }
