@@ -12,9 +12,12 @@
 //   CSGDCore, CSGDData, CSGDModels, CSGDConfig ← CSGDRunData (the splits a config names)
 //   all of the above ← CSGDTraining (jobs, the step runner, the training loop)
 //   CSGDTraining ← CSGDBench (kernel, step, loader benchmarks)
-//   CSGDCore, CSGDModels ← CSGDExport (ONNX)
-// SwiftProtobuf is used by CSGDExport and CSGDTensorBoard only, from generated code
-// (launch/gen-proto.sh).
+//   CSGDONNX (the generated ONNX protobuf messages)
+//   CSGDCore, CSGDModels, CSGDONNX ← CSGDExport (model file → ONNX)
+//   CSGDCore, CSGDModels, CSGDRunFiles, CSGDONNX ← CSGDImport (ONNX or a torchvision
+//     state_dict → model file)
+// SwiftProtobuf is used by CSGDONNX, CSGDExport, CSGDImport and CSGDTensorBoard only, from
+// generated code (launch/gen-proto.sh).
 //   all of the above ← CSGDDistCLI (the `csgd-dist` executable)
 //   CSGDBuildInfo (C: what the build targeted) ← CSGDBench
 // Only CSGDKernels imports CBLAS, only CSGDDistributed imports CMPI, only CSGDData imports CZlib
@@ -134,18 +137,27 @@ let package = Package(
                 "CSGDCore", "CSGDModels", "CSGDCentripetal", "CSGDConfig", "CSGDRunFiles",
             ]),
         .target(
+            name: "CSGDONNX",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["onnx.proto"]),
+        .target(
             name: "CSGDExport",
             dependencies: [
-                "CSGDCore", "CSGDModels",
+                "CSGDCore", "CSGDModels", "CSGDONNX",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-            ],
-            exclude: ["onnx.proto"]),
+            ]),
+        .target(
+            name: "CSGDImport",
+            dependencies: [
+                "CSGDCore", "CSGDModels", "CSGDRunFiles", "CSGDONNX",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
         .executableTarget(
             name: "CSGDDistCLI",
             dependencies: [
                 "CSGDCore", "CSGDKernels", "CSGDData", "CSGDCentripetal", "CSGDDistributed",
                 "CSGDConfig", "CSGDRunFiles", "CSGDTraining", "CSGDBench", "CSGDReport",
-                "CSGDExport",
+                "CSGDExport", "CSGDImport", "CSGDModels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Helpers shared by the test targets (not part of the product).
@@ -180,7 +192,7 @@ let package = Package(
         .testTarget(
             name: "CSGDExportTests",
             dependencies: [
-                "CSGDCore", "CSGDExport", "CSGDModels",
+                "CSGDCore", "CSGDExport", "CSGDModels", "CSGDONNX",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
         .testTarget(
@@ -188,6 +200,14 @@ let package = Package(
             dependencies: [
                 "CSGDCore", "CSGDDistributed", "CSGDRunFiles", "CSGDTensorBoard", "CSGDTestSupport",
             ]),
+        .testTarget(
+            name: "CSGDImportTests",
+            dependencies: [
+                "CSGDCore", "CSGDModels", "CSGDRunFiles", "CSGDONNX", "CSGDImport",
+                "CSGDTestSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["Fixtures"]),
         .testTarget(
             name: "CSGDCLITests",
             dependencies: ["CSGDCore", "CSGDData", "CSGDTestSupport", "CSGDBuildInfo"]),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates the committed SwiftProtobuf code from our .proto subsets:
-#   Sources/CSGDExport/onnx.proto         → Sources/CSGDExport/onnx.pb.swift   (ONNX export)
-#   Sources/CSGDTensorBoard/event.proto   → Sources/CSGDTensorBoard/event.pb.swift (TensorBoard)
+#   Sources/CSGDONNX/onnx.proto           → Sources/CSGDONNX/onnx.pb.swift  (public: CSGDExport
+#                                           writes these messages, CSGDImport reads them)
+#   Sources/CSGDTensorBoard/event.proto   → Sources/CSGDTensorBoard/event.pb.swift (internal)
 # Run it only after editing a .proto; the generated files are committed, so building csgd-dist
 # needs neither protoc nor the plugin (and the package uses no build plugin).
 #
@@ -17,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 version=1.39.0
 protos=("$@")
-[ ${#protos[@]} -gt 0 ] || protos=(Sources/CSGDExport/onnx.proto Sources/CSGDTensorBoard/event.proto)
+[ ${#protos[@]} -gt 0 ] || protos=(Sources/CSGDONNX/onnx.proto Sources/CSGDTensorBoard/event.proto)
 plugin=${PROTOC_GEN_SWIFT:-}
 if [ -z "$plugin" ]; then
     src=${TMPDIR:-/tmp}/swift-protobuf-$version
@@ -37,8 +38,11 @@ trap 'rm -rf "$out"' EXIT
 for proto in "${protos[@]}"; do
     dir=$(dirname "$proto")
     name=$(basename "$proto" .proto)
+    # A target holding only generated messages shares them; elsewhere they stay internal.
+    visibility=Internal
+    [ "$dir" = Sources/CSGDONNX ] && visibility=Public
     protoc --plugin=protoc-gen-swift="$plugin" --swift_out="$out" \
-        --swift_opt=Visibility=Internal --swift_opt=FileNaming=DropPath \
+        --swift_opt=Visibility=$visibility --swift_opt=FileNaming=DropPath \
         -I "$dir" "$proto"
     # Generated code follows the plugin's layout, not .swift-format: it must stay out of the
     # lint (CI runs `swift format lint --strict`). protoc-gen-swift 1.39 writes the ignore line

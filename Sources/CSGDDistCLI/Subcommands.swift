@@ -10,6 +10,7 @@ let allSubcommands: [ParsableCommand.Type] = [
     ReportCommand.self,
     PackCommand.self,
     ExportCommand.self,
+    ImportCommand.self,
     BenchCommand.self,
     CheckCommCommand.self,
     ConfigCommand.self,

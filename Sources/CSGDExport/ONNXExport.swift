@@ -16,6 +16,7 @@
 
 import CSGDCore
 import CSGDModels
+import CSGDONNX
 import Foundation
 import SwiftProtobuf
 

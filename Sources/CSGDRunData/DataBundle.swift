@@ -7,6 +7,16 @@ import CSGDData
 import CSGDModels
 import Foundation
 
+extension DataSplit {
+    /// Per-channel (mean, std) of pixel/255 that this split's batches are normalised with.
+    public var normalization: (mean: [Float], std: [Float]) {
+        switch self {
+        case .memory(let d): return (d.mean, d.std)
+        case .files: return (ImageTransform.imageNetMean, ImageTransform.imageNetStd)
+        }
+    }
+}
+
 /// Train and test sets of a run.
 public struct DataBundle {
     public let train: DataSplit
@@ -47,10 +57,12 @@ public struct DataBundle {
         }
     }
 
-    /// Checks that a network built for `arch` takes this data: image channels and size, and one
+    /// Checks that a network built for `arch` takes this data: image channels and size, one
     /// output per class (every label is in range: the loaders check labels against their own
-    /// class count). Called before the first step of every job, since a mismatch would index
-    /// past the end of buffers rather than fail.
+    /// class count), and the normalisation the model records (imported models), if any.
+    /// Called before the first step of every job, since a mismatch would index past the end
+    /// of buffers rather than fail (or, for the normalisation, silently feed the model inputs
+    /// it was not trained on).
     /// - Parameter source: the model file (or "the configured model") for the message.
     public func check(_ arch: Architecture, from source: String) throws {
         let data = train
@@ -64,6 +76,22 @@ public struct DataBundle {
                     + "\(data.name) has \(data.channels)-channel \(data.height)×\(data.height) "
                     + "images and \(data.numClasses) classes (test: \(test.channels), "
                     + "\(test.height)×\(test.height), \(test.numClasses))")
+        }
+        if let p = arch.preprocessing {
+            for split in [train, test] {
+                let (mean, std) = split.normalization
+                let close = { (a: [Float], b: [Float]) in
+                    a.count == b.count && zip(a, b).allSatisfy { abs($0 - $1) <= 1e-4 }
+                }
+                if !close(p.mean, mean) || !close(p.std, std) {
+                    throw CSGDError(
+                        "\(source): the model expects inputs normalised with mean \(p.mean), "
+                            + "std \(p.std); \(split.name) is normalised with mean \(mean), "
+                            + "std \(std)",
+                        hint: "re-import the model with the --mean/--std it was trained with, "
+                            + "or use data prepared the same way")
+                }
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 
 import CSGDCore
 import CSGDModels
+import CSGDONNX
 import Foundation
 import SwiftProtobuf
 import XCTest

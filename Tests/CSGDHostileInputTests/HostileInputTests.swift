@@ -251,6 +251,14 @@ final class HostileInputTests: XCTestCase {
                 name: "a FIFO as the model", args: ["eval", "--input", fifo] + Self.tiny,
                 mentions: [fifo, "not a regular file"], timeout: 20),
             Case(
+                name: "a FIFO as the ONNX model to import",
+                args: ["import", fifo, "--output", out + "11.safetensors"],
+                mentions: [fifo, "not a regular file"], timeout: 20),
+            Case(
+                name: "a model file imported as ONNX",
+                args: ["import", model, "--output", out + "12.safetensors"],
+                mentions: [model], untouched: all, timeout: 20),
+            Case(
                 name: "10,000-deep YAML flow", args: ["train", "--config", deepYAML],
                 mentions: [deepYAML, "nested too deeply"], timeout: 20),
             Case(

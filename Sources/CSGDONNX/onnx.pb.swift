@@ -8,12 +8,14 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-// The part of the ONNX model format (https://onnx.ai, IR version ≥ 6) that csgd-dist writes:
-// a model holding one graph of nodes over named values, the weights as initializers, and the
-// types of the graph's input and output. Messages, field names and field NUMBERS are those of
-// the ONNX specification, so any ONNX reader parses our files; everything we never write
-// (sparse tensors, functions, training info, external data, sequence/map types, …) is left out.
-// Readers skip unknown fields, so parsing a full ONNX file with these messages also works.
+// The part of the ONNX model format (https://onnx.ai, IR version ≥ 6) that csgd-dist writes
+// (`export`) and reads (`import`): a model holding one graph of nodes over named values, the
+// weights as initializers, and the types of the graph's input and output. Messages, field
+// names and field NUMBERS are those of the ONNX specification, so any ONNX reader parses our
+// files; everything we neither write nor accept (sparse tensors, functions, training info,
+// sequence/map types, …) is left out. Readers skip unknown fields, so parsing a full ONNX file
+// with these messages also works; the importer reads the fields below that say a file uses
+// something it refuses (external data, other tensor encodings).
 //
 // Regenerate onnx.pb.swift with launch/gen-proto.sh after editing this file.
 
@@ -35,74 +37,83 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
 }
 
 /// A named attribute of a node. `type` says which value field is set.
-nonisolated struct ONNXAttributeProto: Sendable {
+public nonisolated struct ONNXAttributeProto: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  var name: String {
-    get {_name ?? String()}
-    set {_name = newValue}
+  public var name: String {
+    get {_storage._name ?? String()}
+    set {_uniqueStorage()._name = newValue}
   }
   /// Returns true if `name` has been explicitly set.
-  var hasName: Bool {self._name != nil}
+  public var hasName: Bool {_storage._name != nil}
   /// Clears the value of `name`. Subsequent reads from it will return its default value.
-  mutating func clearName() {self._name = nil}
+  public mutating func clearName() {_uniqueStorage()._name = nil}
 
-  var f: Float {
-    get {_f ?? 0}
-    set {_f = newValue}
+  public var f: Float {
+    get {_storage._f ?? 0}
+    set {_uniqueStorage()._f = newValue}
   }
   /// Returns true if `f` has been explicitly set.
-  var hasF: Bool {self._f != nil}
+  public var hasF: Bool {_storage._f != nil}
   /// Clears the value of `f`. Subsequent reads from it will return its default value.
-  mutating func clearF() {self._f = nil}
+  public mutating func clearF() {_uniqueStorage()._f = nil}
 
-  var i: Int64 {
-    get {_i ?? 0}
-    set {_i = newValue}
+  public var i: Int64 {
+    get {_storage._i ?? 0}
+    set {_uniqueStorage()._i = newValue}
   }
   /// Returns true if `i` has been explicitly set.
-  var hasI: Bool {self._i != nil}
+  public var hasI: Bool {_storage._i != nil}
   /// Clears the value of `i`. Subsequent reads from it will return its default value.
-  mutating func clearI() {self._i = nil}
+  public mutating func clearI() {_uniqueStorage()._i = nil}
 
-  var s: Data {
-    get {_s ?? Data()}
-    set {_s = newValue}
+  public var s: Data {
+    get {_storage._s ?? Data()}
+    set {_uniqueStorage()._s = newValue}
   }
   /// Returns true if `s` has been explicitly set.
-  var hasS: Bool {self._s != nil}
+  public var hasS: Bool {_storage._s != nil}
   /// Clears the value of `s`. Subsequent reads from it will return its default value.
-  mutating func clearS() {self._s = nil}
+  public mutating func clearS() {_uniqueStorage()._s = nil}
 
-  var t: ONNXTensorProto {
-    get {_t ?? ONNXTensorProto()}
-    set {_t = newValue}
+  public var t: ONNXTensorProto {
+    get {_storage._t ?? ONNXTensorProto()}
+    set {_uniqueStorage()._t = newValue}
   }
   /// Returns true if `t` has been explicitly set.
-  var hasT: Bool {self._t != nil}
+  public var hasT: Bool {_storage._t != nil}
   /// Clears the value of `t`. Subsequent reads from it will return its default value.
-  mutating func clearT() {self._t = nil}
+  public mutating func clearT() {_uniqueStorage()._t = nil}
 
-  var floats: [Float] = []
+  public var floats: [Float] {
+    get {_storage._floats}
+    set {_uniqueStorage()._floats = newValue}
+  }
 
-  var ints: [Int64] = []
+  public var ints: [Int64] {
+    get {_storage._ints}
+    set {_uniqueStorage()._ints = newValue}
+  }
 
-  var strings: [Data] = []
+  public var strings: [Data] {
+    get {_storage._strings}
+    set {_uniqueStorage()._strings = newValue}
+  }
 
-  var type: ONNXAttributeProto.AttributeType {
-    get {_type ?? .undefined}
-    set {_type = newValue}
+  public var type: ONNXAttributeProto.AttributeType {
+    get {_storage._type ?? .undefined}
+    set {_uniqueStorage()._type = newValue}
   }
   /// Returns true if `type` has been explicitly set.
-  var hasType: Bool {self._type != nil}
+  public var hasType: Bool {_storage._type != nil}
   /// Clears the value of `type`. Subsequent reads from it will return its default value.
-  mutating func clearType() {self._type = nil}
+  public mutating func clearType() {_uniqueStorage()._type = nil}
 
-  var unknownFields = SwiftProtobuf.UnknownStorage()
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  nonisolated enum AttributeType: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
+  public nonisolated enum AttributeType: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
     case undefined = 0
     case float = 1
     case int = 2
@@ -113,58 +124,53 @@ nonisolated struct ONNXAttributeProto: Sendable {
     case ints = 7
     case strings = 8
 
-    init() {
+    public init() {
       self = .undefined
     }
 
   }
 
-  init() {}
+  public init() {}
 
-  fileprivate var _name: String? = nil
-  fileprivate var _f: Float? = nil
-  fileprivate var _i: Int64? = nil
-  fileprivate var _s: Data? = nil
-  fileprivate var _t: ONNXTensorProto? = nil
-  fileprivate var _type: ONNXAttributeProto.AttributeType? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// A graph input or output: a value name and its type.
-nonisolated struct ONNXValueInfoProto: Sendable {
+public nonisolated struct ONNXValueInfoProto: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  var name: String {
+  public var name: String {
     get {_name ?? String()}
     set {_name = newValue}
   }
   /// Returns true if `name` has been explicitly set.
-  var hasName: Bool {self._name != nil}
+  public var hasName: Bool {self._name != nil}
   /// Clears the value of `name`. Subsequent reads from it will return its default value.
-  mutating func clearName() {self._name = nil}
+  public mutating func clearName() {self._name = nil}
 
-  var type: ONNXTypeProto {
+  public var type: ONNXTypeProto {
     get {_type ?? ONNXTypeProto()}
     set {_type = newValue}
   }
   /// Returns true if `type` has been explicitly set.
-  var hasType: Bool {self._type != nil}
+  public var hasType: Bool {self._type != nil}
   /// Clears the value of `type`. Subsequent reads from it will return its default value.
-  mutating func clearType() {self._type = nil}
+  public mutating func clearType() {self._type = nil}
 
-  var docString: String {
+  public var docString: String {
     get {_docString ?? String()}
     set {_docString = newValue}
   }
   /// Returns true if `docString` has been explicitly set.
-  var hasDocString: Bool {self._docString != nil}
+  public var hasDocString: Bool {self._docString != nil}
   /// Clears the value of `docString`. Subsequent reads from it will return its default value.
-  mutating func clearDocString() {self._docString = nil}
+  public mutating func clearDocString() {self._docString = nil}
 
-  var unknownFields = SwiftProtobuf.UnknownStorage()
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  init() {}
+  public init() {}
 
   fileprivate var _name: String? = nil
   fileprivate var _type: ONNXTypeProto? = nil
@@ -172,56 +178,56 @@ nonisolated struct ONNXValueInfoProto: Sendable {
 }
 
 /// One operator application: value names in, value names out.
-nonisolated struct ONNXNodeProto: Sendable {
+public nonisolated struct ONNXNodeProto: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  var input: [String] = []
+  public var input: [String] = []
 
-  var output: [String] = []
+  public var output: [String] = []
 
-  var name: String {
+  public var name: String {
     get {_name ?? String()}
     set {_name = newValue}
   }
   /// Returns true if `name` has been explicitly set.
-  var hasName: Bool {self._name != nil}
+  public var hasName: Bool {self._name != nil}
   /// Clears the value of `name`. Subsequent reads from it will return its default value.
-  mutating func clearName() {self._name = nil}
+  public mutating func clearName() {self._name = nil}
 
-  var opType: String {
+  public var opType: String {
     get {_opType ?? String()}
     set {_opType = newValue}
   }
   /// Returns true if `opType` has been explicitly set.
-  var hasOpType: Bool {self._opType != nil}
+  public var hasOpType: Bool {self._opType != nil}
   /// Clears the value of `opType`. Subsequent reads from it will return its default value.
-  mutating func clearOpType() {self._opType = nil}
+  public mutating func clearOpType() {self._opType = nil}
 
-  var attribute: [ONNXAttributeProto] = []
+  public var attribute: [ONNXAttributeProto] = []
 
-  var docString: String {
+  public var docString: String {
     get {_docString ?? String()}
     set {_docString = newValue}
   }
   /// Returns true if `docString` has been explicitly set.
-  var hasDocString: Bool {self._docString != nil}
+  public var hasDocString: Bool {self._docString != nil}
   /// Clears the value of `docString`. Subsequent reads from it will return its default value.
-  mutating func clearDocString() {self._docString = nil}
+  public mutating func clearDocString() {self._docString = nil}
 
-  var domain: String {
+  public var domain: String {
     get {_domain ?? String()}
     set {_domain = newValue}
   }
   /// Returns true if `domain` has been explicitly set.
-  var hasDomain: Bool {self._domain != nil}
+  public var hasDomain: Bool {self._domain != nil}
   /// Clears the value of `domain`. Subsequent reads from it will return its default value.
-  mutating func clearDomain() {self._domain = nil}
+  public mutating func clearDomain() {self._domain = nil}
 
-  var unknownFields = SwiftProtobuf.UnknownStorage()
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  init() {}
+  public init() {}
 
   fileprivate var _name: String? = nil
   fileprivate var _opType: String? = nil
@@ -230,113 +236,113 @@ nonisolated struct ONNXNodeProto: Sendable {
 }
 
 /// A key/value string pair (model metadata).
-nonisolated struct ONNXStringStringEntryProto: Sendable {
+public nonisolated struct ONNXStringStringEntryProto: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  var key: String {
+  public var key: String {
     get {_key ?? String()}
     set {_key = newValue}
   }
   /// Returns true if `key` has been explicitly set.
-  var hasKey: Bool {self._key != nil}
+  public var hasKey: Bool {self._key != nil}
   /// Clears the value of `key`. Subsequent reads from it will return its default value.
-  mutating func clearKey() {self._key = nil}
+  public mutating func clearKey() {self._key = nil}
 
-  var value: String {
+  public var value: String {
     get {_value ?? String()}
     set {_value = newValue}
   }
   /// Returns true if `value` has been explicitly set.
-  var hasValue: Bool {self._value != nil}
+  public var hasValue: Bool {self._value != nil}
   /// Clears the value of `value`. Subsequent reads from it will return its default value.
-  mutating func clearValue() {self._value = nil}
+  public mutating func clearValue() {self._value = nil}
 
-  var unknownFields = SwiftProtobuf.UnknownStorage()
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  init() {}
+  public init() {}
 
   fileprivate var _key: String? = nil
   fileprivate var _value: String? = nil
 }
 
 /// The top-level message of an .onnx file.
-nonisolated struct ONNXModelProto: Sendable {
+public nonisolated struct ONNXModelProto: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  var irVersion: Int64 {
+  public var irVersion: Int64 {
     get {_irVersion ?? 0}
     set {_irVersion = newValue}
   }
   /// Returns true if `irVersion` has been explicitly set.
-  var hasIrVersion: Bool {self._irVersion != nil}
+  public var hasIrVersion: Bool {self._irVersion != nil}
   /// Clears the value of `irVersion`. Subsequent reads from it will return its default value.
-  mutating func clearIrVersion() {self._irVersion = nil}
+  public mutating func clearIrVersion() {self._irVersion = nil}
 
-  var producerName: String {
+  public var producerName: String {
     get {_producerName ?? String()}
     set {_producerName = newValue}
   }
   /// Returns true if `producerName` has been explicitly set.
-  var hasProducerName: Bool {self._producerName != nil}
+  public var hasProducerName: Bool {self._producerName != nil}
   /// Clears the value of `producerName`. Subsequent reads from it will return its default value.
-  mutating func clearProducerName() {self._producerName = nil}
+  public mutating func clearProducerName() {self._producerName = nil}
 
-  var producerVersion: String {
+  public var producerVersion: String {
     get {_producerVersion ?? String()}
     set {_producerVersion = newValue}
   }
   /// Returns true if `producerVersion` has been explicitly set.
-  var hasProducerVersion: Bool {self._producerVersion != nil}
+  public var hasProducerVersion: Bool {self._producerVersion != nil}
   /// Clears the value of `producerVersion`. Subsequent reads from it will return its default value.
-  mutating func clearProducerVersion() {self._producerVersion = nil}
+  public mutating func clearProducerVersion() {self._producerVersion = nil}
 
-  var domain: String {
+  public var domain: String {
     get {_domain ?? String()}
     set {_domain = newValue}
   }
   /// Returns true if `domain` has been explicitly set.
-  var hasDomain: Bool {self._domain != nil}
+  public var hasDomain: Bool {self._domain != nil}
   /// Clears the value of `domain`. Subsequent reads from it will return its default value.
-  mutating func clearDomain() {self._domain = nil}
+  public mutating func clearDomain() {self._domain = nil}
 
-  var modelVersion: Int64 {
+  public var modelVersion: Int64 {
     get {_modelVersion ?? 0}
     set {_modelVersion = newValue}
   }
   /// Returns true if `modelVersion` has been explicitly set.
-  var hasModelVersion: Bool {self._modelVersion != nil}
+  public var hasModelVersion: Bool {self._modelVersion != nil}
   /// Clears the value of `modelVersion`. Subsequent reads from it will return its default value.
-  mutating func clearModelVersion() {self._modelVersion = nil}
+  public mutating func clearModelVersion() {self._modelVersion = nil}
 
-  var docString: String {
+  public var docString: String {
     get {_docString ?? String()}
     set {_docString = newValue}
   }
   /// Returns true if `docString` has been explicitly set.
-  var hasDocString: Bool {self._docString != nil}
+  public var hasDocString: Bool {self._docString != nil}
   /// Clears the value of `docString`. Subsequent reads from it will return its default value.
-  mutating func clearDocString() {self._docString = nil}
+  public mutating func clearDocString() {self._docString = nil}
 
-  var graph: ONNXGraphProto {
+  public var graph: ONNXGraphProto {
     get {_graph ?? ONNXGraphProto()}
     set {_graph = newValue}
   }
   /// Returns true if `graph` has been explicitly set.
-  var hasGraph: Bool {self._graph != nil}
+  public var hasGraph: Bool {self._graph != nil}
   /// Clears the value of `graph`. Subsequent reads from it will return its default value.
-  mutating func clearGraph() {self._graph = nil}
+  public mutating func clearGraph() {self._graph = nil}
 
-  var opsetImport: [ONNXOperatorSetIdProto] = []
+  public var opsetImport: [ONNXOperatorSetIdProto] = []
 
-  var metadataProps: [ONNXStringStringEntryProto] = []
+  public var metadataProps: [ONNXStringStringEntryProto] = []
 
-  var unknownFields = SwiftProtobuf.UnknownStorage()
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  init() {}
+  public init() {}
 
   fileprivate var _irVersion: Int64? = nil
   fileprivate var _producerName: String? = nil
@@ -348,100 +354,115 @@ nonisolated struct ONNXModelProto: Sendable {
 }
 
 /// Nodes in topological order, weights as initializers, typed inputs and outputs.
-nonisolated struct ONNXGraphProto: Sendable {
+public nonisolated struct ONNXGraphProto: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  var node: [ONNXNodeProto] = []
+  public var node: [ONNXNodeProto] = []
 
-  var name: String {
+  public var name: String {
     get {_name ?? String()}
     set {_name = newValue}
   }
   /// Returns true if `name` has been explicitly set.
-  var hasName: Bool {self._name != nil}
+  public var hasName: Bool {self._name != nil}
   /// Clears the value of `name`. Subsequent reads from it will return its default value.
-  mutating func clearName() {self._name = nil}
+  public mutating func clearName() {self._name = nil}
 
-  var initializer: [ONNXTensorProto] = []
+  public var initializer: [ONNXTensorProto] = []
 
-  var docString: String {
+  public var docString: String {
     get {_docString ?? String()}
     set {_docString = newValue}
   }
   /// Returns true if `docString` has been explicitly set.
-  var hasDocString: Bool {self._docString != nil}
+  public var hasDocString: Bool {self._docString != nil}
   /// Clears the value of `docString`. Subsequent reads from it will return its default value.
-  mutating func clearDocString() {self._docString = nil}
+  public mutating func clearDocString() {self._docString = nil}
 
-  var input: [ONNXValueInfoProto] = []
+  public var input: [ONNXValueInfoProto] = []
 
-  var output: [ONNXValueInfoProto] = []
+  public var output: [ONNXValueInfoProto] = []
 
-  var valueInfo: [ONNXValueInfoProto] = []
+  public var valueInfo: [ONNXValueInfoProto] = []
 
-  var unknownFields = SwiftProtobuf.UnknownStorage()
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  init() {}
+  public init() {}
 
   fileprivate var _name: String? = nil
   fileprivate var _docString: String? = nil
 }
 
-/// A constant tensor. We write FLOAT tensors with their values in raw_data (little-endian).
-nonisolated struct ONNXTensorProto: Sendable {
+/// A constant tensor. We write FLOAT tensors with their values in raw_data (little-endian); the
+/// importer also reads float_data, and int64 tensors (Reshape's shape) from either field.
+public nonisolated struct ONNXTensorProto: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  var dims: [Int64] = []
+  public var dims: [Int64] = []
 
-  var dataType: Int32 {
+  public var dataType: Int32 {
     get {_dataType ?? 0}
     set {_dataType = newValue}
   }
   /// Returns true if `dataType` has been explicitly set.
-  var hasDataType: Bool {self._dataType != nil}
+  public var hasDataType: Bool {self._dataType != nil}
   /// Clears the value of `dataType`. Subsequent reads from it will return its default value.
-  mutating func clearDataType() {self._dataType = nil}
+  public mutating func clearDataType() {self._dataType = nil}
 
-  var floatData: [Float] = []
+  public var floatData: [Float] = []
 
-  var int32Data: [Int32] = []
+  public var int32Data: [Int32] = []
 
-  var int64Data: [Int64] = []
+  public var int64Data: [Int64] = []
 
-  var name: String {
+  public var name: String {
     get {_name ?? String()}
     set {_name = newValue}
   }
   /// Returns true if `name` has been explicitly set.
-  var hasName: Bool {self._name != nil}
+  public var hasName: Bool {self._name != nil}
   /// Clears the value of `name`. Subsequent reads from it will return its default value.
-  mutating func clearName() {self._name = nil}
+  public mutating func clearName() {self._name = nil}
 
-  var rawData: Data {
+  public var rawData: Data {
     get {_rawData ?? Data()}
     set {_rawData = newValue}
   }
   /// Returns true if `rawData` has been explicitly set.
-  var hasRawData: Bool {self._rawData != nil}
+  public var hasRawData: Bool {self._rawData != nil}
   /// Clears the value of `rawData`. Subsequent reads from it will return its default value.
-  mutating func clearRawData() {self._rawData = nil}
+  public mutating func clearRawData() {self._rawData = nil}
 
-  var docString: String {
+  public var doubleData: [Double] = []
+
+  public var docString: String {
     get {_docString ?? String()}
     set {_docString = newValue}
   }
   /// Returns true if `docString` has been explicitly set.
-  var hasDocString: Bool {self._docString != nil}
+  public var hasDocString: Bool {self._docString != nil}
   /// Clears the value of `docString`. Subsequent reads from it will return its default value.
-  mutating func clearDocString() {self._docString = nil}
+  public mutating func clearDocString() {self._docString = nil}
 
-  var unknownFields = SwiftProtobuf.UnknownStorage()
+  /// Weights stored in another file (models over 2 GB); the importer refuses them.
+  public var externalData: [ONNXStringStringEntryProto] = []
 
-  nonisolated enum DataType: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
+  public var dataLocation: ONNXTensorProto.DataLocation {
+    get {_dataLocation ?? .default}
+    set {_dataLocation = newValue}
+  }
+  /// Returns true if `dataLocation` has been explicitly set.
+  public var hasDataLocation: Bool {self._dataLocation != nil}
+  /// Clears the value of `dataLocation`. Subsequent reads from it will return its default value.
+  public mutating func clearDataLocation() {self._dataLocation = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum DataType: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
     case undefined = 0
     case float = 1
     case uint8 = 2
@@ -455,38 +476,49 @@ nonisolated struct ONNXTensorProto: Sendable {
     case float16 = 10
     case double = 11
 
-    init() {
+    public init() {
       self = .undefined
     }
 
   }
 
-  init() {}
+  public nonisolated enum DataLocation: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
+    case `default` = 0
+    case external = 1
+
+    public init() {
+      self = .default
+    }
+
+  }
+
+  public init() {}
 
   fileprivate var _dataType: Int32? = nil
   fileprivate var _name: String? = nil
   fileprivate var _rawData: Data? = nil
   fileprivate var _docString: String? = nil
+  fileprivate var _dataLocation: ONNXTensorProto.DataLocation? = nil
 }
 
 /// A tensor shape: each dimension a number or a symbolic name (e.g. the batch size "N").
-nonisolated struct ONNXTensorShapeProto: Sendable {
+public nonisolated struct ONNXTensorShapeProto: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  var dim: [ONNXTensorShapeProto.Dimension] = []
+  public var dim: [ONNXTensorShapeProto.Dimension] = []
 
-  var unknownFields = SwiftProtobuf.UnknownStorage()
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  nonisolated struct Dimension: Sendable {
+  public nonisolated struct Dimension: Sendable {
     // SwiftProtobuf.Message conformance is added in an extension below. See the
     // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
     // methods supported on all messages.
 
-    var value: ONNXTensorShapeProto.Dimension.OneOf_Value? = nil
+    public var value: ONNXTensorShapeProto.Dimension.OneOf_Value? = nil
 
-    var dimValue: Int64 {
+    public var dimValue: Int64 {
       get {
         if case .dimValue(let v)? = value {return v}
         return 0
@@ -494,7 +526,7 @@ nonisolated struct ONNXTensorShapeProto: Sendable {
       set {value = .dimValue(newValue)}
     }
 
-    var dimParam: String {
+    public var dimParam: String {
       get {
         if case .dimParam(let v)? = value {return v}
         return String()
@@ -502,40 +534,40 @@ nonisolated struct ONNXTensorShapeProto: Sendable {
       set {value = .dimParam(newValue)}
     }
 
-    var denotation: String {
+    public var denotation: String {
       get {_denotation ?? String()}
       set {_denotation = newValue}
     }
     /// Returns true if `denotation` has been explicitly set.
-    var hasDenotation: Bool {self._denotation != nil}
+    public var hasDenotation: Bool {self._denotation != nil}
     /// Clears the value of `denotation`. Subsequent reads from it will return its default value.
-    mutating func clearDenotation() {self._denotation = nil}
+    public mutating func clearDenotation() {self._denotation = nil}
 
-    var unknownFields = SwiftProtobuf.UnknownStorage()
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-    nonisolated enum OneOf_Value: Equatable, Sendable {
+    public nonisolated enum OneOf_Value: Equatable, Sendable {
       case dimValue(Int64)
       case dimParam(String)
 
     }
 
-    init() {}
+    public init() {}
 
     fileprivate var _denotation: String? = nil
   }
 
-  init() {}
+  public init() {}
 }
 
 /// The type of a value; only dense tensors here.
-nonisolated struct ONNXTypeProto: Sendable {
+public nonisolated struct ONNXTypeProto: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  var value: ONNXTypeProto.OneOf_Value? = nil
+  public var value: ONNXTypeProto.OneOf_Value? = nil
 
-  var tensorType: ONNXTypeProto.Tensor {
+  public var tensorType: ONNXTypeProto.Tensor {
     get {
       if case .tensorType(let v)? = value {return v}
       return ONNXTypeProto.Tensor()
@@ -543,85 +575,85 @@ nonisolated struct ONNXTypeProto: Sendable {
     set {value = .tensorType(newValue)}
   }
 
-  var denotation: String {
+  public var denotation: String {
     get {_denotation ?? String()}
     set {_denotation = newValue}
   }
   /// Returns true if `denotation` has been explicitly set.
-  var hasDenotation: Bool {self._denotation != nil}
+  public var hasDenotation: Bool {self._denotation != nil}
   /// Clears the value of `denotation`. Subsequent reads from it will return its default value.
-  mutating func clearDenotation() {self._denotation = nil}
+  public mutating func clearDenotation() {self._denotation = nil}
 
-  var unknownFields = SwiftProtobuf.UnknownStorage()
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  nonisolated enum OneOf_Value: Equatable, Sendable {
+  public nonisolated enum OneOf_Value: Equatable, Sendable {
     case tensorType(ONNXTypeProto.Tensor)
 
   }
 
-  nonisolated struct Tensor: Sendable {
+  public nonisolated struct Tensor: Sendable {
     // SwiftProtobuf.Message conformance is added in an extension below. See the
     // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
     // methods supported on all messages.
 
-    var elemType: Int32 {
+    public var elemType: Int32 {
       get {_elemType ?? 0}
       set {_elemType = newValue}
     }
     /// Returns true if `elemType` has been explicitly set.
-    var hasElemType: Bool {self._elemType != nil}
+    public var hasElemType: Bool {self._elemType != nil}
     /// Clears the value of `elemType`. Subsequent reads from it will return its default value.
-    mutating func clearElemType() {self._elemType = nil}
+    public mutating func clearElemType() {self._elemType = nil}
 
-    var shape: ONNXTensorShapeProto {
+    public var shape: ONNXTensorShapeProto {
       get {_shape ?? ONNXTensorShapeProto()}
       set {_shape = newValue}
     }
     /// Returns true if `shape` has been explicitly set.
-    var hasShape: Bool {self._shape != nil}
+    public var hasShape: Bool {self._shape != nil}
     /// Clears the value of `shape`. Subsequent reads from it will return its default value.
-    mutating func clearShape() {self._shape = nil}
+    public mutating func clearShape() {self._shape = nil}
 
-    var unknownFields = SwiftProtobuf.UnknownStorage()
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-    init() {}
+    public init() {}
 
     fileprivate var _elemType: Int32? = nil
     fileprivate var _shape: ONNXTensorShapeProto? = nil
   }
 
-  init() {}
+  public init() {}
 
   fileprivate var _denotation: String? = nil
 }
 
 /// Which version of an operator set the graph's nodes follow ("" is the default ONNX domain).
-nonisolated struct ONNXOperatorSetIdProto: Sendable {
+public nonisolated struct ONNXOperatorSetIdProto: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  var domain: String {
+  public var domain: String {
     get {_domain ?? String()}
     set {_domain = newValue}
   }
   /// Returns true if `domain` has been explicitly set.
-  var hasDomain: Bool {self._domain != nil}
+  public var hasDomain: Bool {self._domain != nil}
   /// Clears the value of `domain`. Subsequent reads from it will return its default value.
-  mutating func clearDomain() {self._domain = nil}
+  public mutating func clearDomain() {self._domain = nil}
 
-  var version: Int64 {
+  public var version: Int64 {
     get {_version ?? 0}
     set {_version = newValue}
   }
   /// Returns true if `version` has been explicitly set.
-  var hasVersion: Bool {self._version != nil}
+  public var hasVersion: Bool {self._version != nil}
   /// Clears the value of `version`. Subsequent reads from it will return its default value.
-  mutating func clearVersion() {self._version = nil}
+  public mutating func clearVersion() {self._version = nil}
 
-  var unknownFields = SwiftProtobuf.UnknownStorage()
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  init() {}
+  public init() {}
 
   fileprivate var _domain: String? = nil
   fileprivate var _version: Int64? = nil
@@ -632,88 +664,140 @@ nonisolated struct ONNXOperatorSetIdProto: Sendable {
 fileprivate nonisolated let _protobuf_package = "onnx"
 
 nonisolated extension ONNXAttributeProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  static let protoMessageName: String = _protobuf_package + ".AttributeProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}f\0\u{1}i\0\u{1}s\0\u{1}t\0\u{2}\u{2}floats\0\u{1}ints\0\u{1}strings\0\u{2}\u{b}type\0")
+  public static let protoMessageName: String = _protobuf_package + ".AttributeProto"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}f\0\u{1}i\0\u{1}s\0\u{1}t\0\u{2}\u{2}floats\0\u{1}ints\0\u{1}strings\0\u{2}\u{b}type\0")
 
-  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self._name) }()
-      case 2: try { try decoder.decodeSingularFloatField(value: &self._f) }()
-      case 3: try { try decoder.decodeSingularInt64Field(value: &self._i) }()
-      case 4: try { try decoder.decodeSingularBytesField(value: &self._s) }()
-      case 5: try { try decoder.decodeSingularMessageField(value: &self._t) }()
-      case 7: try { try decoder.decodeRepeatedFloatField(value: &self.floats) }()
-      case 8: try { try decoder.decodeRepeatedInt64Field(value: &self.ints) }()
-      case 9: try { try decoder.decodeRepeatedBytesField(value: &self.strings) }()
-      case 20: try { try decoder.decodeSingularEnumField(value: &self._type) }()
-      default: break
+  fileprivate class _StorageClass {
+    var _name: String? = nil
+    var _f: Float? = nil
+    var _i: Int64? = nil
+    var _s: Data? = nil
+    var _t: ONNXTensorProto? = nil
+    var _floats: [Float] = []
+    var _ints: [Int64] = []
+    var _strings: [Data] = []
+    var _type: ONNXAttributeProto.AttributeType? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _name = source._name
+      _f = source._f
+      _i = source._i
+      _s = source._s
+      _t = source._t
+      _floats = source._floats
+      _ints = source._ints
+      _strings = source._strings
+      _type = source._type
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 2: try { try decoder.decodeSingularFloatField(value: &_storage._f) }()
+        case 3: try { try decoder.decodeSingularInt64Field(value: &_storage._i) }()
+        case 4: try { try decoder.decodeSingularBytesField(value: &_storage._s) }()
+        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._t) }()
+        case 7: try { try decoder.decodeRepeatedFloatField(value: &_storage._floats) }()
+        case 8: try { try decoder.decodeRepeatedInt64Field(value: &_storage._ints) }()
+        case 9: try { try decoder.decodeRepeatedBytesField(value: &_storage._strings) }()
+        case 20: try { try decoder.decodeSingularEnumField(value: &_storage._type) }()
+        default: break
+        }
       }
     }
   }
 
-  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._name {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 1)
-    } }()
-    try { if let v = self._f {
-      try visitor.visitSingularFloatField(value: v, fieldNumber: 2)
-    } }()
-    try { if let v = self._i {
-      try visitor.visitSingularInt64Field(value: v, fieldNumber: 3)
-    } }()
-    try { if let v = self._s {
-      try visitor.visitSingularBytesField(value: v, fieldNumber: 4)
-    } }()
-    try { if let v = self._t {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
-    } }()
-    if !self.floats.isEmpty {
-      try visitor.visitRepeatedFloatField(value: self.floats, fieldNumber: 7)
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._name {
+        try visitor.visitSingularStringField(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._f {
+        try visitor.visitSingularFloatField(value: v, fieldNumber: 2)
+      } }()
+      try { if let v = _storage._i {
+        try visitor.visitSingularInt64Field(value: v, fieldNumber: 3)
+      } }()
+      try { if let v = _storage._s {
+        try visitor.visitSingularBytesField(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._t {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      } }()
+      if !_storage._floats.isEmpty {
+        try visitor.visitRepeatedFloatField(value: _storage._floats, fieldNumber: 7)
+      }
+      if !_storage._ints.isEmpty {
+        try visitor.visitRepeatedInt64Field(value: _storage._ints, fieldNumber: 8)
+      }
+      if !_storage._strings.isEmpty {
+        try visitor.visitRepeatedBytesField(value: _storage._strings, fieldNumber: 9)
+      }
+      try { if let v = _storage._type {
+        try visitor.visitSingularEnumField(value: v, fieldNumber: 20)
+      } }()
     }
-    if !self.ints.isEmpty {
-      try visitor.visitRepeatedInt64Field(value: self.ints, fieldNumber: 8)
-    }
-    if !self.strings.isEmpty {
-      try visitor.visitRepeatedBytesField(value: self.strings, fieldNumber: 9)
-    }
-    try { if let v = self._type {
-      try visitor.visitSingularEnumField(value: v, fieldNumber: 20)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  static func ==(lhs: ONNXAttributeProto, rhs: ONNXAttributeProto) -> Bool {
-    if lhs._name != rhs._name {return false}
-    if lhs._f != rhs._f {return false}
-    if lhs._i != rhs._i {return false}
-    if lhs._s != rhs._s {return false}
-    if lhs._t != rhs._t {return false}
-    if lhs.floats != rhs.floats {return false}
-    if lhs.ints != rhs.ints {return false}
-    if lhs.strings != rhs.strings {return false}
-    if lhs._type != rhs._type {return false}
+  public static func ==(lhs: ONNXAttributeProto, rhs: ONNXAttributeProto) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._f != rhs_storage._f {return false}
+        if _storage._i != rhs_storage._i {return false}
+        if _storage._s != rhs_storage._s {return false}
+        if _storage._t != rhs_storage._t {return false}
+        if _storage._floats != rhs_storage._floats {return false}
+        if _storage._ints != rhs_storage._ints {return false}
+        if _storage._strings != rhs_storage._strings {return false}
+        if _storage._type != rhs_storage._type {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
 nonisolated extension ONNXAttributeProto.AttributeType: SwiftProtobuf._ProtoNameProviding {
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNDEFINED\0\u{1}FLOAT\0\u{1}INT\0\u{1}STRING\0\u{1}TENSOR\0\u{1}GRAPH\0\u{1}FLOATS\0\u{1}INTS\0\u{1}STRINGS\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNDEFINED\0\u{1}FLOAT\0\u{1}INT\0\u{1}STRING\0\u{1}TENSOR\0\u{1}GRAPH\0\u{1}FLOATS\0\u{1}INTS\0\u{1}STRINGS\0")
 }
 
 nonisolated extension ONNXValueInfoProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  static let protoMessageName: String = _protobuf_package + ".ValueInfoProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0\u{3}doc_string\0")
+  public static let protoMessageName: String = _protobuf_package + ".ValueInfoProto"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0\u{3}doc_string\0")
 
-  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -727,7 +811,7 @@ nonisolated extension ONNXValueInfoProto: SwiftProtobuf.Message, SwiftProtobuf._
     }
   }
 
-  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -744,7 +828,7 @@ nonisolated extension ONNXValueInfoProto: SwiftProtobuf.Message, SwiftProtobuf._
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  static func ==(lhs: ONNXValueInfoProto, rhs: ONNXValueInfoProto) -> Bool {
+  public static func ==(lhs: ONNXValueInfoProto, rhs: ONNXValueInfoProto) -> Bool {
     if lhs._name != rhs._name {return false}
     if lhs._type != rhs._type {return false}
     if lhs._docString != rhs._docString {return false}
@@ -754,10 +838,10 @@ nonisolated extension ONNXValueInfoProto: SwiftProtobuf.Message, SwiftProtobuf._
 }
 
 nonisolated extension ONNXNodeProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  static let protoMessageName: String = _protobuf_package + ".NodeProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}input\0\u{1}output\0\u{1}name\0\u{3}op_type\0\u{1}attribute\0\u{3}doc_string\0\u{1}domain\0")
+  public static let protoMessageName: String = _protobuf_package + ".NodeProto"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}input\0\u{1}output\0\u{1}name\0\u{3}op_type\0\u{1}attribute\0\u{3}doc_string\0\u{1}domain\0")
 
-  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -775,7 +859,7 @@ nonisolated extension ONNXNodeProto: SwiftProtobuf.Message, SwiftProtobuf._Messa
     }
   }
 
-  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -804,7 +888,7 @@ nonisolated extension ONNXNodeProto: SwiftProtobuf.Message, SwiftProtobuf._Messa
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  static func ==(lhs: ONNXNodeProto, rhs: ONNXNodeProto) -> Bool {
+  public static func ==(lhs: ONNXNodeProto, rhs: ONNXNodeProto) -> Bool {
     if lhs.input != rhs.input {return false}
     if lhs.output != rhs.output {return false}
     if lhs._name != rhs._name {return false}
@@ -818,10 +902,10 @@ nonisolated extension ONNXNodeProto: SwiftProtobuf.Message, SwiftProtobuf._Messa
 }
 
 nonisolated extension ONNXStringStringEntryProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  static let protoMessageName: String = _protobuf_package + ".StringStringEntryProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}value\0")
+  public static let protoMessageName: String = _protobuf_package + ".StringStringEntryProto"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}value\0")
 
-  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -834,7 +918,7 @@ nonisolated extension ONNXStringStringEntryProto: SwiftProtobuf.Message, SwiftPr
     }
   }
 
-  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -848,7 +932,7 @@ nonisolated extension ONNXStringStringEntryProto: SwiftProtobuf.Message, SwiftPr
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  static func ==(lhs: ONNXStringStringEntryProto, rhs: ONNXStringStringEntryProto) -> Bool {
+  public static func ==(lhs: ONNXStringStringEntryProto, rhs: ONNXStringStringEntryProto) -> Bool {
     if lhs._key != rhs._key {return false}
     if lhs._value != rhs._value {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -857,10 +941,10 @@ nonisolated extension ONNXStringStringEntryProto: SwiftProtobuf.Message, SwiftPr
 }
 
 nonisolated extension ONNXModelProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  static let protoMessageName: String = _protobuf_package + ".ModelProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ir_version\0\u{3}producer_name\0\u{3}producer_version\0\u{1}domain\0\u{3}model_version\0\u{3}doc_string\0\u{1}graph\0\u{3}opset_import\0\u{4}\u{6}metadata_props\0")
+  public static let protoMessageName: String = _protobuf_package + ".ModelProto"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ir_version\0\u{3}producer_name\0\u{3}producer_version\0\u{1}domain\0\u{3}model_version\0\u{3}doc_string\0\u{1}graph\0\u{3}opset_import\0\u{4}\u{6}metadata_props\0")
 
-  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -880,7 +964,7 @@ nonisolated extension ONNXModelProto: SwiftProtobuf.Message, SwiftProtobuf._Mess
     }
   }
 
-  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -915,7 +999,7 @@ nonisolated extension ONNXModelProto: SwiftProtobuf.Message, SwiftProtobuf._Mess
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  static func ==(lhs: ONNXModelProto, rhs: ONNXModelProto) -> Bool {
+  public static func ==(lhs: ONNXModelProto, rhs: ONNXModelProto) -> Bool {
     if lhs._irVersion != rhs._irVersion {return false}
     if lhs._producerName != rhs._producerName {return false}
     if lhs._producerVersion != rhs._producerVersion {return false}
@@ -931,10 +1015,10 @@ nonisolated extension ONNXModelProto: SwiftProtobuf.Message, SwiftProtobuf._Mess
 }
 
 nonisolated extension ONNXGraphProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  static let protoMessageName: String = _protobuf_package + ".GraphProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}name\0\u{2}\u{3}initializer\0\u{4}\u{5}doc_string\0\u{1}input\0\u{1}output\0\u{3}value_info\0")
+  public static let protoMessageName: String = _protobuf_package + ".GraphProto"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}name\0\u{2}\u{3}initializer\0\u{4}\u{5}doc_string\0\u{1}input\0\u{1}output\0\u{3}value_info\0")
 
-  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -952,7 +1036,7 @@ nonisolated extension ONNXGraphProto: SwiftProtobuf.Message, SwiftProtobuf._Mess
     }
   }
 
-  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -981,7 +1065,7 @@ nonisolated extension ONNXGraphProto: SwiftProtobuf.Message, SwiftProtobuf._Mess
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  static func ==(lhs: ONNXGraphProto, rhs: ONNXGraphProto) -> Bool {
+  public static func ==(lhs: ONNXGraphProto, rhs: ONNXGraphProto) -> Bool {
     if lhs.node != rhs.node {return false}
     if lhs._name != rhs._name {return false}
     if lhs.initializer != rhs.initializer {return false}
@@ -995,10 +1079,10 @@ nonisolated extension ONNXGraphProto: SwiftProtobuf.Message, SwiftProtobuf._Mess
 }
 
 nonisolated extension ONNXTensorProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  static let protoMessageName: String = _protobuf_package + ".TensorProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dims\0\u{3}data_type\0\u{4}\u{2}float_data\0\u{3}int32_data\0\u{4}\u{2}int64_data\0\u{1}name\0\u{3}raw_data\0\u{4}\u{3}doc_string\0")
+  public static let protoMessageName: String = _protobuf_package + ".TensorProto"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dims\0\u{3}data_type\0\u{4}\u{2}float_data\0\u{3}int32_data\0\u{4}\u{2}int64_data\0\u{1}name\0\u{3}raw_data\0\u{3}double_data\0\u{4}\u{2}doc_string\0\u{3}external_data\0\u{3}data_location\0")
 
-  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -1011,13 +1095,16 @@ nonisolated extension ONNXTensorProto: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 7: try { try decoder.decodeRepeatedInt64Field(value: &self.int64Data) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self._name) }()
       case 9: try { try decoder.decodeSingularBytesField(value: &self._rawData) }()
+      case 10: try { try decoder.decodeRepeatedDoubleField(value: &self.doubleData) }()
       case 12: try { try decoder.decodeSingularStringField(value: &self._docString) }()
+      case 13: try { try decoder.decodeRepeatedMessageField(value: &self.externalData) }()
+      case 14: try { try decoder.decodeSingularEnumField(value: &self._dataLocation) }()
       default: break
       }
     }
   }
 
-  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -1043,13 +1130,22 @@ nonisolated extension ONNXTensorProto: SwiftProtobuf.Message, SwiftProtobuf._Mes
     try { if let v = self._rawData {
       try visitor.visitSingularBytesField(value: v, fieldNumber: 9)
     } }()
+    if !self.doubleData.isEmpty {
+      try visitor.visitPackedDoubleField(value: self.doubleData, fieldNumber: 10)
+    }
     try { if let v = self._docString {
       try visitor.visitSingularStringField(value: v, fieldNumber: 12)
+    } }()
+    if !self.externalData.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.externalData, fieldNumber: 13)
+    }
+    try { if let v = self._dataLocation {
+      try visitor.visitSingularEnumField(value: v, fieldNumber: 14)
     } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  static func ==(lhs: ONNXTensorProto, rhs: ONNXTensorProto) -> Bool {
+  public static func ==(lhs: ONNXTensorProto, rhs: ONNXTensorProto) -> Bool {
     if lhs.dims != rhs.dims {return false}
     if lhs._dataType != rhs._dataType {return false}
     if lhs.floatData != rhs.floatData {return false}
@@ -1057,21 +1153,28 @@ nonisolated extension ONNXTensorProto: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.int64Data != rhs.int64Data {return false}
     if lhs._name != rhs._name {return false}
     if lhs._rawData != rhs._rawData {return false}
+    if lhs.doubleData != rhs.doubleData {return false}
     if lhs._docString != rhs._docString {return false}
+    if lhs.externalData != rhs.externalData {return false}
+    if lhs._dataLocation != rhs._dataLocation {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
 nonisolated extension ONNXTensorProto.DataType: SwiftProtobuf._ProtoNameProviding {
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNDEFINED\0\u{1}FLOAT\0\u{1}UINT8\0\u{1}INT8\0\u{1}UINT16\0\u{1}INT16\0\u{1}INT32\0\u{1}INT64\0\u{1}STRING\0\u{1}BOOL\0\u{1}FLOAT16\0\u{1}DOUBLE\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNDEFINED\0\u{1}FLOAT\0\u{1}UINT8\0\u{1}INT8\0\u{1}UINT16\0\u{1}INT16\0\u{1}INT32\0\u{1}INT64\0\u{1}STRING\0\u{1}BOOL\0\u{1}FLOAT16\0\u{1}DOUBLE\0")
+}
+
+nonisolated extension ONNXTensorProto.DataLocation: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DEFAULT\0\u{1}EXTERNAL\0")
 }
 
 nonisolated extension ONNXTensorShapeProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  static let protoMessageName: String = _protobuf_package + ".TensorShapeProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dim\0")
+  public static let protoMessageName: String = _protobuf_package + ".TensorShapeProto"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dim\0")
 
-  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -1083,14 +1186,14 @@ nonisolated extension ONNXTensorShapeProto: SwiftProtobuf.Message, SwiftProtobuf
     }
   }
 
-  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     if !self.dim.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.dim, fieldNumber: 1)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  static func ==(lhs: ONNXTensorShapeProto, rhs: ONNXTensorShapeProto) -> Bool {
+  public static func ==(lhs: ONNXTensorShapeProto, rhs: ONNXTensorShapeProto) -> Bool {
     if lhs.dim != rhs.dim {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -1098,10 +1201,10 @@ nonisolated extension ONNXTensorShapeProto: SwiftProtobuf.Message, SwiftProtobuf
 }
 
 nonisolated extension ONNXTensorShapeProto.Dimension: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  static let protoMessageName: String = ONNXTensorShapeProto.protoMessageName + ".Dimension"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}dim_value\0\u{3}dim_param\0\u{1}denotation\0")
+  public static let protoMessageName: String = ONNXTensorShapeProto.protoMessageName + ".Dimension"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}dim_value\0\u{3}dim_param\0\u{1}denotation\0")
 
-  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -1129,7 +1232,7 @@ nonisolated extension ONNXTensorShapeProto.Dimension: SwiftProtobuf.Message, Swi
     }
   }
 
-  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -1151,7 +1254,7 @@ nonisolated extension ONNXTensorShapeProto.Dimension: SwiftProtobuf.Message, Swi
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  static func ==(lhs: ONNXTensorShapeProto.Dimension, rhs: ONNXTensorShapeProto.Dimension) -> Bool {
+  public static func ==(lhs: ONNXTensorShapeProto.Dimension, rhs: ONNXTensorShapeProto.Dimension) -> Bool {
     if lhs.value != rhs.value {return false}
     if lhs._denotation != rhs._denotation {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -1160,10 +1263,10 @@ nonisolated extension ONNXTensorShapeProto.Dimension: SwiftProtobuf.Message, Swi
 }
 
 nonisolated extension ONNXTypeProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  static let protoMessageName: String = _protobuf_package + ".TypeProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tensor_type\0\u{2}\u{5}denotation\0")
+  public static let protoMessageName: String = _protobuf_package + ".TypeProto"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tensor_type\0\u{2}\u{5}denotation\0")
 
-  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -1188,7 +1291,7 @@ nonisolated extension ONNXTypeProto: SwiftProtobuf.Message, SwiftProtobuf._Messa
     }
   }
 
-  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -1202,7 +1305,7 @@ nonisolated extension ONNXTypeProto: SwiftProtobuf.Message, SwiftProtobuf._Messa
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  static func ==(lhs: ONNXTypeProto, rhs: ONNXTypeProto) -> Bool {
+  public static func ==(lhs: ONNXTypeProto, rhs: ONNXTypeProto) -> Bool {
     if lhs.value != rhs.value {return false}
     if lhs._denotation != rhs._denotation {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -1211,10 +1314,10 @@ nonisolated extension ONNXTypeProto: SwiftProtobuf.Message, SwiftProtobuf._Messa
 }
 
 nonisolated extension ONNXTypeProto.Tensor: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  static let protoMessageName: String = ONNXTypeProto.protoMessageName + ".Tensor"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}elem_type\0\u{1}shape\0")
+  public static let protoMessageName: String = ONNXTypeProto.protoMessageName + ".Tensor"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}elem_type\0\u{1}shape\0")
 
-  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -1227,7 +1330,7 @@ nonisolated extension ONNXTypeProto.Tensor: SwiftProtobuf.Message, SwiftProtobuf
     }
   }
 
-  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -1241,7 +1344,7 @@ nonisolated extension ONNXTypeProto.Tensor: SwiftProtobuf.Message, SwiftProtobuf
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  static func ==(lhs: ONNXTypeProto.Tensor, rhs: ONNXTypeProto.Tensor) -> Bool {
+  public static func ==(lhs: ONNXTypeProto.Tensor, rhs: ONNXTypeProto.Tensor) -> Bool {
     if lhs._elemType != rhs._elemType {return false}
     if lhs._shape != rhs._shape {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -1250,10 +1353,10 @@ nonisolated extension ONNXTypeProto.Tensor: SwiftProtobuf.Message, SwiftProtobuf
 }
 
 nonisolated extension ONNXOperatorSetIdProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  static let protoMessageName: String = _protobuf_package + ".OperatorSetIdProto"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}domain\0\u{1}version\0")
+  public static let protoMessageName: String = _protobuf_package + ".OperatorSetIdProto"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}domain\0\u{1}version\0")
 
-  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
       // The use of inline closures is to circumvent an issue where the compiler
       // allocates stack space for every case branch when no optimizations are
@@ -1266,7 +1369,7 @@ nonisolated extension ONNXOperatorSetIdProto: SwiftProtobuf.Message, SwiftProtob
     }
   }
 
-  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     // The use of inline closures is to circumvent an issue where the compiler
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
@@ -1280,7 +1383,7 @@ nonisolated extension ONNXOperatorSetIdProto: SwiftProtobuf.Message, SwiftProtob
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  static func ==(lhs: ONNXOperatorSetIdProto, rhs: ONNXOperatorSetIdProto) -> Bool {
+  public static func ==(lhs: ONNXOperatorSetIdProto, rhs: ONNXOperatorSetIdProto) -> Bool {
     if lhs._domain != rhs._domain {return false}
     if lhs._version != rhs._version {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
