@@ -63,8 +63,9 @@ extension ConfigKey {
             "model and data",
             [
                 .string(
-                    "model", \.model, .oneOf(ModelZoo.names),
-                    "network: " + ModelZoo.names.joined(separator: " | ")),
+                    "model", \.model, .modelName,
+                    "network: " + ModelZoo.names.joined(separator: " | ")
+                        + ", or an imported model's name (with --from)"),
                 .double(
                     "width_multiplier", \.widthMultiplier, .inRange(0, 64, lowOpen: true),
                     "scales every width"),
@@ -239,6 +240,20 @@ extension Rule where T == String {
         Rule(text: "one of " + values.joined(separator: ", ")) { values.contains($0) }
     }
     static var nonEmpty: Rule { Rule(text: "non-empty") { !$0.isEmpty } }
+    /// A built-in model, or the label of an imported one (which only a `--from` file can
+    /// supply; a fresh run with an unknown name fails where the network is built).
+    static var modelName: Rule {
+        Rule(text: "a built-in model (\(ModelZoo.names.joined(separator: ", "))) or a model name") {
+            name in
+            ModelZoo.isBuiltIn(name)
+                || (1...128).contains(name.count)
+                    && name.unicodeScalars.allSatisfy {
+                        $0.isASCII
+                            && ($0.properties.isAlphabetic || $0.properties.numericType != nil
+                                || "._-".unicodeScalars.contains($0))
+                    }
+        }
+    }
 }
 
 extension Rule where T == [Int] {

@@ -97,6 +97,12 @@ public struct DataBundle {
 
     /// The architecture of `config.model` for this data (channels, size, classes), widened.
     public func architecture(_ c: RunConfig, widen: Int = 1) throws -> Architecture {
+        if !ModelZoo.isBuiltIn(c.model) {
+            throw CSGDError(
+                "config key 'model': '\(c.model)' is not a built-in model ("
+                    + ModelZoo.names.joined(separator: ", ") + ")",
+                hint: "an imported model runs from its file: --from model.safetensors")
+        }
         var a = try Architecture.standard(
             model: c.model, inputChannels: train.channels, imageSize: train.height,
             numClasses: train.numClasses, widen: widen)
