@@ -263,9 +263,10 @@ public final class Network {
                     groupBatchNormBackward(l, li, arena, batch, reduce, dx: dx, dy: dy, fresh)
                 } else {
                     batchNormBackward(
-                    dInput: dx, dScale: store.grad(l.scale), dShift: store.grad(l.shift),
-                    dOutput: dy, input: v[l.input.index].pointer, scale: store.value(l.scale),
-                    saveMean: arena.bnMean[li]!.pointer, saveInvStd: arena.bnInvStd[li]!.pointer,
+                        dInput: dx, dScale: store.grad(l.scale), dShift: store.grad(l.shift),
+                        dOutput: dy, input: v[l.input.index].pointer, scale: store.value(l.scale),
+                        saveMean: arena.bnMean[li]!.pointer,
+                        saveInvStd: arena.bnInvStd[li]!.pointer,
                         n: batch, c: l.channels, hw: l.hw, overwriteInput: fresh)
                 }
                 ready(l.scale, l.shift)
