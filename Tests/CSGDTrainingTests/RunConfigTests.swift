@@ -381,6 +381,18 @@ final class RunConfigTests: XCTestCase {
         XCTAssertTrue(text.contains("resnet20 | resnet32"))
     }
 
+    /// The ImageNet config at the ranks its sbatch script starts (8 nodes × 8 ranks): BN groups
+    /// give every BatchNorm the paper's 32 images.
+    func testImageNetConfigPoolsBatchNormOver32Images() throws {
+        let root = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let path = root.appendingPathComponent("cluster-configs/imagenet-resnet50-csgd.yaml").path
+        let c = try RunConfig.load(yamlPath: path)
+        let ranks = 64
+        XCTAssertNoThrow(try c.validate(worldSize: ranks))
+        XCTAssertEqual(c.batchSize / ranks / c.microBatches * c.bnGroupSize, 32)
+    }
+
     func testExampleClusterConfigLoadsAndValidates() throws {
         let root = URL(fileURLWithPath: #filePath)
             .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
