@@ -27,6 +27,8 @@ public enum TrainBenchmark {
         public var allreduce = RunConfig().allreduce
         /// Bucket size of the overlapped allreduce, MiB.
         public var bucketMb = RunConfig().bucketMb
+        /// BatchNorm groups: BN statistics pooled over this many consecutive ranks (1 = off).
+        public var bnGroupSize = 1
         /// Also time the C-SGD step and pruned inference.
         public var full = true
         public init() {}
@@ -47,7 +49,8 @@ public enum TrainBenchmark {
         let sgd = SGD(store: net.store, config: SGDConfig(RunConfig()))
         let runner = StepRunner(
             net: net, comm: comm, microBatch: o.batch, microBatches: 1, update: o.update,
-            allreduce: o.allreduce, bucketMiB: o.bucketMb)
+            allreduce: o.allreduce, bucketMiB: o.bucketMb,
+            bnGroup: try comm.makeRankGroup(groupSize: o.bnGroupSize))
         var rng = Rng(seed: UInt64(7 + comm.rank))
         let input = FloatBuffer(count: o.batch * net.imageCount)
         for i in 0..<input.count { input[i] = rng.nextGaussian() }
@@ -85,7 +88,9 @@ public enum TrainBenchmark {
         let globalBatch = Double(o.batch * comm.size)
         let flopsPerStep = 3.0 * Double(net.graph.flopsPerImage) * 2 * Double(o.batch)  // per rank
         let sgdStep = timeSteps(nil)
-        let tag = "\(o.model)_b\(o.batch)x\(comm.size)_\(o.update.rawValue)"
+        let tag =
+            "\(o.model)_b\(o.batch)x\(comm.size)_\(o.update.rawValue)"
+            + (o.bnGroupSize > 1 ? "_bngroup\(o.bnGroupSize)" : "")
         let gflops = flopsPerStep / sgdStep.median / 1e9
         rows.append(
             BenchResult(
@@ -97,6 +102,7 @@ public enum TrainBenchmark {
                     "update_ms": 1e3 * sgdStep.split.2,
                     "comm_fraction": sgdStep.split.1 / sgdStep.median, "ranks": Double(comm.size),
                     "buckets": Double(runner.allreduceBucketCount),
+                    "bn_group_size": Double(o.bnGroupSize),
                 ]))
         guard o.full else {
             rows.append(peakRSS())

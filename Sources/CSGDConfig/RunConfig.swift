@@ -156,6 +156,11 @@ public struct RunConfig: Equatable {
     public var allreduce = AllreduceMode.blocking
     /// Target bucket size of the overlapped allreduce, in MiB.
     public var bucketMb = 1.0
+    /// BatchNorm groups (SyncBN): training-mode BatchNorm pools its batch statistics over
+    /// groups of this many consecutive ranks, so each BN sees `bnGroupSize` × the per-rank
+    /// micro-batch. 1 (the default) keeps per-rank statistics and communicates nothing extra.
+    /// Must divide the number of ranks.
+    public var bnGroupSize = 1
     /// Verify replica checksums every N steps.
     public var verifyEvery = 100
     /// Seconds any collective may wait for the other ranks before the waiting rank names it
@@ -372,18 +377,21 @@ public struct RunConfig: Equatable {
     // MARK: - Validation
 
     /// Checks every key's rule and the cross-key constraints.
-    /// - Parameter worldSize: number of MPI ranks; the global batch must split evenly into
-    ///   `worldSize × microBatches` micro-batches.
+    /// - Parameter worldSize: number of MPI ranks, or nil when not known yet (then the checks
+    ///   that need it assume one rank, except `bn_group_size`, which is checked only when
+    ///   known); the global batch must split evenly into `worldSize × microBatches`
+    ///   micro-batches, and `bn_group_size` must divide `worldSize`.
     /// - Throws: a one-line `CSGDError` naming the first offending key and its value.
-    public func validate(worldSize: Int = 1) throws {
+    public func validate(worldSize: Int? = nil) throws {
         for key in ConfigKey.all {
             if let problem = key.check(self) { throw CSGDError(problem) }
         }
-        let parts = microBatches * max(worldSize, 1)
+        let ranks = max(worldSize ?? 1, 1)
+        let parts = microBatches * ranks
         if batchSize % parts != 0 {
             let by =
-                worldSize > 1
-                ? "micro_batches × ranks (\(microBatches) × \(worldSize) = \(parts))"
+                ranks > 1
+                ? "micro_batches × ranks (\(microBatches) × \(ranks) = \(parts))"
                 : "micro_batches (\(microBatches))"
             throw CSGDError("config key 'batch_size' (\(batchSize)) must be divisible by \(by)")
         }
@@ -405,6 +413,11 @@ public struct RunConfig: Equatable {
             throw CSGDError(
                 "config key 'widen' squeezes back to the original widths: it cannot be combined "
                     + "with target_flops/target_params, layer_widths, exclude or min_width")
+        }
+        if let worldSize, worldSize % bnGroupSize != 0 {
+            throw CSGDError(
+                "config key 'bn_group_size' (\(bnGroupSize)) must divide the number of ranks "
+                    + "(\(worldSize))")
         }
         if nesterov && momentum == 0 {
             throw CSGDError(

@@ -174,6 +174,9 @@ extension ConfigKey {
                 .choice("allreduce", \.allreduce, "gradient allreduce during or after backward"),
                 .double(
                     "bucket_mb", \.bucketMb, .positive, "overlap: MiB of gradients per allreduce"),
+                .int(
+                    "bn_group_size", \.bnGroupSize, .atLeast(1),
+                    "SyncBN: BN batch statistics pooled over g consecutive ranks; 1 = per rank"),
                 .int("verify_every", \.verifyEvery, .atLeast(0), "replica check; 0 = never"),
                 .double(
                     "collective_timeout_s", \.collectiveTimeoutS, .positive,

@@ -35,12 +35,15 @@ struct BenchTrainCommand: ParsableCommand {
     var allreduce = RunConfig().allreduce
     @Option(help: "Bucket size of the overlapped allreduce, MiB.")
     var bucketMb = RunConfig().bucketMb
+    @Option(help: "BatchNorm statistics pooled over groups of this many ranks (1 = per rank).")
+    var bnGroupSize = 1
     @Flag(help: "Only the SGD step (skip C-SGD and inference rows).") var stepOnly = false
     @OptionGroup var output: BenchOutputOptions
 
     func validate() throws {
-        if batch < 1 || steps < 1 || threads < 1 {
-            throw ValidationError("--batch, --steps and --threads must be at least 1")
+        if batch < 1 || steps < 1 || threads < 1 || bnGroupSize < 1 {
+            throw ValidationError(
+                "--batch, --steps, --threads and --bn-group-size must be at least 1")
         }
         if !(bucketMb > 0 && bucketMb.isFinite) {
             throw ValidationError("--bucket-mb must be > 0 (got \(bucketMb))")
@@ -57,6 +60,7 @@ struct BenchTrainCommand: ParsableCommand {
             o.update = update
             o.allreduce = allreduce
             o.bucketMb = bucketMb
+            o.bnGroupSize = bnGroupSize
             o.full = !stepOnly
             let rows = try TrainBenchmark.run(comm: comm, options: o)
             guard comm.isRoot else { return }
@@ -64,6 +68,7 @@ struct BenchTrainCommand: ParsableCommand {
                 rows, json: output.json,
                 title: "bench train: \(model) batch \(batch)/rank × \(comm.size) rank(s), "
                     + "\(threads) thread(s), update \(update.rawValue), allreduce \(allreduce.rawValue), "
+                    + (bnGroupSize > 1 ? "BN groups of \(bnGroupSize) ranks, " : "")
                     + "median of \(steps) steps",
                 columns: [
                     ("ms", "step_ms"), ("GFLOP/s", "gflops_per_rank"), ("÷sgemm", "ratio_to_sgemm"),

@@ -73,6 +73,43 @@ public protocol Communicator: AnyObject {
     func barrier()
     /// Prints `rank R: message` to stderr and ends the whole job with `code`; never hangs.
     func abort(code: Int32, message: String) -> Never
+    /// Splits the ranks into groups of `groupSize` consecutive ranks (`0..<g`, `g..<2g`, …) for
+    /// collectives within a group (BatchNorm groups). Collective: every rank calls it, with the
+    /// same `groupSize`. A group of 1 makes no communicator and its sums are the identity.
+    /// - Throws: `CSGDError` unless `groupSize` ≥ 1 divides `size`.
+    func makeRankGroup(groupSize: Int) throws -> RankGroup
+}
+
+/// A group of consecutive ranks of a `Communicator` (see `makeRankGroup(groupSize:)`), with a
+/// sum over just those ranks. Same rules as the parent's collectives: every rank of the group
+/// calls in the same order with the same counts, from the one MPI thread, and a sum that does
+/// not complete within the parent's `collectiveTimeout` aborts the job.
+public protocol RankGroup: AnyObject {
+    /// Ranks in the group.
+    var size: Int { get }
+    /// Which group this rank belongs to: its rank ÷ `size`.
+    var index: Int { get }
+    /// Replaces `buffer[0..<count]` on every rank of the group by the element-wise sum over the
+    /// group.
+    func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int)
+}
+
+/// A group of one rank: the sum is the identity, nothing is communicated.
+public final class SingleRankGroup: RankGroup {
+    /// Always 1.
+    public let size = 1
+    /// This rank's number, since every rank is its own group.
+    public let index: Int
+    /// The group of rank `rank` alone.
+    public init(rank: Int) { index = rank }
+    /// No-op (the sum over one rank).
+    public func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) {}
+}
+
+/// The one-line error for a group size that does not split `ranks` ranks evenly, or nil.
+public func rankGroupProblem(groupSize: Int, ranks: Int) -> String? {
+    if groupSize >= 1 && ranks % groupSize == 0 { return nil }
+    return "a group size of \(groupSize) does not divide the \(ranks) rank(s) evenly"
 }
 
 /// Handle of a non-blocking collective started on a `Communicator`; pass it to `test`.
@@ -97,6 +134,17 @@ extension Communicator {
     public var currentStep: Int? {
         get { nil }
         set {}
+    }
+
+    /// Groups of one rank only (the identity group); communicators without sub-groups use this.
+    public func makeRankGroup(groupSize: Int) throws -> RankGroup {
+        if let problem = rankGroupProblem(groupSize: groupSize, ranks: size) {
+            throw CSGDError(problem)
+        }
+        if groupSize != 1 {
+            throw CSGDError("this communicator has no groups of \(groupSize) ranks")
+        }
+        return SingleRankGroup(rank: rank)
     }
 
     /// Sums a whole `FloatBuffer` over all ranks, in place.

@@ -446,6 +446,38 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    /// Groups of `groupSize` consecutive ranks: a timed barrier (so a missing rank is named
+    /// instead of hanging the split), then `MPI_Comm_split` with color rank ÷ g and key rank.
+    public func makeRankGroup(groupSize: Int) throws -> RankGroup {
+        if let problem = rankGroupProblem(groupSize: groupSize, ranks: size) {
+            throw CSGDError(problem)
+        }
+        if groupSize == 1 { return SingleRankGroup(rank: rank) }
+        requireActive("Comm_split")
+        timedBarrier("barrier before splitting into groups of \(groupSize) ranks")
+        var sub: MPI_Comm? = nil
+        mpiCheck(
+            MPI_Comm_split(world, Int32(rank / groupSize), Int32(rank), &sub), "Comm_split")
+        mpiCheck(MPI_Comm_set_errhandler(sub, csgd_mpi_errors_return()), "Comm_set_errhandler")
+        return MPIRankGroup(parent: self, comm: sub, size: groupSize, index: rank / groupSize)
+    }
+
+    /// In-place allreduce (SUM) of doubles over `comm` (a group's sub-communicator):
+    /// `MPI_Iallreduce` and a timed wait per piece.
+    fileprivate func allreduceSum(
+        _ buffer: UnsafeMutablePointer<Double>, count: Int, over comm: MPI_Comm?, groupSize: Int
+    ) {
+        forEachChunk(count, "Iallreduce") { offset, n in
+            var request: MPI_Request? = csgd_mpi_request_null()
+            mpiCheck(
+                MPI_Iallreduce(
+                    csgd_mpi_in_place(), buffer + offset, n, csgd_mpi_double(), csgd_mpi_sum(),
+                    comm, &request),
+                "Iallreduce")
+            wait(&request, "group allreduce (sum of \(count) doubles over \(groupSize) ranks)")
+        }
+    }
+
     /// Calls `body(offset, n)` for consecutive pieces covering `0..<count`.
     private func forEachChunk(_ count: Int, _ what: String, _ body: (Int, Int32) -> Void) {
         requireActive(what)
@@ -459,5 +491,29 @@ public final class MPICommunicator: Communicator {
             body(offset, Int32(n))
             offset += n
         }
+    }
+}
+
+/// A group of consecutive ranks over its own sub-communicator (`MPI_Comm_split`).
+final class MPIRankGroup: RankGroup {
+    let size: Int
+    let index: Int
+    private let parent: MPICommunicator
+    private var comm: MPI_Comm?
+
+    init(parent: MPICommunicator, comm: MPI_Comm?, size: Int, index: Int) {
+        self.parent = parent
+        self.comm = comm
+        self.size = size
+        self.index = index
+    }
+
+    /// Frees the sub-communicator unless MPI is already finalised (which freed it).
+    deinit {
+        if mpiIsActive() { _ = MPI_Comm_free(&comm) }
+    }
+
+    func allreduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) {
+        parent.allreduceSum(buffer, count: count, over: comm, groupSize: size)
     }
 }

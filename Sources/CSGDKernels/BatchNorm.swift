@@ -58,6 +58,105 @@ public func batchNormForwardTraining(
     }
 }
 
+// MARK: - Split phases (BatchNorm groups / SyncBN)
+//
+// The same training-mode BatchNorm cut where a caller may sum per-channel quantities over the
+// ranks of a group, so the kernels stay communication-free:
+//   forward:  batchNormStatistics → [sum over the group] → batchNormNormalize
+//   backward: batchNormBackwardSums → [sum over the group] → batchNormBackwardInput
+// With an identity sum (one rank) the phases give bit for bit what the fused kernels give.
+//
+// Variance across ranks, two-level: each rank keeps the fused kernel's stable two-pass M2
+// (squares centred on its own mean, so no cancellation inside a rank), and the group sum
+// merges them in Double with the parallel-variance identity
+//   Σ_all (x − μ)² = Σ_r M2_r + (Σ_r S_r·μ_r − S·μ)      (S_r = Σx on rank r, μ_r = S_r/n_r).
+// The bracket is Σ_r n_r(μ_r − μ)² ≥ 0 computed as a difference of Double sums: its error is
+// ≈ 1e-16·N·μ², negligible unless |μ|/σ > 1e4. A plain (Σx, Σx²) exchange would instead need
+// Σx² accumulated per element in Double (the row kernels sum in Float, which would lose the
+// variance to cancellation once |μ| ≫ σ), and it would not reproduce the fused result with one
+// rank. So the forward exchange is 3 doubles per channel plus the element count.
+
+/// Doubles per channel that `batchNormStatistics` writes (Σx, M2, Σx·mean); the buffer holds
+/// `batchNormStatisticsCount(channels:)` doubles in all.
+public let batchNormStatisticsPerChannel = 3
+
+/// Doubles in a `batchNormStatistics` buffer for `c` channels: 3 per channel, then the number
+/// of elements per channel (so a group sum also pools the count).
+public func batchNormStatisticsCount(channels c: Int) -> Int { 3 * c + 1 }
+
+/// Doubles per channel that `batchNormBackwardSums` writes (Σdy, Σdy·(x − mean)).
+public let batchNormGradientSumsPerChannel = 2
+
+/// Training-mode BatchNorm, phase 1: this batch's per-channel statistics, to be summed
+/// element-wise over a group of ranks (or left as they are) before `batchNormNormalize`.
+/// - Parameters:
+///   - stats: `batchNormStatisticsCount(channels: c)` doubles, overwritten:
+///     `[0, c)` Σx, `[c, 2c)` Σ(x − x̄)² around this batch's own mean x̄ (as Float, as the fused
+///     kernel centres), `[2c, 3c)` Σx·x̄ (x̄ in Double), `[3c]` the element count n·hw.
+///   - input: `[N, C, H·W]`.
+public func batchNormStatistics(
+    stats: UnsafeMutablePointer<Double>, input: UnsafePointer<Float>, n: Int, c: Int, hw: Int
+) {
+    let m = n * hw
+    for ch in 0..<c {
+        // Exactly the fused kernel's two passes.
+        var sum = 0.0
+        for i in 0..<n { sum += Double(vsum(input + (i * c + ch) * hw, hw)) }
+        let mean = sum / Double(m)
+        let meanF = Float(mean)
+        var sq = 0.0
+        for i in 0..<n {
+            sq += Double(vsumAndCenteredSquares(input + (i * c + ch) * hw, hw, center: meanF).1)
+        }
+        stats[ch] = sum
+        stats[c + ch] = sq
+        stats[2 * c + ch] = sum * mean
+    }
+    stats[3 * c] = Double(m)
+}
+
+/// Training-mode BatchNorm, phase 2: normalises with the (group-summed) statistics of
+/// `batchNormStatistics`, saves mean and 1/√(var+eps) for backward and updates the running
+/// statistics with them (unbiased variance over the pooled count, as PyTorch's SyncBatchNorm).
+/// - Parameters:
+///   - output: `[N, C, H·W]`, overwritten.
+///   - saveMean, saveInvStd: `[C]`, overwritten.
+///   - runningMean, runningVar: `[C]`, updated in place.
+///   - stats: the summed statistics; its count `stats[3c]` (the pooled elements per channel)
+///     must be at least 1.
+///   - input, scale, shift, relu: as `batchNormForwardTraining`.
+public func batchNormNormalize(
+    output: UnsafeMutablePointer<Float>, saveMean: UnsafeMutablePointer<Float>,
+    saveInvStd: UnsafeMutablePointer<Float>, runningMean: UnsafeMutablePointer<Float>,
+    runningVar: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
+    stats: UnsafePointer<Double>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
+    n: Int, c: Int, hw: Int, config: BatchNormConfig = .init(), relu: Bool = false
+) {
+    let total = stats[3 * c]
+    precondition(total >= 1 && total <= 9e15, "batchNormNormalize: bad pooled count")
+    let m = Int(total)
+    for ch in 0..<c {
+        let sum = stats[ch]
+        let mean = sum / Double(m)
+        let meanF = Float(mean)
+        // Parallel-variance merge (see above); the bracket is exactly 0 for a single rank.
+        let sq = max(0, stats[c + ch] + (stats[2 * c + ch] - sum * mean))
+        let variance = sq / Double(m)
+        let invStd = Float(1.0 / (variance + Double(config.eps)).squareRoot())
+        saveMean[ch] = meanF
+        saveInvStd[ch] = invStd
+        let a = scale[ch] * invStd
+        let b = shift[ch] - meanF * a
+        for i in 0..<n {
+            affine(output + (i * c + ch) * hw, input + (i * c + ch) * hw, hw, a, b, relu: relu)
+        }
+        let unbiased = m > 1 ? variance * Double(m) / Double(m - 1) : variance
+        let mom = config.momentum
+        runningMean[ch] = (1 - mom) * runningMean[ch] + mom * meanF
+        runningVar[ch] = (1 - mom) * runningVar[ch] + mom * Float(unbiased)
+    }
+}
+
 /// BatchNorm forward in eval mode: `y = (x − running_mean)/√(running_var + eps)·γ + β`.
 public func batchNormForwardEval(
     output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
@@ -153,6 +252,73 @@ public func batchNormBackward(
         let sDyXhat = Float(sumDyXhat) * invStd
         dShift[ch] += sDy
         dScale[ch] += sDyXhat
+        let g = scale[ch] * invStd
+        let meanDy = sDy / m
+        let meanDyXhat = sDyXhat / m
+        for i in 0..<n {
+            let x = input + (i * c + ch) * hw
+            let dy = dOutput + (i * c + ch) * hw
+            let dx = dInput + (i * c + ch) * hw
+            if overwriteInput {
+                for j in 0..<hw {
+                    let xhat = (x[j] - mean) * invStd
+                    dx[j] = g * (dy[j] - meanDy - xhat * meanDyXhat)
+                }
+            } else {
+                for j in 0..<hw {
+                    let xhat = (x[j] - mean) * invStd
+                    dx[j] += g * (dy[j] - meanDy - xhat * meanDyXhat)
+                }
+            }
+        }
+    }
+}
+
+/// BatchNorm backward, phase 1: this batch's per-channel sums, to be summed over the group
+/// before `batchNormBackwardInput`. Also ACCUMULATES this batch's own share into `dScale` and
+/// `dShift` (dβ = Σdy, dγ = Σdy·x̂ over this rank's samples only): the gradient allreduce over
+/// all ranks then adds the shares up once, where the group sums would count each one g times.
+/// - Parameters:
+///   - sums: `2·C` doubles, overwritten: `[0, c)` Σdy, `[c, 2c)` Σdy·(x − mean).
+///   - dOutput, input, saveMean, saveInvStd: as `batchNormBackward`.
+public func batchNormBackwardSums(
+    sums: UnsafeMutablePointer<Double>, dScale: UnsafeMutablePointer<Float>,
+    dShift: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
+    input: UnsafePointer<Float>, saveMean: UnsafePointer<Float>,
+    saveInvStd: UnsafePointer<Float>, n: Int, c: Int, hw: Int
+) {
+    for ch in 0..<c {
+        var sumDy = 0.0
+        var sumDyXhat = 0.0
+        for i in 0..<n {
+            let (s1, s2) = vsumAndCenteredDot(
+                dOutput + (i * c + ch) * hw, input + (i * c + ch) * hw, hw, center: saveMean[ch])
+            sumDy += Double(s1)
+            sumDyXhat += Double(s2)
+        }
+        sums[ch] = sumDy
+        sums[c + ch] = sumDyXhat
+        dShift[ch] += Float(sumDy)
+        dScale[ch] += Float(sumDyXhat) * saveInvStd[ch]
+    }
+}
+
+/// BatchNorm backward, phase 2: the input gradient from the (group-summed) sums of
+/// `batchNormBackwardSums`, `dx = γ·invStd·(dy − Σdy/M − x̂·Σdy·x̂/M)` with M = `count`, the
+/// pooled elements per channel (`stats[3c]` of the forward). ACCUMULATES into `dInput` unless
+/// `overwriteInput` (as `batchNormBackward`).
+public func batchNormBackwardInput(
+    dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>,
+    input: UnsafePointer<Float>, scale: UnsafePointer<Float>, saveMean: UnsafePointer<Float>,
+    saveInvStd: UnsafePointer<Float>, sums: UnsafePointer<Double>, count: Int, n: Int, c: Int,
+    hw: Int, overwriteInput: Bool = false
+) {
+    let m = Float(count)
+    for ch in 0..<c {
+        let mean = saveMean[ch]
+        let invStd = saveInvStd[ch]
+        let sDy = Float(sums[ch])
+        let sDyXhat = Float(sums[c + ch]) * invStd
         let g = scale[ch] * invStd
         let meanDy = sDy / m
         let meanDyXhat = sDyXhat / m

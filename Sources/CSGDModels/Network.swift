@@ -22,11 +22,19 @@ public final class Network {
     /// epilogue (bitwise the same logits; saves a pass over the activations). Tests turn it off
     /// to compare.
     public var fusesBatchNormInEval = true
+    /// BatchNorm groups (SyncBN): when set, training-mode BatchNorm pools its batch statistics
+    /// over a group of ranks by calling this with per-channel doubles to sum in place over the
+    /// group (twice per BN layer and step: `batchNormStatisticsCount(channels:)` doubles in
+    /// forward, 2·C in backward; see CSGDKernels/BatchNorm.swift). Every rank of the group must
+    /// run the same layers in the same order. Nil (the default): per-rank statistics, no calls.
+    public var batchNormGroupReducer: ((UnsafeMutablePointer<Double>, Int) -> Void)?
     /// conv (dense, grouped or depthwise) layer index → the BatchNorm layer right after it that
     /// is its output's only reader.
     private let fusibleBatchNorm: [Int: Int]
     private var arenas: [ArenaKey: Arena] = [:]
     private var lastTrainingBatch: Int?
+    /// The group reducer the last training-mode forward used; backward must pool the same way.
+    private var lastTrainingReducer: ((UnsafeMutablePointer<Double>, Int) -> Void)?
 
     /// Builds the network with zeroed parameters (call `initialize(seed:)` or load weights).
     public init(architecture: Architecture) throws {
@@ -150,7 +158,9 @@ public final class Network {
                     shape: arena.convShapes[li]!, epilogue: epilogue)
             case .batchNorm(let l):
                 let y = v[l.output.index].pointer
-                if training {
+                if training, let reduce = batchNormGroupReducer {
+                    groupBatchNormForward(l, li, arena, batch, reduce)
+                } else if training {
                     batchNormForwardTraining(
                         output: y, saveMean: arena.bnMean[li]!.pointer,
                         saveInvStd: arena.bnInvStd[li]!.pointer,
@@ -206,7 +216,10 @@ public final class Network {
                     inFeatures: l.inFeatures, outFeatures: l.outFeatures)
             }
         }
-        if training { lastTrainingBatch = batch }
+        if training {
+            lastTrainingBatch = batch
+            lastTrainingReducer = batchNormGroupReducer
+        }
         return v[graph.logits.index].pointer
     }
 
@@ -306,11 +319,16 @@ public final class Network {
                         count: batch * l.channels * l.hw)
                 }
                 let (dx, fresh) = slot(l.input)
-                batchNormBackward(
-                    dInput: dx, dScale: store.grad(l.scale), dShift: store.grad(l.shift),
-                    dOutput: dy, input: v[l.input.index].pointer, scale: store.value(l.scale),
-                    saveMean: arena.bnMean[li]!.pointer, saveInvStd: arena.bnInvStd[li]!.pointer,
-                    n: batch, c: l.channels, hw: l.hw, overwriteInput: fresh)
+                if let reduce = lastTrainingReducer {
+                    groupBatchNormBackward(l, li, arena, batch, reduce, dx: dx, dy: dy, fresh)
+                } else {
+                    batchNormBackward(
+                        dInput: dx, dScale: store.grad(l.scale), dShift: store.grad(l.shift),
+                        dOutput: dy, input: v[l.input.index].pointer, scale: store.value(l.scale),
+                        saveMean: arena.bnMean[li]!.pointer,
+                        saveInvStd: arena.bnInvStd[li]!.pointer,
+                        n: batch, c: l.channels, hw: l.hw, overwriteInput: fresh)
+                }
                 ready(l.scale, l.shift)
             case .add(let l):
                 let n = batch * graph.tensors[l.output.index].count
@@ -400,12 +418,62 @@ public final class Network {
         var convShapes: [Int: Conv2dShape] = [:]
         var bnMean: [Int: FloatBuffer] = [:]
         var bnInvStd: [Int: FloatBuffer] = [:]
+        /// BatchNorm groups: the pooled element count per BN layer (from forward, for backward)
+        /// and the doubles a group sums, sized for the widest layer.
+        var bnPooledCount: [Int: Int] = [:]
+        var groupSums: [Double] = []
         var argmax: [Int: UnsafeMutablePointer<Int32>] = [:]
         var workspace = FloatBuffer(count: 0)
         /// A fused BatchNorm's per-channel `a`, `b` (eval mode), sized for the widest layer.
         var affineScale = FloatBuffer(count: 0)
         var affineShift = FloatBuffer(count: 0)
         deinit { for p in argmax.values { p.deallocate() } }
+    }
+
+    /// Training-mode BatchNorm over a group of ranks: statistics → group sum → normalise.
+    private func groupBatchNormForward(
+        _ l: BatchNormLayer, _ li: Int, _ arena: Arena, _ batch: Int,
+        _ reduce: (UnsafeMutablePointer<Double>, Int) -> Void
+    ) {
+        let count = batchNormStatisticsCount(channels: l.channels)
+        if arena.groupSums.count < count { arena.groupSums = [Double](repeating: 0, count: count) }
+        let x = arena.values[l.input.index].pointer
+        arena.groupSums.withUnsafeMutableBufferPointer { p in
+            let stats = p.baseAddress!
+            batchNormStatistics(stats: stats, input: x, n: batch, c: l.channels, hw: l.hw)
+            reduce(stats, count)
+            arena.bnPooledCount[li] = Int(exactly: stats[3 * l.channels]) ?? 0
+            batchNormNormalize(
+                output: arena.values[l.output.index].pointer, saveMean: arena.bnMean[li]!.pointer,
+                saveInvStd: arena.bnInvStd[li]!.pointer, runningMean: store.buffer(l.runningMean),
+                runningVar: store.buffer(l.runningVar), input: x, stats: stats,
+                scale: store.value(l.scale), shift: store.value(l.shift), n: batch,
+                c: l.channels, hw: l.hw, config: batchNorm, relu: l.relu)
+        }
+    }
+
+    /// BatchNorm backward over a group of ranks: local sums (and this rank's dγ, dβ share) →
+    /// group sum → input gradient of the pooled batch.
+    private func groupBatchNormBackward(
+        _ l: BatchNormLayer, _ li: Int, _ arena: Arena, _ batch: Int,
+        _ reduce: (UnsafeMutablePointer<Double>, Int) -> Void,
+        dx: UnsafeMutablePointer<Float>, dy: UnsafeMutablePointer<Float>, _ fresh: Bool
+    ) {
+        let count = batchNormGradientSumsPerChannel * l.channels
+        let x = arena.values[l.input.index].pointer
+        arena.groupSums.withUnsafeMutableBufferPointer { p in
+            let sums = p.baseAddress!
+            batchNormBackwardSums(
+                sums: sums, dScale: store.grad(l.scale), dShift: store.grad(l.shift), dOutput: dy,
+                input: x, saveMean: arena.bnMean[li]!.pointer,
+                saveInvStd: arena.bnInvStd[li]!.pointer, n: batch, c: l.channels, hw: l.hw)
+            reduce(sums, count)
+            batchNormBackwardInput(
+                dInput: dx, dOutput: dy, input: x, scale: store.value(l.scale),
+                saveMean: arena.bnMean[li]!.pointer, saveInvStd: arena.bnInvStd[li]!.pointer,
+                sums: sums, count: arena.bnPooledCount[li]!, n: batch, c: l.channels, hw: l.hw,
+                overwriteInput: fresh)
+        }
     }
 
     private func arena(batch: Int, training: Bool) -> Arena {

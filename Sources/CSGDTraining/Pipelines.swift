@@ -72,9 +72,17 @@ public enum Pipelines {
         var resumed = start.state
         let trainer = try Trainer(comm: comm, config: config, data: data)
         try writeResolvedConfig(comm, config)
-        let original = try data.architecture(config)
         // Targets are fractions of the ORIGINAL widths (13/16 → 11/16 → 5/8 of 16/32/64);
-        // widen mode squeezes back to the original widths in one round.
+        // widen mode squeezes back to the original widths in one round. An imported model's
+        // original widths are its graph's nominal ones (the widths it was imported with).
+        let original: Architecture
+        if ModelZoo.isBuiltIn(config.model) {
+            original = try data.architecture(config)
+        } else {
+            var a = net.architecture
+            a.widths = try a.resolvedSpec().nominalWidths
+            original = a
+        }
         let rounds = config.effectiveRounds
         trainer.log.info(describe(net, comm: comm, config: config, data: data))
         let baseGraph = net.graph

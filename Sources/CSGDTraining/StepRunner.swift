@@ -7,6 +7,9 @@
 //     use the blocking allreduce (same arithmetic either way)
 //   update `.rank0`:      rank 0 applies the C-SGD transform + SGD, then broadcasts the weights
 //   update `.replicated`: every rank applies the identical update (the official C-SGD code)
+// With BatchNorm groups (`bn_group_size` g > 1) every training-mode BN also sums its
+// per-channel statistics over the g ranks of its group, once in forward and once in backward;
+// that time counts as communication.
 // Compute, communication and update times are accumulated for the benchmarks.
 
 import CSGDCentripetal
@@ -29,6 +32,8 @@ public final class StepRunner {
     let accumulator: GradientAccumulator?
     /// The overlapped gradient allreduce, or nil for the blocking one.
     let buckets: GradientBuckets?
+    /// Seconds spent in BatchNorm group sums (inside forward and backward).
+    let groupTimer = GroupSumTimer()
     /// Seconds spent in forward/backward (incl. filling batches), allreduce/broadcast, update.
     /// Communicator calls made during backward (overlapped allreduce) count as communication:
     /// `communication` is the time not hidden behind compute.
@@ -41,9 +46,13 @@ public final class StepRunner {
     ///   - allreduce: `.overlap` (buckets reduced during backward; used with more than one rank
     ///     and one micro-batch, else blocking) or `.blocking` (one allreduce after backward).
     ///   - bucketMiB: target bucket size of the overlapped allreduce, in MiB (> 0).
+    ///   - bnGroup: BatchNorm groups: with a group of more than one rank, `net`'s training-mode
+    ///     BatchNorm pools its statistics over the group (sets `net.batchNormGroupReducer`;
+    ///     otherwise clears it).
     public init(
         net: Network, comm: Communicator, microBatch: Int, microBatches: Int, update: UpdateMode,
-        allreduce: AllreduceMode = RunConfig().allreduce, bucketMiB: Double = RunConfig().bucketMb
+        allreduce: AllreduceMode = RunConfig().allreduce, bucketMiB: Double = RunConfig().bucketMb,
+        bnGroup: RankGroup? = nil
     ) {
         self.net = net
         self.comm = comm
@@ -65,6 +74,15 @@ public final class StepRunner {
         } else {
             buckets = nil
         }
+        if let bnGroup, bnGroup.size > 1 {
+            net.batchNormGroupReducer = { [groupTimer] sums, count in
+                let t = monotonicSeconds()
+                bnGroup.allreduceSum(sums, count: count)
+                groupTimer.seconds += monotonicSeconds() - t
+            }
+        } else {
+            net.batchNormGroupReducer = nil
+        }
     }
 
     /// Buckets of the overlapped gradient allreduce; 0 when it blocks (see `init`).
@@ -83,7 +101,7 @@ public final class StepRunner {
         fill: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int32>) -> Void
     ) -> (lossSum: Double, correct: Int) {
         let t0 = monotonicSeconds()
-        let commBefore = buckets?.communicationSeconds ?? 0
+        let commBefore = (buckets?.communicationSeconds ?? 0) + groupTimer.seconds
         let onReady = buckets.map { b in { (r: Range<Int>) in b.gradientsReady(r) } }
         var lossSum = 0.0
         var correct = 0
@@ -102,7 +120,8 @@ public final class StepRunner {
         accumulator?.finish(into: net.store.grads, count: microBatches)
         let t1 = monotonicSeconds()
         // Communicator calls made from inside backward are communication, not compute.
-        let commInBackward = (buckets?.communicationSeconds ?? 0) - commBefore
+        let commInBackward =
+            (buckets?.communicationSeconds ?? 0) + groupTimer.seconds - commBefore
         let store = net.store
         if let buckets {
             buckets.finish()
@@ -168,4 +187,10 @@ final class GradientAccumulator {
         let g = grads.pointer
         for i in 0..<grads.count { g[i] = s[i] * inv }
     }
+}
+
+/// Seconds spent in BatchNorm group sums (a box the network's reducer closure can add to
+/// without holding the step runner).
+final class GroupSumTimer {
+    var seconds = 0.0
 }

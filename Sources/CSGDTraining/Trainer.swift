@@ -5,7 +5,8 @@
 //   allreduce-sum of the whole gradient block, scaled by 1/size
 //   update `.rank0`:      rank 0 applies the C-SGD transform + SGD, then broadcasts the weights
 //   update `.replicated`: every rank applies the identical update (the official C-SGD code)
-// BN batch statistics are per rank (per micro-batch). Running statistics are averaged across
+// BN batch statistics are per rank (per micro-batch), or pooled over groups of `bn_group_size`
+// consecutive ranks (SyncBN: each group's micro-batches together). Running statistics are averaged across
 // ranks after every step (a few KB): averaging an EMA each step equals averaging it before
 // eval/checkpoint, and it keeps every rank's buffers identical, so a checkpoint holds the whole
 // state and resuming is bitwise. The loop is a pure function of (weights,
@@ -47,6 +48,8 @@ public final class Trainer {
     public let log: RunLog
     /// Where the rolling training checkpoint goes (rank 0 writes).
     public let checkpointPath: String
+    /// The BatchNorm group of this rank (`bn_group_size` consecutive ranks).
+    let bnGroup: RankGroup
     /// When this trainer was made (the job's training clock, for step records).
     let started = monotonicSeconds()
     /// Total optimizer steps across phases, for `max_steps`.
@@ -61,6 +64,7 @@ public final class Trainer {
         self.config = config
         self.data = data
         try config.validate(worldSize: comm.size)
+        bnGroup = try comm.makeRankGroup(groupSize: config.bnGroupSize)
         log = RunLog(
             comm: comm, metricsPath: config.outDir + "/metrics.jsonl",
             stepsPath: config.outDir + "/steps.jsonl", tensorBoardDir: config.outDir + "/tb")
@@ -81,6 +85,11 @@ public final class Trainer {
             log.info(
                 "gradient allreduce overlapped with backward in "
                     + "\(phase.runner.allreduceBucketCount) bucket(s) of ~\(config.bucketMb) MiB")
+        }
+        if bnGroup.size > 1 && state.epoch < epochs {
+            log.info(
+                "BatchNorm statistics pooled over groups of \(bnGroup.size) ranks "
+                    + "(\(bnGroup.size * phase.microBatch) images per BN)")
         }
         var lastTest: EvalResult?
         while state.epoch < epochs {
@@ -141,7 +150,8 @@ public final class Trainer {
             microBatch = sampler.localBatch / c.microBatches
             runner = StepRunner(
                 net: net, comm: t.comm, microBatch: microBatch, microBatches: c.microBatches,
-                update: c.update, allreduce: c.allreduce, bucketMiB: c.bucketMb)
+                update: c.update, allreduce: c.allreduce, bucketMiB: c.bucketMb,
+                bnGroup: t.bnGroup)
             self.epochs = epochs
             self.centripetal = centripetal
             let rounds = centripetal == nil ? 1 : c.effectiveRounds.count

@@ -49,6 +49,25 @@ final class CommunicatorTests: XCTestCase {
         assertRankZeroOfOneIdentity(LocalCommunicator())
     }
 
+    /// Rank groups on one rank: a group of 1 is the identity (no communicator made); any other
+    /// size does not divide the single rank and is refused with one line.
+    func testRankGroupsOnOneRank() throws {
+        for comm in [LocalCommunicator() as Communicator, try mpi()] {
+            let group = try comm.makeRankGroup(groupSize: 1)
+            XCTAssertEqual(group.size, 1)
+            XCTAssertEqual(group.index, 0)
+            var values = [1.5, -2.25, 1e300]
+            values.withUnsafeMutableBufferPointer { group.allreduceSum($0.baseAddress!, count: 3) }
+            XCTAssertEqual(values, [1.5, -2.25, 1e300])
+            for bad in [2, 0, -1] {
+                assertThrowsCSGDError(mentioning: "group size of \(bad) does not divide the 1 rank")
+                {
+                    _ = try comm.makeRankGroup(groupSize: bad)
+                }
+            }
+        }
+    }
+
     func testMPISingletonIsRankZeroOfOneAndInitialisesOnce() throws {
         let comm = try mpi()
         XCTAssertTrue(comm === (try mpi()), "a second initialize() must return the same object")
@@ -171,4 +190,19 @@ private final class CorruptingCommunicator: Communicator {
     func allgather(_ value: UInt64) -> [UInt64] { [value > 1 ? value ^ 1 : value] }  // checksums
     func barrier() {}
     func abort(code: Int32, message: String) -> Never { fatalError(message) }
+}
+
+/// Fails unless `body` throws a `CSGDError` whose message contains `needle`.
+private func assertThrowsCSGDError(
+    mentioning needle: String, file: StaticString = #filePath, line: UInt = #line,
+    _ body: () throws -> Void
+) {
+    do {
+        try body()
+        XCTFail("expected a CSGDError mentioning \(needle)", file: file, line: line)
+    } catch let error as CSGDError {
+        XCTAssertTrue(error.message.contains(needle), error.message, file: file, line: line)
+    } catch {
+        XCTFail("unexpected error \(error)", file: file, line: line)
+    }
 }

@@ -284,6 +284,21 @@ final class RunConfigTests: XCTestCase {
         c.checkpointEverySteps = 0
         c.verifyEvery = 0
         XCTAssertNoThrow(try c.validate())
+        // BatchNorm groups: g must divide the ranks; checked only once the ranks are known.
+        c.bnGroupSize = 2
+        c.batchSize = 48
+        c.microBatches = 1
+        XCTAssertNoThrow(try c.validate())
+        XCTAssertNoThrow(try c.validate(worldSize: 4))
+        assertCSGDError(["config key 'bn_group_size' (2) must divide the number of ranks (3)"]) {
+            try c.validate(worldSize: 3)
+        }
+        assertCSGDError(["'bn_group_size' (2) must divide the number of ranks (1)"]) {
+            try c.validate(worldSize: 1)
+        }
+        var zero = RunConfig()
+        XCTAssertNoThrow(try zero.apply(overrides: ["--bn-group-size", "0"]))
+        assertCSGDError(["bn_group_size"]) { try zero.validate() }
     }
 
     func testYAMLRoundTripIsExact() throws {
@@ -346,6 +361,7 @@ final class RunConfigTests: XCTestCase {
         c.allreduce = .overlap
         c.bucketMb = 0.25
         c.verifyEvery = 7
+        c.bnGroupSize = 8
         c.collectiveTimeoutS = 12.5
         c.debug = true
         let yaml = c.yaml()
@@ -373,6 +389,18 @@ final class RunConfigTests: XCTestCase {
         XCTAssertTrue(batch?.contains("int") ?? false)
         XCTAssertTrue(batch?.contains("64") ?? false)
         XCTAssertTrue(text.contains("resnet20 | resnet32"))
+    }
+
+    /// The ImageNet config at the ranks its sbatch script starts (8 nodes × 8 ranks): BN groups
+    /// give every BatchNorm the paper's 32 images.
+    func testImageNetConfigPoolsBatchNormOver32Images() throws {
+        let root = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let path = root.appendingPathComponent("cluster-configs/imagenet-resnet50-csgd.yaml").path
+        let c = try RunConfig.load(yamlPath: path)
+        let ranks = 64
+        XCTAssertNoThrow(try c.validate(worldSize: ranks))
+        XCTAssertEqual(c.batchSize / ranks / c.microBatches * c.bnGroupSize, 32)
     }
 
     func testExampleClusterConfigLoadsAndValidates() throws {
