@@ -20,6 +20,8 @@ public enum Pipelines {
         comm: Communicator, config: RunConfig, resume: Bool, from: String?, overwrite: Bool = false
     ) throws {
         let data = try DataBundle.load(config)
+        // A fresh network must be a built-in one; say so before touching the run folder.
+        if from == nil && !resume { _ = try data.architecture(config) }
         try claimRunDirectory(
             comm, config,
             .init(
@@ -59,6 +61,7 @@ public enum Pipelines {
             throw CSGDError(
                 "config key 'rounds' is empty: a csgd run needs at least one round (e.g. 5/8)")
         }
+        if from == nil && !resume { _ = try data.architecture(config, widen: config.widen) }
         try claimRunDirectory(
             comm, config,
             .init(
