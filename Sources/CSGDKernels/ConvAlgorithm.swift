@@ -1,0 +1,70 @@
+// Which algorithm a 3×3 stride-1 convolution runs on: im2col + sgemm (Conv2d.swift) or
+// Winograd F(2×2, 3×3) (Winograd.swift). Every other shape always runs im2col.
+//
+// `auto` picks per shape from `ConvAlgorithm.winogradWins`, a table measured with
+// `csgd-dist bench kernels --winograd` (fwd + bwd, 1 thread, this repository's machine, see
+// docs/performance.md). A committed table rather than a first-use measurement: a timing taken
+// inside a training run on a shared machine is as noisy as the bench rows are, would make two
+// ranks of one job pick different algorithms for the same layer (different rounding, so 1 rank
+// vs N ranks would no longer agree bitwise), and would make runs irreproducible. Shapes not
+// in the table run im2col.
+
+import Foundation
+
+/// The algorithm for 3×3 stride-1 convolutions.
+public enum Conv3x3Algorithm: String, CaseIterable, Sendable {
+    /// Always im2col + sgemm.
+    case im2col
+    /// Always Winograd F(2×2, 3×3) where the geometry allows (3×3, stride 1, pad ≤ 2).
+    case winograd
+    /// Winograd for the shapes in `ConvAlgorithm.winogradWins`, im2col otherwise.
+    case auto
+}
+
+/// Process-wide choice of convolution algorithm.
+public enum ConvAlgorithm {
+    /// Set before building networks or starting threads; read on every conv call. The default
+    /// comes from the environment variable `CSGD_CONV3X3` (im2col, winograd or auto), else
+    /// `defaultConv3x3`.
+    nonisolated(unsafe) public static var conv3x3: Conv3x3Algorithm = {
+        if let name = getenvString("CSGD_CONV3X3"), let a = Conv3x3Algorithm(rawValue: name) {
+            return a
+        }
+        return defaultConv3x3
+    }()
+
+    /// The built-in default (see docs/performance.md for the measurement behind it).
+    public static let defaultConv3x3 = Conv3x3Algorithm.im2col
+
+    /// A shape key of the measured table: input channels, filters, input side (square).
+    public struct Key: Hashable, Sendable {
+        public let c: Int, k: Int, side: Int
+        /// A key.
+        public init(c: Int, k: Int, side: Int) {
+            self.c = c
+            self.k = k
+            self.side = side
+        }
+    }
+
+    /// 3×3 stride-1 pad-1 shapes where Winograd's fwd + bwd beat im2col's by more than the
+    /// noise in `bench kernels --winograd` (see docs/performance.md).
+    public static let winogradWins: Set<Key> = []
+
+    /// Whether `shape` runs on the Winograd path under the current setting.
+    public static func usesWinograd(_ g: Conv2dShape) -> Bool {
+        guard WinogradPlan.supports(g) else { return false }
+        switch conv3x3 {
+        case .im2col: return false
+        case .winograd: return true
+        case .auto:
+            return g.pad == 1 && g.h == g.w
+                && winogradWins.contains(Key(c: g.c, k: g.k, side: g.h))
+        }
+    }
+}
+
+private func getenvString(_ name: String) -> String? {
+    guard let p = getenv(name) else { return nil }
+    return String(cString: p)
+}
