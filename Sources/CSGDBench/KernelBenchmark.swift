@@ -315,8 +315,21 @@ public enum KernelBenchmark {
         ]
     }
 
+    /// CPU seconds of the calling thread while running `body` (with 1 BLAS thread all the work
+    /// is on this thread; unlike wall time it does not count time other processes hold the
+    /// core, which on a shared 2-core machine is most of the noise).
+    static func threadCPUSeconds(_ body: () -> Void) -> Double {
+        var t0 = timespec()
+        var t1 = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0)
+        body()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1)
+        return Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) * 1e-9
+    }
+
     /// im2col vs Winograd per shape of `winogradCases()`, forward and backward, interleaved
-    /// (each round runs both algorithms back to back, alternating which goes first). Rows
+    /// (each round runs both algorithms back to back, alternating which goes first), timed in
+    /// thread CPU seconds (`threadCPUSeconds`; run it with 1 BLAS thread). Rows
     /// `winograd_<shape>`: value = im2col time ÷ Winograd time of forward + backward (> 1:
     /// Winograd wins), with the forward and backward ratios and both times. Restores
     /// `ConvAlgorithm.conv3x3` afterwards.
@@ -342,12 +355,12 @@ public enum KernelBenchmark {
                 let order = rep % 2 == 0 ? [0, 1] : [1, 0]
                 for a in order {
                     ConvAlgorithm.conv3x3 = algorithms[a]
-                    let f = seconds {
+                    let f = threadCPUSeconds {
                         conv2dForward(
                             output: y.pointer, input: x.pointer, weight: w.pointer, bias: nil,
                             shape: g, workspace: ws.pointer)
                     }
-                    let b = seconds {
+                    let b = threadCPUSeconds {
                         conv2dBackward(
                             dInput: dx.pointer, dWeight: dw.pointer, dBias: nil,
                             dOutput: dy.pointer, input: x.pointer, weight: w.pointer, shape: g,

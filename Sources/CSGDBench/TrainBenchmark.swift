@@ -65,7 +65,7 @@ public enum TrainBenchmark {
             for i in 0..<labels.count { lab[i] = labels[i] }
         }
         func timeSteps(_ centripetal: CentripetalUpdate?) -> (
-            median: Double, split: (Double, Double, Double)
+            median: Double, split: (Double, Double, Double), cpu: Double
         ) {
             for _ in 0..<o.warmup {
                 runner.step(sgd: sgd, centripetal: centripetal, lr: 1e-3, fill: fill)
@@ -73,9 +73,12 @@ public enum TrainBenchmark {
             comm.barrier()
             runner.resetTimers()
             var times: [Double] = []
+            var cpu: [Double] = []
             for _ in 0..<o.steps {
                 let t = monotonicSeconds()
+                let c = processCPUSeconds()
                 runner.step(sgd: sgd, centripetal: centripetal, lr: 1e-3, fill: fill)
+                cpu.append(processCPUSeconds() - c)
                 times.append(monotonicSeconds() - t)
             }
             let s = runner.seconds
@@ -86,7 +89,8 @@ public enum TrainBenchmark {
                 (
                     comm.allreduceMax(s.compute / n), comm.allreduceMax(s.communication / n),
                     comm.allreduceMax(s.update / n)
-                )
+                ),
+                comm.allreduceMax(KernelBenchmark.medianOf(cpu))
             )
         }
         let globalBatch = Double(o.batch * comm.size)
@@ -100,6 +104,7 @@ public enum TrainBenchmark {
                 name: "train_step_" + tag, value: globalBatch / sgdStep.median, unit: "img/s",
                 extra: [
                     "step_ms": 1e3 * sgdStep.median, "gflops_per_rank": gflops,
+                    "cpu_step_ms": 1e3 * sgdStep.cpu,
                     "ratio_to_sgemm": gflops / sgemmGflops,
                     "compute_ms": 1e3 * sgdStep.split.0, "comm_ms": 1e3 * sgdStep.split.1,
                     "update_ms": 1e3 * sgdStep.split.2,
@@ -183,6 +188,14 @@ public enum TrainBenchmark {
 
     /// Input sides the bench accepts (the architecture's own bounds).
     public static let imageSizes = 8...Architecture.Limits.imageSize
+
+    /// CPU seconds used so far by this process, all threads (the step's CPU time, which
+    /// other processes on a shared machine inflate much less than its wall time).
+    static func processCPUSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
 
     /// Peak resident set size of this process (VmHWM), in MiB.
     public static func peakRSS() -> BenchResult {

@@ -48,8 +48,15 @@ public enum ConvAlgorithm {
     }
 
     /// 3×3 stride-1 pad-1 shapes where Winograd's fwd + bwd beat im2col's by more than the
-    /// noise in `bench kernels --winograd` (see docs/performance.md).
-    public static let winogradWins: Set<Key> = []
+    /// noise in `bench kernels --winograd` (thread CPU time, 1 thread; docs/performance.md).
+    /// Left out as measured no better: 64→64 @8×8 (1.05, noise), 512→512 @7×7 (0.88) and the
+    /// 5/8-pruned ResNet-56 widths 10 @32×32 (0.58), 20 @16×16 (0.92), 40 @8×8 (1.00): with
+    /// few channels the 16 GEMMs are too thin and the transforms dominate.
+    public static let winogradWins: Set<Key> = [
+        Key(c: 16, k: 16, side: 32), Key(c: 32, k: 32, side: 16),  // ResNet-56: 1.37, 1.17
+        Key(c: 64, k: 64, side: 56), Key(c: 128, k: 128, side: 28),  // ResNet-50: 1.39, 1.54
+        Key(c: 256, k: 256, side: 14),  // 1.28
+    ]
 
     /// Whether `shape` runs on the Winograd path under the current setting.
     public static func usesWinograd(_ g: Conv2dShape) -> Bool {

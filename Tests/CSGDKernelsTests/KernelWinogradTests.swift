@@ -305,6 +305,8 @@ final class KernelWinogradTests: XCTestCase {
             let im2col = run(.im2col)
             let wino = run(.winograd)
             XCTAssertEqual(run(.auto), im2col, "auto: shape not in the measured table")
+            ConvAlgorithm.conv3x3 = .winograd
+            XCTAssertEqual(ConvAlgorithm.usesWinograd(shape), shape == g)
             if shape == g {
                 let y = FloatBuffer(count: im2col.count)
                 winogradForward(
@@ -316,6 +318,23 @@ final class KernelWinogradTests: XCTestCase {
                 XCTAssertEqual(wino, im2col, "stride 2 always runs im2col")
             }
         }
+    }
+
+    /// `auto` follows the measured table: a ResNet-56 stage-1 conv (in it) runs Winograd, the
+    /// same geometry at a pruned width (not in it) and a strided conv run im2col.
+    func testAutoFollowsTheMeasuredTable() throws {
+        let saved = ConvAlgorithm.conv3x3
+        defer { ConvAlgorithm.conv3x3 = saved }
+        ConvAlgorithm.conv3x3 = .auto
+        func shape(_ c: Int, _ k: Int, _ side: Int, stride: Int = 1) throws -> Conv2dShape {
+            try Conv2dShape(n: 2, c: c, h: side, w: side, k: k, r: 3, s: 3, stride: stride, pad: 1)
+        }
+        XCTAssertTrue(ConvAlgorithm.usesWinograd(try shape(16, 16, 32)))
+        XCTAssertTrue(ConvAlgorithm.winogradWins.contains(.init(c: 16, k: 16, side: 32)))
+        XCTAssertFalse(ConvAlgorithm.usesWinograd(try shape(10, 10, 32)))
+        XCTAssertFalse(ConvAlgorithm.usesWinograd(try shape(16, 16, 32, stride: 2)))
+        ConvAlgorithm.conv3x3 = .im2col
+        XCTAssertFalse(ConvAlgorithm.usesWinograd(try shape(16, 16, 32)))
     }
 
     /// The eval-mode BatchNorm epilogue on the Winograd path: bitwise the unfused result.
