@@ -8,6 +8,7 @@
 # is several seconds on one core. MODELS="resnet56 resnet50" (default) picks the models.
 # VARIANTS="im2col auto" (default) runs csgd-dist's 1-thread and 2-rank rows once per 3×3
 # algorithm (--conv3x3; rows tagged +auto, +winograd), all against the same PyTorch runs.
+# SETTINGS="1thread 2threads 2ranks" (default) picks the rows (on a busy machine, fewer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEER="${PEER:-../shared/bench/pytorch-peer}"
@@ -16,6 +17,8 @@ ROUNDS="${ROUNDS:-3}"
 R50_STEPS="${R50_STEPS:-3}"
 MODELS="${MODELS:-resnet56 resnet50}"
 VARIANTS="${VARIANTS:-im2col auto}"
+SETTINGS="${SETTINGS:-1thread 2threads 2ranks}"
+has() { [[ " $SETTINGS " == *" $1 "* ]]; }
 exe=.build/release/csgd-dist
 root=()
 [ "$(id -u)" -eq 0 ] && root=(--allow-run-as-root)
@@ -46,7 +49,7 @@ peer() {
     local line
     line=$("$@" | grep -E 'img_per_s=')
     echo "$line"
-    echo "torch:$tag $(echo "$line" | sed -E 's/.*img_per_s=([0-9.]+).*/\1/')" >>"$log"
+    echo "torch:$tag $(echo "$line" | sed -E 's/.*(train|global)_img_per_s=([0-9.]+).*/\2/')" >>"$log"
 }
 
 # Tag suffix of a 3×3 variant: none for im2col (the rows the docs have always quoted).
@@ -63,46 +66,56 @@ twin() {
 for r in $(seq "$ROUNDS"); do
     echo "== round $r"
     if [[ " $MODELS " == *" resnet56 "* ]]; then
-        for v in $VARIANTS; do
-            ours "r56_1thread$(suffix "$v")" env OPENBLAS_NUM_THREADS=1 "$exe" bench train \
-                --steps 10 --step-only --conv3x3 "$v" --json
-        done
-        peer r56_1thread "$TORCH_PY" "$PEER/bench_single.py" 1 64 15
-        ours r56_2threads env OPENBLAS_NUM_THREADS=2 \
-            "$exe" bench train --steps 10 --step-only --threads 2 --json
-        peer r56_2threads "$TORCH_PY" "$PEER/bench_single.py" 2 64 15
-        for v in $VARIANTS; do
-            ours "r56_2ranks$(suffix "$v")" "${mpi[@]}" "$exe" bench train --steps 10 --step-only \
-                --batch 32 --conv3x3 "$v" --json
-        done
-        # DDP overlaps its allreduce with backward; so can we (allreduce: overlap).
-        ours r56_2ranks_overlap "${mpi[@]}" "$exe" bench train --steps 10 --step-only --batch 32 \
-            --allreduce overlap --json
-        peer r56_2ranks "$TORCH_PY" "$PEER/bench_ddp.py" 32 15 1
-        # The same PyTorch figures again under the tags of the other csgd-dist rows, so the
-        # summary pairs each of them with the runs of this sitting.
-        twin r56_1thread
-        twin r56_2ranks
-        line=$(grep "^torch:r56_2ranks " "$log" | tail -n 1)
-        echo "torch:r56_2ranks_overlap ${line#* }" >>"$log"
+        if has 1thread; then
+            for v in $VARIANTS; do
+                ours "r56_1thread$(suffix "$v")" env OPENBLAS_NUM_THREADS=1 "$exe" bench train \
+                    --steps 10 --step-only --conv3x3 "$v" --json
+            done
+            peer r56_1thread "$TORCH_PY" "$PEER/bench_single.py" 1 64 15
+            twin r56_1thread
+        fi
+        if has 2threads; then
+            ours r56_2threads env OPENBLAS_NUM_THREADS=2 \
+                "$exe" bench train --steps 10 --step-only --threads 2 --json
+            peer r56_2threads "$TORCH_PY" "$PEER/bench_single.py" 2 64 15
+        fi
+        if has 2ranks; then
+            for v in $VARIANTS; do
+                ours "r56_2ranks$(suffix "$v")" "${mpi[@]}" "$exe" bench train --steps 10 \
+                    --step-only --batch 32 --conv3x3 "$v" --json
+            done
+            # DDP overlaps its allreduce with backward; so can we (allreduce: overlap).
+            ours r56_2ranks_overlap "${mpi[@]}" "$exe" bench train --steps 10 --step-only \
+                --batch 32 --allreduce overlap --json
+            peer r56_2ranks "$TORCH_PY" "$PEER/bench_ddp.py" 32 15 1
+            # The same PyTorch figure again under the tags of the other csgd-dist rows, so the
+            # summary pairs each of them with the runs of this sitting.
+            twin r56_2ranks
+            line=$(grep "^torch:r56_2ranks " "$log" | tail -n 1)
+            echo "torch:r56_2ranks_overlap ${line#* }" >>"$log"
+        fi
     fi
     if [[ " $MODELS " == *" resnet50 "* ]]; then
-        for v in $VARIANTS; do
-            ours "r50_224_1thread$(suffix "$v")" env OPENBLAS_NUM_THREADS=1 "$exe" bench train \
-                --model resnet50 --image-size 224 --batch 16 --steps "$R50_STEPS" --warmup 1 \
-                --step-only --conv3x3 "$v" --json
-        done
-        peer r50_224_1thread "$TORCH_PY" "$PEER/bench_resnet50.py" 1 16 "$R50_STEPS"
-        twin r50_224_1thread
-        # No ResNet-50 DDP peer script: our 2 ranks × 8 (global 16) has no PyTorch pair.
-        for v in $VARIANTS; do
-            ours "r50_224_2ranks$(suffix "$v")" "${mpi[@]}" "$exe" bench train --model resnet50 \
-                --image-size 224 --batch 8 --steps "$R50_STEPS" --warmup 1 --step-only \
-                --conv3x3 "$v" --json
-        done
+        if has 1thread; then
+            for v in $VARIANTS; do
+                ours "r50_224_1thread$(suffix "$v")" env OPENBLAS_NUM_THREADS=1 "$exe" bench \
+                    train --model resnet50 --image-size 224 --batch 16 --steps "$R50_STEPS" \
+                    --warmup 1 --step-only --conv3x3 "$v" --json
+            done
+            peer r50_224_1thread "$TORCH_PY" "$PEER/bench_resnet50.py" 1 16 "$R50_STEPS"
+            twin r50_224_1thread
+        fi
+        if has 2ranks; then
+            # No ResNet-50 DDP peer script: our 2 ranks × 8 (global 16) has no PyTorch pair.
+            for v in $VARIANTS; do
+                ours "r50_224_2ranks$(suffix "$v")" "${mpi[@]}" "$exe" bench train \
+                    --model resnet50 --image-size 224 --batch 8 --steps "$R50_STEPS" --warmup 1 \
+                    --step-only --conv3x3 "$v" --json
+            done
+        fi
     fi
 done
-if [[ " $MODELS " == *" resnet56 "* ]]; then
+if [[ " $MODELS " == *" resnet56 "* ]] && has 1thread; then
     echo "== peak RSS, ResNet-56 training at batch 128 (1 thread)"
     OPENBLAS_NUM_THREADS=1 "$exe" bench train --steps 3 --step-only --batch 128 --json |
         grep peak_rss

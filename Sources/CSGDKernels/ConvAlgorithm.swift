@@ -33,8 +33,8 @@ public enum ConvAlgorithm {
         return defaultConv3x3
     }()
 
-    /// The built-in default (see docs/performance.md for the measurement behind it).
-    public static let defaultConv3x3 = Conv3x3Algorithm.im2col
+    /// The built-in default: the measured table (docs/performance.md, "Winograd F(2×2, 3×3)").
+    public static let defaultConv3x3 = Conv3x3Algorithm.auto
 
     /// A shape key of the measured table: input channels, filters, input side (square).
     public struct Key: Hashable, Sendable {
