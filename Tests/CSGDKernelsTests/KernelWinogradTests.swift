@@ -320,8 +320,9 @@ final class KernelWinogradTests: XCTestCase {
         }
     }
 
-    /// `auto` follows the measured table: a ResNet-56 stage-1 conv (in it) runs Winograd, the
-    /// same geometry at a pruned width (not in it) and a strided conv run im2col.
+    /// `auto` follows the measured table of this process's OpenBLAS core: a ResNet-50 conv in
+    /// it runs Winograd, the same geometry at a pruned width and a strided conv run im2col;
+    /// ResNet-56's 16-channel conv only on the AVX-512 cores.
     func testAutoFollowsTheMeasuredTable() throws {
         let saved = ConvAlgorithm.conv3x3
         defer { ConvAlgorithm.conv3x3 = saved }
@@ -329,12 +330,19 @@ final class KernelWinogradTests: XCTestCase {
         func shape(_ c: Int, _ k: Int, _ side: Int, stride: Int = 1) throws -> Conv2dShape {
             try Conv2dShape(n: 2, c: c, h: side, w: side, k: k, r: 3, s: 3, stride: stride, pad: 1)
         }
-        XCTAssertTrue(ConvAlgorithm.usesWinograd(try shape(16, 16, 32)))
-        XCTAssertTrue(ConvAlgorithm.winogradWins.contains(.init(c: 16, k: 16, side: 32)))
-        XCTAssertFalse(ConvAlgorithm.usesWinograd(try shape(10, 10, 32)))
-        XCTAssertFalse(ConvAlgorithm.usesWinograd(try shape(16, 16, 32, stride: 2)))
+        XCTAssertEqual(
+            ConvAlgorithm.winogradWins, ConvAlgorithm.winogradWins(core: BLASThreads.coreName))
+        XCTAssertTrue(ConvAlgorithm.usesWinograd(try shape(128, 128, 28)))
+        XCTAssertFalse(ConvAlgorithm.usesWinograd(try shape(80, 80, 28)))
+        XCTAssertFalse(ConvAlgorithm.usesWinograd(try shape(128, 128, 28, stride: 2)))
+        let small = ConvAlgorithm.Key(c: 16, k: 16, side: 32)
+        XCTAssertTrue(ConvAlgorithm.winogradWins(core: "Cooperlake").contains(small))
+        XCTAssertFalse(ConvAlgorithm.winogradWins(core: "Haswell").contains(small))
+        XCTAssertEqual(
+            ConvAlgorithm.usesWinograd(try shape(16, 16, 32)),
+            ConvAlgorithm.winogradWins.contains(small))
         ConvAlgorithm.conv3x3 = .im2col
-        XCTAssertFalse(ConvAlgorithm.usesWinograd(try shape(16, 16, 32)))
+        XCTAssertFalse(ConvAlgorithm.usesWinograd(try shape(128, 128, 28)))
     }
 
     /// The eval-mode BatchNorm epilogue on the Winograd path: bitwise the unfused result.
