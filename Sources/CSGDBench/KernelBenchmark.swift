@@ -294,4 +294,97 @@ public enum KernelBenchmark {
             forward: medianOf(fwd), backward: medianOf(bwd), total: medianOf(tot),
             gemms: medianOf(gemm))
     }
+
+    // MARK: - Winograd calibration
+
+    /// The 3×3 stride-1 pad-1 shapes the Winograd table is measured on: ResNet-56 at batch 64
+    /// (full widths and the 5/8-pruned ones) and ResNet-50 at 224, batch 16.
+    public static func winogradCases() -> [ConvCase] {
+        func conv(_ n: Int, _ c: Int, _ k: Int, _ hw: Int) -> ConvCase {
+            ConvCase(
+                name: "conv3x3_\(c)-\(k)_\(hw)x\(hw)_b\(n)",
+                shape: try! Conv2dShape(
+                    n: n, c: c, h: hw, w: hw, k: k, r: 3, s: 3, stride: 1, pad: 1),
+                count: 1, inputGradient: true)
+        }
+        return [
+            conv(64, 16, 16, 32), conv(64, 32, 32, 16), conv(64, 64, 64, 8),
+            conv(64, 10, 10, 32), conv(64, 20, 20, 16), conv(64, 40, 40, 8),
+            conv(16, 64, 64, 56), conv(16, 128, 128, 28), conv(16, 256, 256, 14),
+            conv(16, 512, 512, 7),
+        ]
+    }
+
+    /// CPU seconds of the calling thread while running `body` (with 1 BLAS thread all the work
+    /// is on this thread; unlike wall time it does not count time other processes hold the
+    /// core, which on a shared 2-core machine is most of the noise).
+    static func threadCPUSeconds(_ body: () -> Void) -> Double {
+        var t0 = timespec()
+        var t1 = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0)
+        body()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1)
+        return Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) * 1e-9
+    }
+
+    /// im2col vs Winograd per shape of `winogradCases()`, forward and backward, interleaved
+    /// (each round runs both algorithms back to back, alternating which goes first), timed in
+    /// thread CPU seconds (`threadCPUSeconds`; run it with 1 BLAS thread). Rows
+    /// `winograd_<shape>`: value = im2col time ÷ Winograd time of forward + backward (> 1:
+    /// Winograd wins), with the forward and backward ratios and both times. Restores
+    /// `ConvAlgorithm.conv3x3` afterwards.
+    public static func winogradCalibration(threads: Int, repeats: Int) -> [BenchResult] {
+        BLASThreads.set(threads)
+        let saved = ConvAlgorithm.conv3x3
+        defer { ConvAlgorithm.conv3x3 = saved }
+        var rows: [BenchResult] = []
+        for c in winogradCases() {
+            let g = c.shape
+            let x = filled(g.n * g.c * g.h * g.w, seed: 3)
+            let w = filled(g.k * g.rowLength, seed: 4)
+            let y = FloatBuffer(count: g.n * g.k * g.p * g.q)
+            let dy = filled(y.count, seed: 5)
+            let dx = FloatBuffer(count: x.count)
+            let dw = FloatBuffer(count: w.count)
+            let ws = FloatBuffer(count: g.workspaceCount)
+            // Per algorithm (0 im2col, 1 Winograd): forward and backward times.
+            let algorithms: [Conv3x3Algorithm] = [.im2col, .winograd]
+            var fwd: [[Double]] = [[], []]
+            var bwd: [[Double]] = [[], []]
+            for rep in 0...max(1, repeats) {
+                let order = rep % 2 == 0 ? [0, 1] : [1, 0]
+                for a in order {
+                    ConvAlgorithm.conv3x3 = algorithms[a]
+                    let f = threadCPUSeconds {
+                        conv2dForward(
+                            output: y.pointer, input: x.pointer, weight: w.pointer, bias: nil,
+                            shape: g, workspace: ws.pointer)
+                    }
+                    let b = threadCPUSeconds {
+                        conv2dBackward(
+                            dInput: dx.pointer, dWeight: dw.pointer, dBias: nil,
+                            dOutput: dy.pointer, input: x.pointer, weight: w.pointer, shape: g,
+                            workspace: ws.pointer)
+                    }
+                    if rep == 0 { continue }  // warm-up
+                    fwd[a].append(f)
+                    bwd[a].append(b)
+                }
+            }
+            let i2f = medianOf(fwd[0])
+            let i2b = medianOf(bwd[0])
+            let wf = medianOf(fwd[1])
+            let wb = medianOf(bwd[1])
+            let i2 = i2f + i2b
+            let wt = wf + wb
+            let extra: [String: Double] = [
+                "fwd_speedup": i2f / wf, "bwd_speedup": i2b / wb, "im2col_ms": 1e3 * i2,
+                "winograd_ms": 1e3 * wt, "im2col_gflops": 3 * c.forwardFlops / i2 / 1e9,
+            ]
+            rows.append(
+                BenchResult(
+                    name: "winograd_" + c.name, value: i2 / wt, unit: "×im2col", extra: extra))
+        }
+        return rows
+    }
 }

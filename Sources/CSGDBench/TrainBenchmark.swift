@@ -18,6 +18,9 @@ public enum TrainBenchmark {
     /// What to measure.
     public struct Options: Sendable {
         public var model = "resnet56"
+        /// Square input side; nil = the model's native size (32 for the CIFAR ResNets, 224 for
+        /// the torchvision ones).
+        public var imageSize: Int?
         /// Images per rank per step.
         public var batch = 64
         public var steps = 8
@@ -42,8 +45,12 @@ public enum TrainBenchmark {
         rows.append(
             BenchResult(name: "sgemm_1024", value: sgemmGflops, unit: BenchResult.gflopsUnit))
 
+        let kind = try ResNetKind(name: o.model)
+        let imageSize = o.imageSize ?? nativeImageSize(kind)
+        // The torchvision nets get ImageNet's 1000-way head, as in the PyTorch peer.
+        let classes = nativeImageSize(kind) == 224 ? 1000 : 10
         let arch = try Architecture.standard(
-            model: o.model, inputChannels: 3, imageSize: 32, numClasses: 10)
+            model: o.model, inputChannels: 3, imageSize: imageSize, numClasses: classes)
         let net = try Network(architecture: arch)
         net.initialize(seed: 1)
         let sgd = SGD(store: net.store, config: SGDConfig(RunConfig()))
@@ -54,14 +61,14 @@ public enum TrainBenchmark {
         var rng = Rng(seed: UInt64(7 + comm.rank))
         let input = FloatBuffer(count: o.batch * net.imageCount)
         for i in 0..<input.count { input[i] = rng.nextGaussian() }
-        let labels = (0..<o.batch).map { _ in Int32(rng.nextInt(below: 10)) }
+        let labels = (0..<o.batch).map { _ in Int32(rng.nextInt(below: classes)) }
         let fill: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int32>) -> Void = {
             _, img, lab in
             img.update(from: input.pointer, count: input.count)
             for i in 0..<labels.count { lab[i] = labels[i] }
         }
         func timeSteps(_ centripetal: CentripetalUpdate?) -> (
-            median: Double, split: (Double, Double, Double)
+            median: Double, split: (Double, Double, Double), cpu: Double
         ) {
             for _ in 0..<o.warmup {
                 runner.step(sgd: sgd, centripetal: centripetal, lr: 1e-3, fill: fill)
@@ -69,9 +76,12 @@ public enum TrainBenchmark {
             comm.barrier()
             runner.resetTimers()
             var times: [Double] = []
+            var cpu: [Double] = []
             for _ in 0..<o.steps {
                 let t = monotonicSeconds()
+                let c = processCPUSeconds()
                 runner.step(sgd: sgd, centripetal: centripetal, lr: 1e-3, fill: fill)
+                cpu.append(processCPUSeconds() - c)
                 times.append(monotonicSeconds() - t)
             }
             let s = runner.seconds
@@ -82,14 +92,16 @@ public enum TrainBenchmark {
                 (
                     comm.allreduceMax(s.compute / n), comm.allreduceMax(s.communication / n),
                     comm.allreduceMax(s.update / n)
-                )
+                ),
+                comm.allreduceMax(KernelBenchmark.medianOf(cpu))
             )
         }
         let globalBatch = Double(o.batch * comm.size)
         let flopsPerStep = 3.0 * Double(net.graph.flopsPerImage) * 2 * Double(o.batch)  // per rank
         let sgdStep = timeSteps(nil)
+        let modelTag = try rowModelName(model: o.model, imageSize: imageSize)
         let tag =
-            "\(o.model)_b\(o.batch)x\(comm.size)_\(o.update.rawValue)"
+            "\(modelTag)_b\(o.batch)x\(comm.size)_\(o.update.rawValue)"
             + (o.bnGroupSize > 1 ? "_bngroup\(o.bnGroupSize)" : "")
         let gflops = flopsPerStep / sgdStep.median / 1e9
         rows.append(
@@ -97,12 +109,15 @@ public enum TrainBenchmark {
                 name: "train_step_" + tag, value: globalBatch / sgdStep.median, unit: "img/s",
                 extra: [
                     "step_ms": 1e3 * sgdStep.median, "gflops_per_rank": gflops,
+                    "cpu_step_ms": 1e3 * sgdStep.cpu,
                     "ratio_to_sgemm": gflops / sgemmGflops,
                     "compute_ms": 1e3 * sgdStep.split.0, "comm_ms": 1e3 * sgdStep.split.1,
                     "update_ms": 1e3 * sgdStep.split.2,
                     "comm_fraction": sgdStep.split.1 / sgdStep.median, "ranks": Double(comm.size),
                     "buckets": Double(runner.allreduceBucketCount),
                     "bn_group_size": Double(o.bnGroupSize),
+                    "params": Double(net.graph.parameterCount),
+                    "macs_per_image": Double(net.graph.flopsPerImage),
                 ]))
         guard o.full else {
             rows.append(peakRSS())
@@ -143,11 +158,11 @@ public enum TrainBenchmark {
         let pruned = inference(thin)
         rows.append(
             BenchResult(
-                name: "inference_\(o.model)_b\(o.batch)", value: Double(o.batch) / full,
+                name: "inference_\(modelTag)_b\(o.batch)", value: Double(o.batch) / full,
                 unit: "img/s", extra: ["forward_ms": 1e3 * full]))
         rows.append(
             BenchResult(
-                name: "inference_\(o.model)_pruned58_b\(o.batch)", value: Double(o.batch) / pruned,
+                name: "inference_\(modelTag)_pruned58_b\(o.batch)", value: Double(o.batch) / pruned,
                 unit: "img/s",
                 extra: [
                     "forward_ms": 1e3 * pruned, "speedup": full / pruned,
@@ -156,6 +171,36 @@ public enum TrainBenchmark {
                 ]))
         rows.append(peakRSS())
         return rows
+    }
+
+    /// The image side a model is defined for: 224 for torchvision's ResNets, 32 for CIFAR's.
+    public static func nativeImageSize(_ kind: ResNetKind) -> Int {
+        switch kind {
+        case .cifar: return 32
+        case .imagenet: return 224
+        }
+    }
+
+    /// The model part of row names: a CIFAR ResNet at 32×32 keeps its bare name (`resnet56`,
+    /// the names the docs quote); anything else carries the size (`resnet50_224`), so rows at
+    /// different sizes never share a name. `imageSize` nil = the model's native size.
+    /// - Throws: `CSGDError` for an unknown model name.
+    public static func rowModelName(model: String, imageSize: Int?) throws -> String {
+        let kind = try ResNetKind(name: model)
+        let size = imageSize ?? nativeImageSize(kind)
+        if case .cifar = kind, size == 32 { return kind.name }
+        return "\(kind.name)_\(size)"
+    }
+
+    /// Input sides the bench accepts (the architecture's own bounds).
+    public static let imageSizes = 8...Architecture.Limits.imageSize
+
+    /// CPU seconds used so far by this process, all threads (the step's CPU time, which
+    /// other processes on a shared machine inflate much less than its wall time).
+    static func processCPUSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 
     /// Peak resident set size of this process (VmHWM), in MiB.

@@ -47,6 +47,14 @@ struct BenchKernelsCommand: ParsableCommand {
     @Option(help: "Timed repetitions per row after one warm-up; the median is reported.")
     var repeats = 5
 
+    @Flag(
+        help: """
+            Instead: im2col vs Winograd F(2×2,3×3) fwd+bwd per 3×3 stride-1 shape of ResNet-56 \
+            (full and 5/8-pruned widths, batch 64) and ResNet-50@224 (batch 16); value = \
+            im2col time ÷ Winograd time (the table behind `CSGD_CONV3X3=auto`).
+            """)
+    var winograd = false
+
     @OptionGroup var output: BenchOutputOptions
 
     func validate() throws {
@@ -55,6 +63,17 @@ struct BenchKernelsCommand: ParsableCommand {
     }
 
     func run() throws {
+        if winograd {
+            let rows = KernelBenchmark.winogradCalibration(threads: threads, repeats: repeats)
+            BenchOutput.emit(
+                rows, json: output.json,
+                title: "bench kernels --winograd: threads=\(threads) repeats=\(repeats) (median)",
+                columns: [
+                    ("fwd", "fwd_speedup"), ("bwd", "bwd_speedup"), ("im2col ms", "im2col_ms"),
+                    ("winograd ms", "winograd_ms"), ("im2col GFLOP/s", "im2col_gflops"),
+                ])
+            return
+        }
         let rows = KernelBenchmark.run(threads: threads, repeats: repeats)
         BenchOutput.emit(
             rows, json: output.json,
@@ -178,3 +197,5 @@ enum BenchOutput {
         return String(format: "%.\(digits)f", x)
     }
 }
+
+extension Conv3x3Algorithm: ExpressibleByArgument {}

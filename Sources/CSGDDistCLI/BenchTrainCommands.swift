@@ -17,7 +17,10 @@ struct BenchTrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "ResNet training step img/s (vs sgemm), C-SGD vs SGD step, pruned inference.",
         discussion: """
-            Synthetic 3×32×32 inputs, `--batch` images per rank. Rows: sgemm_1024 (reference \
+            Synthetic 3×S×S inputs (S = `--image-size`, default the model's own: 32 for the \
+            CIFAR ResNets, 224 for resnet18/34/50, which get a 1000-way head like the PyTorch \
+            peer), `--batch` images per rank. Row names carry the size when it is not 32 \
+            (train_step_resnet50_224_b16x1_rank0). Rows: sgemm_1024 (reference \
             rate, same run); train_step_* (img/s over all ranks; GFLOP/s per rank and its ratio \
             to sgemm; compute / communication / update ms and the communication fraction); \
             csgd_step_* (ratio_to_sgd_step = C-SGD step time ÷ plain SGD step time); inference \
@@ -26,8 +29,11 @@ struct BenchTrainCommand: ParsableCommand {
             """)
 
     @Option(help: "Model.") var model = "resnet56"
+    @Option(help: "Square input side (default: 32 for CIFAR ResNets, 224 for resnet18/34/50).")
+    var imageSize: Int?
     @Option(help: "Images per rank per step.") var batch = 64
     @Option(help: "Timed steps (median reported).") var steps = 8
+    @Option(help: "Untimed steps before timing.") var warmup = 2
     @Option(help: "OpenBLAS threads per rank.") var threads = 1
     @Option(help: "Who updates: rank0 (then broadcasts the weights) or replicated.")
     var update = UpdateMode.rank0
@@ -38,6 +44,9 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "BatchNorm statistics pooled over groups of this many ranks (1 = per rank).")
     var bnGroupSize = 1
     @Flag(help: "Only the SGD step (skip C-SGD and inference rows).") var stepOnly = false
+    @Option(
+        help: "3×3 stride-1 convs: im2col, winograd or auto (default: $CSGD_CONV3X3, else auto).")
+    var conv3x3: Conv3x3Algorithm?
     @OptionGroup var output: BenchOutputOptions
 
     func validate() throws {
@@ -45,6 +54,8 @@ struct BenchTrainCommand: ParsableCommand {
             throw ValidationError(
                 "--batch, --steps, --threads and --bn-group-size must be at least 1")
         }
+        if warmup < 0 { throw ValidationError("--warmup must be at least 0 (got \(warmup))") }
+        try validateImageSize(imageSize)
         if !(bucketMb > 0 && bucketMb.isFinite) {
             throw ValidationError("--bucket-mb must be > 0 (got \(bucketMb))")
         }
@@ -52,11 +63,14 @@ struct BenchTrainCommand: ParsableCommand {
 
     func run() throws {
         BLASThreads.set(threads)
+        if let conv3x3 { ConvAlgorithm.conv3x3 = conv3x3 }
         try runJob { comm in
             var o = TrainBenchmark.Options()
             o.model = model
+            o.imageSize = imageSize
             o.batch = batch
             o.steps = steps
+            o.warmup = warmup
             o.update = update
             o.allreduce = allreduce
             o.bucketMb = bucketMb
@@ -66,9 +80,11 @@ struct BenchTrainCommand: ParsableCommand {
             guard comm.isRoot else { return }
             BenchOutput.emit(
                 rows, json: output.json,
-                title: "bench train: \(model) batch \(batch)/rank × \(comm.size) rank(s), "
+                title:
+                    "bench train: \(model)\(imageSize.map { " @\($0)" } ?? "") batch \(batch)/rank × \(comm.size) rank(s), "
                     + "\(threads) thread(s), update \(update.rawValue), allreduce \(allreduce.rawValue), "
                     + (bnGroupSize > 1 ? "BN groups of \(bnGroupSize) ranks, " : "")
+                    + "3×3 convs \(ConvAlgorithm.conv3x3.rawValue), "
                     + "median of \(steps) steps",
                 columns: [
                     ("ms", "step_ms"), ("GFLOP/s", "gflops_per_rank"), ("÷sgemm", "ratio_to_sgemm"),
@@ -96,10 +112,25 @@ struct BenchScalingCommand: ParsableCommand {
             """)
 
     @Option(help: "Model.") var model = "resnet56"
+    @Option(help: "Square input side (default: the model's own, see `bench train`).")
+    var imageSize: Int?
     @Option(help: "Images per rank per step.") var batch = 64
     @Option(help: "Timed steps per job.") var steps = 8
+    @Option(help: "Untimed steps before timing, per job.") var warmup = 2
+    @Option(help: "Batch of the peak-memory job (1 rank).") var memoryBatch = 128
+    @Option(
+        help: "3×3 stride-1 convs: im2col, winograd or auto (default: $CSGD_CONV3X3, else auto).")
+    var conv3x3: Conv3x3Algorithm?
     @Option(help: "mpirun executable.") var mpirun = "mpirun"
     @OptionGroup var output: BenchOutputOptions
+
+    func validate() throws {
+        if batch < 1 || steps < 1 || memoryBatch < 1 {
+            throw ValidationError("--batch, --steps and --memory-batch must be at least 1")
+        }
+        if warmup < 0 { throw ValidationError("--warmup must be at least 0 (got \(warmup))") }
+        try validateImageSize(imageSize)
+    }
 
     func run() throws {
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
@@ -111,8 +142,11 @@ struct BenchScalingCommand: ParsableCommand {
             if getuid() == 0 { args.append("--allow-run-as-root") }
             args += [
                 exe, "bench", "train", "--json", "--model", model, "--batch", "\(b)", "--steps",
-                "\(steps)", "--update", update.rawValue, "--allreduce", allreduce.rawValue,
+                "\(steps)", "--warmup", "\(warmup)", "--update", update.rawValue, "--allreduce",
+                allreduce.rawValue,
             ]
+            if let imageSize { args += ["--image-size", "\(imageSize)"] }
+            if let conv3x3 { args += ["--conv3x3", conv3x3.rawValue] }
             if stepOnly { args.append("--step-only") }
             let text = try runCapturing(mpirun, args)
             var rows: [String: [String: Any]] = [:]
@@ -144,21 +178,22 @@ struct BenchScalingCommand: ParsableCommand {
         }
         let twoRep = try stepRow(
             try job(ranks: 2, update: .replicated, batch: batch, stepOnly: true))
-        let mem = try job(ranks: 1, update: .rank0, batch: 128, stepOnly: true)["peak_rss"]
+        let mem = try job(ranks: 1, update: .rank0, batch: memoryBatch, stepOnly: true)["peak_rss"]
+        let name = try TrainBenchmark.rowModelName(model: model, imageSize: imageSize)
         func d(_ r: [String: Any], _ k: String) -> Double { (r[k] as? Double) ?? .nan }
         let rows = [
             BenchResult(
-                name: "train_\(model)_1rank", value: d(one, "value"), unit: "img/s",
+                name: "train_\(name)_1rank", value: d(one, "value"), unit: "img/s",
                 extra: ["step_ms": d(one, "step_ms")]),
             BenchResult(
-                name: "train_\(model)_2ranks_rank0", value: d(two, "value"), unit: "img/s",
+                name: "train_\(name)_2ranks_rank0", value: d(two, "value"), unit: "img/s",
                 extra: [
                     "step_ms": d(two, "step_ms"),
                     "ratio_to_1rank": d(two, "value") / d(one, "value"),
                     "comm_fraction": d(two, "comm_fraction"), "comm_ms": d(two, "comm_ms"),
                 ]),
             BenchResult(
-                name: "train_\(model)_2ranks_replicated", value: d(twoRep, "value"), unit: "img/s",
+                name: "train_\(name)_2ranks_replicated", value: d(twoRep, "value"), unit: "img/s",
                 extra: [
                     "step_ms": d(twoRep, "step_ms"),
                     "ratio_to_1rank": d(twoRep, "value") / d(one, "value"),
@@ -166,7 +201,7 @@ struct BenchScalingCommand: ParsableCommand {
                     "ratio_to_rank0_step": d(twoRep, "step_ms") / d(two, "step_ms"),
                 ]),
             BenchResult(
-                name: "train_\(model)_2ranks_overlap", value: d(overlapped, "value"),
+                name: "train_\(name)_2ranks_overlap", value: d(overlapped, "value"),
                 unit: "img/s",
                 extra: [
                     "step_ms": d(overlapped, "step_ms"),
@@ -179,16 +214,25 @@ struct BenchScalingCommand: ParsableCommand {
                     "ratio_to_blocking": d(overlapped, "value") / d(blocking, "value"),
                 ]),
             BenchResult(
-                name: "peak_rss_\(model)_b128", value: mem.map { d($0, "value") } ?? .nan,
+                name: "peak_rss_\(name)_b\(memoryBatch)", value: mem.map { d($0, "value") } ?? .nan,
                 unit: "MiB"),
         ]
         BenchOutput.emit(
             rows, json: output.json,
-            title: "bench scaling: \(model), batch \(batch) per rank, 1 BLAS thread per rank",
+            title: "bench scaling: \(name), batch \(batch) per rank, 1 BLAS thread per rank",
             columns: [
                 ("ms", "step_ms"), ("÷1 rank", "ratio_to_1rank"), ("comm", "comm_fraction"),
                 ("÷rank0", "ratio_to_rank0_step"), ("÷blocking", "ratio_to_blocking"),
             ])
+    }
+}
+
+/// `--image-size`, if given, must be a size the architecture accepts (checked again there).
+func validateImageSize(_ size: Int?) throws {
+    let range = TrainBenchmark.imageSizes
+    if let size, !range.contains(size) {
+        throw ValidationError(
+            "--image-size must be in \(range.lowerBound)...\(range.upperBound) (got \(size))")
     }
 }
 

@@ -72,9 +72,13 @@ public struct Conv2dShape: Equatable, Sendable, Codable {
     public var flops: Int { n * k * p * q * rowLength }
 
     /// Floats of scratch the kernels need (columns + a K×(nb·P·Q) staging block, see
-    /// `ConvPlan`). The same value for every call with this shape; callers may share one
-    /// workspace.
-    public var workspaceCount: Int { ConvPlan(self).workspaceCount }
+    /// `ConvPlan`; for shapes the Winograd path can run, also enough for it, whatever
+    /// `ConvAlgorithm.conv3x3` says, so changing the setting never outgrows a workspace).
+    /// The same value for every call with this shape; callers may share one workspace.
+    public var workspaceCount: Int {
+        let im2col = ConvPlan(self).workspaceCount
+        return WinogradPlan.supports(self) ? max(im2col, WinogradPlan(self).workspaceCount) : im2col
+    }
 
     /// Whether im2col row blocks are shifted copies of the input plane (stride 1, Q == W).
     var isSameWidthStride1: Bool { stride == 1 && q == w }
@@ -307,6 +311,12 @@ public func conv2dForward(
     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, shape g: Conv2dShape,
     workspace: UnsafeMutablePointer<Float>?, epilogue: ChannelAffine? = nil
 ) {
+    if ConvAlgorithm.usesWinograd(g) {
+        winogradForward(
+            output: output, input: input, weight: weight, bias: bias, shape: g,
+            workspace: workspace!, epilogue: epilogue)
+        return
+    }
     let plan = ConvPlan(g)
     let tensors = ConvTensors(
         input: input, weight: weight, output: output, workspace: workspace)
@@ -404,6 +414,12 @@ public func conv2dBackward(
                 dBias[kk] += acc
             }
         }
+    }
+    if ConvAlgorithm.usesWinograd(g) {
+        winogradBackward(
+            dInput: dInput, dWeight: dWeight, dOutput: dOutput, input: input, weight: weight,
+            shape: g, workspace: workspace!)
+        return
     }
     let tensors = ConvTensors(
         input: input, weight: weight, dOutput: dOutput, dWeight: dWeight, dInput: dInput,

@@ -2,8 +2,9 @@
 // including that each backward accumulates into its gradient outputs.
 
 import CSGDCore
-import CSGDKernels
 import XCTest
+
+@testable import CSGDKernels
 
 /// Conv geometries shared by the gradient checks and the forward reference tests.
 enum ConvCases {
@@ -58,10 +59,10 @@ enum ConvCases {
         try! Conv2dShape(n: n, c: c, h: h, w: w, k: k, r: r, s: s, stride: stride, pad: pad)
     }
 
-    /// Images per im2col chunk, recovered from the public workspace size
-    /// (`chunk·P·Q·(C·R·S + K)`).
+    /// Images per im2col chunk (the public workspace size no longer tells: for 3×3 stride-1
+    /// shapes it also covers the Winograd path).
     static func chunk(_ g: Conv2dShape) -> Int {
-        g.isPointwise ? g.n : g.workspaceCount / (g.p * g.q * (g.rowLength + g.k))
+        g.isPointwise ? g.n : ConvPlan(g).chunk
     }
 }
 

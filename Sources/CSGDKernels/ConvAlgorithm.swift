@@ -1,0 +1,94 @@
+// Which algorithm a 3×3 stride-1 convolution runs on: im2col + sgemm (Conv2d.swift) or
+// Winograd F(2×2, 3×3) (Winograd.swift). Every other shape always runs im2col.
+//
+// `auto` picks per shape from `ConvAlgorithm.winogradWins`, a table measured with
+// `csgd-dist bench kernels --winograd` (fwd + bwd, 1 thread, this repository's machine, see
+// docs/performance.md). A committed table rather than a first-use measurement: a timing taken
+// inside a training run on a shared machine is as noisy as the bench rows are, would make two
+// ranks of one job pick different algorithms for the same layer (different rounding, so 1 rank
+// vs N ranks would no longer agree bitwise), and would make runs irreproducible. Shapes not
+// in the table run im2col.
+
+import Foundation
+
+/// The algorithm for 3×3 stride-1 convolutions.
+public enum Conv3x3Algorithm: String, CaseIterable, Sendable {
+    /// Always im2col + sgemm.
+    case im2col
+    /// Always Winograd F(2×2, 3×3) where the geometry allows (3×3, stride 1, pad ≤ 2).
+    case winograd
+    /// Winograd for the shapes in `ConvAlgorithm.winogradWins`, im2col otherwise.
+    case auto
+}
+
+/// Process-wide choice of convolution algorithm.
+public enum ConvAlgorithm {
+    /// Set before building networks or starting threads; read on every conv call. The default
+    /// comes from the environment variable `CSGD_CONV3X3` (im2col, winograd or auto), else
+    /// `defaultConv3x3`.
+    nonisolated(unsafe) public static var conv3x3: Conv3x3Algorithm = {
+        if let name = getenvString("CSGD_CONV3X3"), let a = Conv3x3Algorithm(rawValue: name) {
+            return a
+        }
+        return defaultConv3x3
+    }()
+
+    /// The built-in default: the measured table (docs/performance.md, "Winograd F(2×2, 3×3)").
+    public static let defaultConv3x3 = Conv3x3Algorithm.auto
+
+    /// A shape key of the measured table: input channels, filters, input side (square).
+    public struct Key: Hashable, Sendable {
+        public let c: Int, k: Int, side: Int
+        /// A key.
+        public init(c: Int, k: Int, side: Int) {
+            self.c = c
+            self.k = k
+            self.side = side
+        }
+    }
+
+    /// 3×3 stride-1 pad-1 shapes where Winograd's fwd + bwd beat im2col's by more than the
+    /// noise in `bench kernels --winograd` (thread CPU time, 1 thread; docs/performance.md),
+    /// per OpenBLAS core, since im2col's GEMMs are OpenBLAS's: its AVX-512 kernels
+    /// (Cooperlake, SkylakeX) run the 16-channel im2col GEMMs at ~34 GFLOP/s where its AVX2
+    /// (Haswell) kernels reach ~50, so there Winograd loses on ResNet-56's 16 @32×32 (0.87×).
+    /// Left out everywhere as measured no better: 64→64 @8×8 (1.05–1.06, fwd < 1), 512→512
+    /// @7×7 (0.79–0.92) and the 5/8-pruned ResNet-56 widths 10 @32×32 (0.56–0.74), 20 @16×16
+    /// (0.89–0.96), 40 @8×8 (0.94–1.00): with few channels the 16 GEMMs are too thin and the
+    /// transforms dominate. Cores not measured use the AVX2 (Haswell) table.
+    public static func winogradWins(core: String) -> Set<Key> {
+        // ResNet-50 @224: 1.26–1.39, 1.50–1.54, 1.28–1.39 on both cores.
+        let resNet50: Set<Key> = [
+            Key(c: 64, k: 64, side: 56), Key(c: 128, k: 128, side: 28),
+            Key(c: 256, k: 256, side: 14),
+        ]
+        switch core {
+        case "Cooperlake", "SkylakeX":
+            // ResNet-56 16 @32×32: 1.37–1.43, 32 @16×16: 1.17–1.22.
+            return resNet50.union([Key(c: 16, k: 16, side: 32), Key(c: 32, k: 32, side: 16)])
+        default:
+            // Haswell: 16 @32×32 0.87, 32 @16×16 1.06 (noise).
+            return resNet50
+        }
+    }
+
+    /// The table for the OpenBLAS core this process runs.
+    public static let winogradWins = winogradWins(core: BLASThreads.coreName)
+
+    /// Whether `shape` runs on the Winograd path under the current setting.
+    public static func usesWinograd(_ g: Conv2dShape) -> Bool {
+        guard WinogradPlan.supports(g) else { return false }
+        switch conv3x3 {
+        case .im2col: return false
+        case .winograd: return true
+        case .auto:
+            return g.pad == 1 && g.h == g.w
+                && winogradWins.contains(Key(c: g.c, k: g.k, side: g.h))
+        }
+    }
+}
+
+private func getenvString(_ name: String) -> String? {
+    guard let p = getenv(name) else { return nil }
+    return String(cString: p)
+}

@@ -1,0 +1,487 @@
+// Winograd F(2×2, 3×3) for 3×3 stride-1 convolutions: forward, input gradient and weight
+// gradient, with the elementwise stage as 16 OpenBLAS GEMMs (one per point of the 4×4
+// transform) over channels.
+//
+// Forward, per 4×4 input tile d (tiles step by 2, so they overlap by 2) and filter g:
+//   y(2×2) = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A,
+// computed as V[ξ] = (Bᵀ d B)[ξ] laid out (C, T) for T tiles, U[ξ] = (G g Gᵀ)[ξ] as (K, C),
+// M[ξ] = U[ξ]·V[ξ] (16 GEMMs), then y = Aᵀ M A per tile.
+// Backward is the exact adjoint of that computation (not a second Winograd convolution):
+//   Ỹ = A dy Aᵀ per output tile (dy zero beyond P, Q),
+//   dU[ξ] = Ỹ[ξ]·V[ξ]ᵀ  → dW = Gᵀ dU G,      dV[ξ] = U[ξ]ᵀ·Ỹ[ξ] → dx += B dV Bᵀ (tiles
+//   overlap, so their contributions add; entries falling on the padding are dropped).
+// Both gradients share V and Ỹ, and every GEMM is a plain sgemm.
+//
+// Layout: each image plane is first copied into a zero-bordered scratch plane, so the tile
+// loads need no bounds tests and run eight tiles at a time (SIMD8 lanes = eight neighbouring
+// tiles of a tile row; a 16-wide load split into even/odd lanes gives two tile columns).
+//
+// Rounding: the transforms only add, subtract and halve, but they add up larger magnitudes
+// than the direct sum: |Aᵀ|((|G||g||Gᵀ|) ⊙ (|Bᵀ||d||B|))|A| is up to (8/3)² ≈ 7.1 times
+// Σ|g||d| (all magnitudes equal). KernelWinogradTests argues its tolerances from that.
+
+import CSGDCore
+
+/// Tile geometry and workspace layout of the Winograd path for one shape.
+struct WinogradPlan {
+    let shape: Conv2dShape
+    /// Tile rows and columns per image (each tile gives 2×2 outputs).
+    let tilesH: Int, tilesW: Int
+    /// Images per chunk (V, M, dV hold one chunk's tiles).
+    let chunk: Int
+    /// Scratch plane: rows, row length (zero border + room for the last 8-tile load).
+    let planeH: Int, planeW: Int
+
+    /// Whether the shape can run on this path (geometry only; `ConvAlgorithm` decides).
+    static func supports(_ g: Conv2dShape) -> Bool {
+        g.r == 3 && g.s == 3 && g.stride == 1 && g.pad <= 2
+    }
+
+    init(_ g: Conv2dShape) {
+        shape = g
+        tilesH = (g.p + 1) / 2
+        tilesW = (g.q + 1) / 2
+        let blocks = (tilesW + 7) / 8
+        planeH = 2 * tilesH + 2
+        planeW = 16 * blocks + 2
+        // V, Ỹ and dV of a chunk within 2 MiB (about an L2), at least one image.
+        let perImage = 16 * tilesH * tilesW * (2 * g.c + g.k)
+        chunk = max(1, min(g.n, (1 << 19) / max(1, perImage)))
+    }
+
+    var tilesPerImage: Int { tilesH * tilesW }
+    /// Tiles in a full chunk.
+    var chunkTiles: Int { chunk * tilesPerImage }
+    /// Offsets into the workspace, in floats.
+    var uOffset: Int { 0 }
+    var duOffset: Int { 16 * shape.k * shape.c }
+    var vOffset: Int { 32 * shape.k * shape.c }
+    var mOffset: Int { vOffset + 16 * shape.c * chunkTiles }
+    var dvOffset: Int { mOffset + 16 * shape.k * chunkTiles }
+    var planeOffset: Int { dvOffset + 16 * shape.c * chunkTiles }
+    /// Floats of workspace: U, dU, V, M (= Ỹ in backward), dV, one scratch plane.
+    var workspaceCount: Int { planeOffset + planeH * planeW }
+}
+
+// MARK: - transforms
+
+/// U[ξ][k][c] = (G g Gᵀ)[ξ] for every filter g = weight[k, c], G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
+func winogradFilterTransform(
+    _ u: UnsafeMutablePointer<Float>, _ weight: UnsafePointer<Float>, k: Int, c: Int
+) {
+    let kc = k * c
+    for kk in 0..<k {
+        for cc in 0..<c {
+            let g = weight + (kk * c + cc) * 9
+            // t = G g (4×3, as four rows of SIMD4 with lane 3 unused), then U = t Gᵀ (4×4).
+            let g0 = SIMD4(g[0], g[1], g[2], 0)
+            let g1 = SIMD4(g[3], g[4], g[5], 0)
+            let g2 = SIMD4(g[6], g[7], g[8], 0)
+            let t = (g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2)
+            let base = u + kk * c + cc
+            for i in 0..<4 {
+                let ti = i == 0 ? t.0 : i == 1 ? t.1 : i == 2 ? t.2 : t.3
+                let t0 = ti[0], t1 = ti[1], t2 = ti[2]
+                base[(4 * i + 0) * kc] = t0
+                base[(4 * i + 1) * kc] = 0.5 * (t0 + t1 + t2)
+                base[(4 * i + 2) * kc] = 0.5 * (t0 - t1 + t2)
+                base[(4 * i + 3) * kc] = t2
+            }
+        }
+    }
+}
+
+/// dW[k, c] += Gᵀ dU G (the adjoint of the filter transform), dU laid out like U.
+func winogradFilterGradient(
+    _ dWeight: UnsafeMutablePointer<Float>, _ du: UnsafePointer<Float>, k: Int, c: Int
+) {
+    let kc = k * c
+    for kk in 0..<k {
+        for cc in 0..<c {
+            let base = du + kk * c + cc
+            // t = Gᵀ dU (3×4, rows as SIMD4), then dW = t G (3×3).
+            // Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0; 0 ½ ½ 1].
+            func row(_ i: Int) -> SIMD4<Float> {
+                SIMD4(
+                    base[4 * i * kc], base[(4 * i + 1) * kc], base[(4 * i + 2) * kc],
+                    base[(4 * i + 3) * kc])
+            }
+            let a0 = row(0), a1 = row(1), a2 = row(2), a3 = row(3)
+            let t = (a0 + 0.5 * (a1 + a2), 0.5 * (a1 - a2), 0.5 * (a1 + a2) + a3)
+            let g = dWeight + (kk * c + cc) * 9
+            for i in 0..<3 {
+                let ti = i == 0 ? t.0 : i == 1 ? t.1 : t.2
+                let t0 = ti[0], t1 = ti[1], t2 = ti[2], t3 = ti[3]
+                g[3 * i] += t0 + 0.5 * (t1 + t2)
+                g[3 * i + 1] += 0.5 * (t1 - t2)
+                g[3 * i + 2] += 0.5 * (t1 + t2) + t3
+            }
+        }
+    }
+}
+
+/// Lanes t of the even (`odd` false) or odd positions of 16 floats at `p`: p[2t] or p[2t + 1].
+@inline(__always)
+private func load2(_ p: UnsafePointer<Float>) -> (SIMD8<Float>, SIMD8<Float>) {
+    let v = UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+    return (v.evenHalf, v.oddHalf)
+}
+
+/// Stores lanes 0..<n of `v` to `p[0..<n]`.
+@inline(__always)
+private func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
+    if n == 8 {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+    } else {
+        for t in 0..<n { p[t] = v[t] }
+    }
+}
+
+/// Loads `p[0..<n]` into lanes 0..<n (zeros after).
+@inline(__always)
+private func load(_ p: UnsafePointer<Float>, _ n: Int) -> SIMD8<Float> {
+    if n == 8 { return UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+    var v = SIMD8<Float>()
+    for t in 0..<n { v[t] = p[t] }
+    return v
+}
+
+/// 1-D Bᵀ applied to four rows (or columns) of a tile, eight tiles per vector.
+@inline(__always)
+private func bt(
+    _ d0: SIMD8<Float>, _ d1: SIMD8<Float>, _ d2: SIMD8<Float>, _ d3: SIMD8<Float>
+) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+}
+
+/// 1-D B (the adjoint of `bt`).
+@inline(__always)
+private func b(
+    _ v0: SIMD8<Float>, _ v1: SIMD8<Float>, _ v2: SIMD8<Float>, _ v3: SIMD8<Float>
+) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    (v0, v1 - v2 + v3, v1 + v2 - v0, -v3)
+}
+
+typealias Quad = (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
+
+/// Bᵀ across one row of eight tiles starting at `p` (tile t covers p[2t..<2t+4]).
+@inline(__always)
+private func btRow(_ p: UnsafePointer<Float>) -> Quad {
+    let (c0, c1) = load2(p)
+    let (c2, c3) = load2(p + 2)
+    return bt(c0, c1, c2, c3)
+}
+
+/// Stores a transformed column `col` (its rows 0..3 are points 4·row + col) of eight tiles.
+@inline(__always)
+private func storeColumn(
+    _ e: Quad, _ dst: UnsafeMutablePointer<Float>, _ stride: Int, _ col: Int, _ n: Int
+) {
+    store(e.0, dst + col * stride, n)
+    store(e.1, dst + (4 + col) * stride, n)
+    store(e.2, dst + (8 + col) * stride, n)
+    store(e.3, dst + (12 + col) * stride, n)
+}
+
+/// Aᵀ down column `col` of eight tiles of M: the column's two output rows.
+@inline(__always)
+private func atColumn(
+    _ src: UnsafePointer<Float>, _ stride: Int, _ col: Int, _ n: Int
+) -> (SIMD8<Float>, SIMD8<Float>) {
+    let a0 = load(src + col * stride, n)
+    let a1 = load(src + (4 + col) * stride, n)
+    let a2 = load(src + (8 + col) * stride, n)
+    let a3 = load(src + (12 + col) * stride, n)
+    return (a0 + a1 + a2, a1 - a2 - a3)
+}
+
+/// Stores row `r` of Ỹ = (A dy) Aᵀ from the row's two columns of A·dy.
+@inline(__always)
+private func storeRow(
+    _ a: SIMD8<Float>, _ c: SIMD8<Float>, _ dst: UnsafeMutablePointer<Float>, _ stride: Int,
+    _ r: Int, _ n: Int
+) {
+    store(a, dst + 4 * r * stride, n)
+    store(a + c, dst + (4 * r + 1) * stride, n)
+    store(a - c, dst + (4 * r + 2) * stride, n)
+    store(-c, dst + (4 * r + 3) * stride, n)
+}
+
+/// B down column `col` of eight tiles of dV: the column's four rows.
+@inline(__always)
+private func bColumn(
+    _ src: UnsafePointer<Float>, _ stride: Int, _ col: Int, _ n: Int
+) -> Quad {
+    b(
+        load(src + col * stride, n), load(src + (4 + col) * stride, n),
+        load(src + (8 + col) * stride, n), load(src + (12 + col) * stride, n))
+}
+
+/// Adds one row of eight 4-wide tiles (overlapping by 2) into the plane row at `p`.
+@inline(__always)
+private func addRow(_ x: Quad, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
+    for t in 0..<n {
+        p[2 * t] += x.0[t]
+        p[2 * t + 1] += x.1[t]
+        p[2 * t + 2] += x.2[t]
+        p[2 * t + 3] += x.3[t]
+    }
+}
+
+extension WinogradPlan {
+    /// Copies one H×W plane into the scratch plane at offset (pad, pad); the rest stays zero.
+    func fillPlane(_ plane: UnsafeMutablePointer<Float>, from src: UnsafePointer<Float>) {
+        let g = shape
+        for y in 0..<g.h {
+            (plane + (y + g.pad) * planeW + g.pad).update(from: src + y * g.w, count: g.w)
+        }
+    }
+
+    /// V for images n0..<n0+nb: V[ξ][c][t], t = (image − n0)·tilesPerImage + i·tilesW + j.
+    func inputTransform(
+        _ v: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>,
+        _ plane: UnsafeMutablePointer<Float>, n0: Int, nb: Int
+    ) {
+        let g = shape
+        let tiles = nb * tilesPerImage
+        let ct = g.c * tiles
+        plane.update(repeating: 0, count: planeH * planeW)
+        for i in 0..<nb {
+            for c in 0..<g.c {
+                fillPlane(plane, from: input + ((n0 + i) * g.c + c) * g.h * g.w)
+                let vc = v + c * tiles + i * tilesPerImage
+                for ti in 0..<tilesH {
+                    let row = plane + 2 * ti * planeW
+                    var j0 = 0
+                    while j0 < tilesW {
+                        let n = min(8, tilesW - j0)
+                        // Each row: columns 0,1 (even/odd of a 16-load at 2·j0) and 2,3 (the
+                        // same at 2·j0 + 2), Bᵀ across; then Bᵀ down each column.
+                        let p = UnsafePointer(row + 2 * j0)
+                        let h0 = btRow(p)
+                        let h1 = btRow(p + planeW)
+                        let h2 = btRow(p + 2 * planeW)
+                        let h3 = btRow(p + 3 * planeW)
+                        let dst = vc + ti * tilesW + j0
+                        storeColumn(bt(h0.0, h1.0, h2.0, h3.0), dst, ct, 0, n)
+                        storeColumn(bt(h0.1, h1.1, h2.1, h3.1), dst, ct, 1, n)
+                        storeColumn(bt(h0.2, h1.2, h2.2, h3.2), dst, ct, 2, n)
+                        storeColumn(bt(h0.3, h1.3, h2.3, h3.3), dst, ct, 3, n)
+                        j0 += 8
+                    }
+                }
+            }
+        }
+    }
+
+    /// output[n0..<n0+nb] = Aᵀ M A per tile (Aᵀ = [1 1 1 0; 0 1 −1 −1]), cropped to P×Q.
+    func outputTransform(
+        _ output: UnsafeMutablePointer<Float>, _ m: UnsafePointer<Float>, n0: Int, nb: Int
+    ) {
+        let g = shape
+        let tiles = nb * tilesPerImage
+        let kt = g.k * tiles
+        for i in 0..<nb {
+            for k in 0..<g.k {
+                let out = output + ((n0 + i) * g.k + k) * g.p * g.q
+                let mk = m + k * tiles + i * tilesPerImage
+                for ti in 0..<tilesH {
+                    var j0 = 0
+                    while j0 < tilesW {
+                        let n = min(8, tilesW - j0)
+                        let src = mk + ti * tilesW + j0
+                        // Aᵀ down the columns (rows of the tile), then across.
+                        let c0 = atColumn(src, kt, 0, n)
+                        let c1 = atColumn(src, kt, 1, n)
+                        let c2 = atColumn(src, kt, 2, n)
+                        let c3 = atColumn(src, kt, 3, n)
+                        let r0 = (c0.0, c1.0, c2.0, c3.0)
+                        let r1 = (c0.1, c1.1, c2.1, c3.1)
+                        let y00 = r0.0 + r0.1 + r0.2, y01 = r0.1 - r0.2 - r0.3
+                        let y10 = r1.0 + r1.1 + r1.2, y11 = r1.1 - r1.2 - r1.3
+                        let y = 2 * ti
+                        let row0 = out + y * g.q + 2 * j0
+                        let twoRows = y + 1 < g.p
+                        for t in 0..<n {
+                            let x = 2 * (j0 + t)
+                            row0[2 * t] = y00[t]
+                            if twoRows { row0[g.q + 2 * t] = y10[t] }
+                            if x + 1 < g.q {
+                                row0[2 * t + 1] = y01[t]
+                                if twoRows { row0[g.q + 2 * t + 1] = y11[t] }
+                            }
+                        }
+                        j0 += 8
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ỹ[ξ][k][t] = (A dy Aᵀ)[ξ] for images n0..<n0+nb (dy zero beyond P×Q).
+    func outputGradientTransform(
+        _ m: UnsafeMutablePointer<Float>, _ dOutput: UnsafePointer<Float>,
+        _ plane: UnsafeMutablePointer<Float>, n0: Int, nb: Int
+    ) {
+        let g = shape
+        let tiles = nb * tilesPerImage
+        let kt = g.k * tiles
+        plane.update(repeating: 0, count: planeH * planeW)
+        for i in 0..<nb {
+            for k in 0..<g.k {
+                let src = dOutput + ((n0 + i) * g.k + k) * g.p * g.q
+                for y in 0..<g.p { (plane + y * planeW).update(from: src + y * g.q, count: g.q) }
+                let mk = m + k * tiles + i * tilesPerImage
+                for ti in 0..<tilesH {
+                    var j0 = 0
+                    while j0 < tilesW {
+                        let n = min(8, tilesW - j0)
+                        let p0 = UnsafePointer(plane + 2 * ti * planeW + 2 * j0)
+                        let (y00, y01) = load2(p0)
+                        let (y10, y11) = load2(p0 + planeW)
+                        // A = [1 0; 1 1; 1 −1; 0 −1]: rows first, then columns.
+                        let dst = mk + ti * tilesW + j0
+                        storeRow(y00, y01, dst, kt, 0, n)
+                        storeRow(y00 + y10, y01 + y11, dst, kt, 1, n)
+                        storeRow(y00 - y10, y01 - y11, dst, kt, 2, n)
+                        storeRow(-y10, -y11, dst, kt, 3, n)
+                        j0 += 8
+                    }
+                }
+                // Rows P..<planeH and columns Q..< were never written: still zero.
+            }
+        }
+    }
+
+    /// dInput[n0..<n0+nb] += B dV Bᵀ per tile, overlapping tiles summed, padding dropped.
+    func inputGradientTransform(
+        _ dInput: UnsafeMutablePointer<Float>, _ dv: UnsafePointer<Float>,
+        _ plane: UnsafeMutablePointer<Float>, n0: Int, nb: Int
+    ) {
+        let g = shape
+        let tiles = nb * tilesPerImage
+        let ct = g.c * tiles
+        for i in 0..<nb {
+            for c in 0..<g.c {
+                plane.update(repeating: 0, count: planeH * planeW)
+                let vc = dv + c * tiles + i * tilesPerImage
+                for ti in 0..<tilesH {
+                    var j0 = 0
+                    while j0 < tilesW {
+                        let n = min(8, tilesW - j0)
+                        let src = vc + ti * tilesW + j0
+                        // B down each column, then across each row, added into the plane.
+                        let e0 = bColumn(src, ct, 0, n)
+                        let e1 = bColumn(src, ct, 1, n)
+                        let e2 = bColumn(src, ct, 2, n)
+                        let e3 = bColumn(src, ct, 3, n)
+                        let p = plane + 2 * ti * planeW + 2 * j0
+                        addRow(b(e0.0, e1.0, e2.0, e3.0), p, n)
+                        addRow(b(e0.1, e1.1, e2.1, e3.1), p + planeW, n)
+                        addRow(b(e0.2, e1.2, e2.2, e3.2), p + 2 * planeW, n)
+                        addRow(b(e0.3, e1.3, e2.3, e3.3), p + 3 * planeW, n)
+                        j0 += 8
+                    }
+                }
+                let dst = dInput + ((n0 + i) * g.c + c) * g.h * g.w
+                for y in 0..<g.h {
+                    let s = plane + (y + g.pad) * planeW + g.pad
+                    let d = dst + y * g.w
+                    for x in 0..<g.w { d[x] += s[x] }
+                }
+            }
+        }
+    }
+
+    /// Calls `body(n0, nb)` per chunk of images, in batch order.
+    func forEachChunk(_ body: (Int, Int) -> Void) {
+        var n0 = 0
+        while n0 < shape.n {
+            let nb = min(chunk, shape.n - n0)
+            body(n0, nb)
+            n0 += nb
+        }
+    }
+}
+
+// MARK: - forward / backward
+
+/// Winograd forward (`WinogradPlan.supports(shape)` must hold); same contract as
+/// `conv2dForward`, `workspace` at least `WinogradPlan(shape).workspaceCount` floats.
+func winogradForward(
+    output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
+    weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, shape g: Conv2dShape,
+    workspace ws: UnsafeMutablePointer<Float>, epilogue: ChannelAffine?
+) {
+    let plan = WinogradPlan(g)
+    let u = ws + plan.uOffset
+    let v = ws + plan.vOffset
+    let m = ws + plan.mOffset
+    let plane = ws + plan.planeOffset
+    winogradFilterTransform(u, weight, k: g.k, c: g.c)
+    let pq = g.p * g.q
+    plan.forEachChunk { n0, nb in
+        let tiles = nb * plan.tilesPerImage
+        plan.inputTransform(v, input, plane, n0: n0, nb: nb)
+        for xi in 0..<16 {
+            sgemm(
+                transA: false, transB: false, m: g.k, n: tiles, k: g.c, alpha: 1,
+                a: u + xi * g.k * g.c, lda: g.c, b: v + xi * g.c * tiles, ldb: tiles, beta: 0,
+                c: m + xi * g.k * tiles, ldc: tiles)
+        }
+        plan.outputTransform(output, m, n0: n0, nb: nb)
+        if bias == nil && epilogue == nil { return }
+        for i in n0..<(n0 + nb) {
+            for kk in 0..<g.k {
+                let o = output + (i * g.k + kk) * pq
+                if let bias {
+                    let b = bias[kk]
+                    for j in 0..<pq { o[j] += b }
+                }
+                if let e = epilogue {
+                    affine(o, o, pq, e.scale[kk], e.shift[kk], relu: e.relu)
+                }
+            }
+        }
+    }
+}
+
+/// Winograd weight and input gradients (`dInput` nil skips the latter); ACCUMULATES like
+/// `conv2dBackward`. The bias gradient is the caller's.
+func winogradBackward(
+    dInput: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>,
+    dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    shape g: Conv2dShape, workspace ws: UnsafeMutablePointer<Float>
+) {
+    let plan = WinogradPlan(g)
+    let u = ws + plan.uOffset
+    let du = ws + plan.duOffset
+    let v = ws + plan.vOffset
+    let m = ws + plan.mOffset
+    let dv = ws + plan.dvOffset
+    let plane = ws + plan.planeOffset
+    if dInput != nil { winogradFilterTransform(u, weight, k: g.k, c: g.c) }
+    var first = true
+    plan.forEachChunk { n0, nb in
+        let tiles = nb * plan.tilesPerImage
+        plan.inputTransform(v, input, plane, n0: n0, nb: nb)
+        plan.outputGradientTransform(m, dOutput, plane, n0: n0, nb: nb)
+        for xi in 0..<16 {
+            sgemm(
+                transA: false, transB: true, m: g.k, n: g.c, k: tiles, alpha: 1,
+                a: m + xi * g.k * tiles, lda: tiles, b: v + xi * g.c * tiles, ldb: tiles,
+                beta: first ? 0 : 1, c: du + xi * g.k * g.c, ldc: g.c)
+        }
+        first = false
+        if let dInput {
+            for xi in 0..<16 {
+                sgemm(
+                    transA: true, transB: false, m: g.c, n: tiles, k: g.k, alpha: 1,
+                    a: u + xi * g.k * g.c, lda: g.c, b: m + xi * g.k * tiles, ldb: tiles,
+                    beta: 0, c: dv + xi * g.c * tiles, ldc: tiles)
+            }
+            plan.inputGradientTransform(dInput, dv, plane, n0: n0, nb: nb)
+        }
+    }
+    winogradFilterGradient(dWeight, du, k: g.k, c: g.c)
+}
