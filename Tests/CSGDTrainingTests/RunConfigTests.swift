@@ -251,7 +251,10 @@ final class RunConfigTests: XCTestCase {
             ("--epochs=0", ["'epochs' must be at least 1"]),
             ("--lr=0", ["'lr' must be > 0 (got 0.0)"]),
             ("--momentum=1", ["'momentum' must be in [0, 1)"]),
-            ("--model=res net", ["'model' must be a built-in model (resnet20", "(got \"res net\")"]),
+            (
+                "--model=res net",
+                ["'model' must be a built-in model (resnet20", "(got \"res net\")"]
+            ),
             ("--bucket-mb=0", ["'bucket_mb' must be > 0 (got 0.0)"]),
             ("--widen=0", ["'widen' must be at least 1"]),
             ("--milestones=3,2", ["'milestones' must hold strictly increasing"]),
