@@ -203,7 +203,7 @@ let package = Package(
         .testTarget(
             name: "CSGDImportTests",
             dependencies: [
-                "CSGDCore", "CSGDModels", "CSGDRunFiles", "CSGDONNX", "CSGDImport",
+                "CSGDCore", "CSGDData", "CSGDModels", "CSGDRunFiles", "CSGDONNX", "CSGDImport",
                 "CSGDTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],

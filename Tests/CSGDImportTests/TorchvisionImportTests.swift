@@ -4,6 +4,7 @@
 // give PyTorch's logits at 224×224. Needs torch and safetensors (CSGD_PYTHON).
 
 import CSGDCore
+import CSGDData
 import CSGDModels
 import CSGDRunFiles
 import CSGDTestSupport
@@ -69,6 +70,50 @@ final class TorchvisionImportTests: XCTestCase {
             let b = theirs[(i * 1000)..<(i * 1000 + 1000)]
             XCTAssertEqual(a.firstIndex(of: a.max()!), b.firstIndex(of: b.max()!))
         }
+    }
+
+    /// A trained-like ResNet-50 (random weights, per-channel running statistics that differ
+    /// inside every cluster) imported with a new 4-class head at 64×64, then one short C-SGD
+    /// round on the block-internal convs under `mpirun -n 2`. lr·ε = 1 with momentum 0 puts
+    /// every clustered tensor on its cluster mean at each step, so only the running
+    /// statistics stand between the round and an exact prune: the round's end merges them
+    /// (docs/pruning-rules.md), and the run's own check must hold to 1e-4 after 16 steps.
+    func testImportedResNet50CSGDUnderMPIRunPrunesExactly() throws {
+        try CLIRunner.requireMPIRun()
+        let sd = dir + "/sd50.safetensors"
+        try python(["resnet50", sd, ""])
+        let model = dir + "/r50-4.safetensors"
+        _ = try CLIRunner.succeed([
+            "import", "--torchvision", "resnet50", "--weights", sd, "--num-classes", "4",
+            "--image-size", "64", "--output", model,
+        ])
+        let data = dir + "/data"
+        _ = try SyntheticImages.writeImageFolder(
+            root: data + "/train", classes: 4, perClass: 8, width: 80, height: 72, seed: 1)
+        _ = try SyntheticImages.writeImageFolder(
+            root: data + "/val", classes: 4, perClass: 2, width: 80, height: 72, seed: 2)
+        let packed = dir + "/packed"
+        _ = try CLIRunner.succeed(["pack", data, packed, "--shard-size-mb", "1"])
+        let out = dir + "/csgd"
+        let r = try CLIRunner.mpirun(
+            ranks: 2,
+            args: [
+                "csgd", "--from", model, "--dataset", "imagefolder", "--data-dir", packed,
+                "--image-size", "64", "--train-limit", "0", "--test-limit", "0", "--rounds",
+                "internal:0.5", "--epochs", "4", "--batch-size", "8", "--lr", "0.01",
+                "--momentum", "0", "--no-nesterov", "--centripetal-strength", "100",
+                "--vector-strength-factor", "1", "--bias-lr-factor", "1", "--cluster-method",
+                "even", "--prune-tolerance", "1e-4", "--eval-every", "100", "--log-every", "1000",
+                "--out-dir", out,
+            ], timeout: 300)
+        XCTAssertEqual(r.exitCode, 0, r.output)
+        XCTAssertTrue(r.output.contains("running statistics: merged"), r.output)
+        let done = r.output.split(separator: "\n").last { $0.contains("C-SGD done") } ?? ""
+        XCTAssertTrue(done.contains("% cut"), r.output)
+        print("imported resnet50, 2 ranks: \(done)")
+        let w = try Checkpoint.load(path: out + "/pruned.safetensors").network.architecture.widths
+        XCTAssertEqual(w[1], 32, "layer1.0.conv1 is block-internal: 64 → 32")
+        XCTAssertEqual(w[0], 64, "the stem keeps its width")
     }
 
     /// resnet18: `--num-classes` re-initialises fc (deterministically); missing, extra and
