@@ -142,15 +142,9 @@ private struct GraphWriter {
         switch layer {
         case .conv(let l):
             let g = l.shape
-            var inputs = [valueOf[l.input.index], store[l.weight].name]
-            if let b = l.bias { inputs.append(store[b].name) }
-            node(
-                "Conv", l.name, inputs, l.output,
-                [
-                    ints("kernel_shape", [g.r, g.s]), ints("strides", [g.stride, g.stride]),
-                    ints("pads", [g.pad, g.pad, g.pad, g.pad]), ints("dilations", [1, 1]),
-                    int("group", l.groups),
-                ])
+            conv(
+                l.name, l.input, l.output, l.weight, l.bias, kernel: (g.r, g.s), stride: g.stride,
+                pad: g.pad, groups: l.groups)
         case .batchNorm(let l):
             node(
                 "BatchNormalization", l.name,
@@ -176,16 +170,11 @@ private struct GraphWriter {
                     ints("pads", [g.pad, g.pad, g.pad, g.pad]),
                 ])
         case .depthwiseConv(let l):
+            // ONNX has no depthwise op: a Conv with one group per channel.
             let g = l.shape
-            var inputs = [valueOf[l.input.index], store[l.weight].name]
-            if let b = l.bias { inputs.append(store[b].name) }
-            node(
-                "Conv", l.name, inputs, l.output,
-                [
-                    ints("kernel_shape", [g.r, g.s]), ints("strides", [g.stride, g.stride]),
-                    ints("pads", [g.pad, g.pad, g.pad, g.pad]), ints("dilations", [1, 1]),
-                    int("group", g.c),
-                ])
+            conv(
+                l.name, l.input, l.output, l.weight, l.bias, kernel: (g.r, g.s), stride: g.stride,
+                pad: g.pad, groups: g.c)
         case .activation(let l):
             let from = valueOf[l.input.index]
             switch l.kind {
@@ -233,6 +222,22 @@ private struct GraphWriter {
         let value = (last && output == graphIR.logits) ? "logits" : nodeName
         valueOf[output.index] = value
         nodes.append(makeNode(op, nodeName, inputs, value, attributes))
+    }
+
+    /// A Conv node (dense, grouped or depthwise: `groups` says which).
+    private mutating func conv(
+        _ name: String, _ input: TensorID, _ output: TensorID, _ weight: ParameterID,
+        _ bias: ParameterID?, kernel: (Int, Int), stride: Int, pad: Int, groups: Int
+    ) {
+        var inputs = [valueOf[input.index], store[weight].name]
+        if let bias { inputs.append(store[bias].name) }
+        node(
+            "Conv", name, inputs, output,
+            [
+                ints("kernel_shape", [kernel.0, kernel.1]), ints("strides", [stride, stride]),
+                ints("pads", [pad, pad, pad, pad]), ints("dilations", [1, 1]),
+                int("group", groups),
+            ])
     }
 
     /// The name of a scalar initializer holding `value` (created on first use).

@@ -13,14 +13,8 @@ final class ONNXRuntimeTests: XCTestCase {
     var dir = ""
 
     override func setUpWithError() throws {
-        if !FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist") {
-            throw XCTSkip("dataset-fashion-mnist is not installed")
-        }
-        if Python.run(["-c", "import numpy, onnxruntime"]) == nil {
-            throw XCTSkip(
-                "\(Python.executable) cannot import numpy and onnxruntime "
-                    + "(run launch/setup-python.sh, or set CSGD_PYTHON)")
-        }
+        try Requirements.fashionMNISTInstalled()
+        try Requirements.pythonModules(["numpy", "onnxruntime"])
         dir = NSTemporaryDirectory() + "csgd-onnx-\(UUID().uuidString)"
     }
 

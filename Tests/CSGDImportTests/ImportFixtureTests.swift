@@ -19,14 +19,8 @@ final class ImportFixtureTests: XCTestCase {
     static let fashion = ["--mean", "0.2860", "--std", "0.3530"]
 
     override func setUpWithError() throws {
-        if !FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist") {
-            throw XCTSkip("dataset-fashion-mnist is not installed")
-        }
-        if Python.run(["-c", "import numpy, onnxruntime"]) == nil {
-            throw XCTSkip(
-                "\(Python.executable) cannot import numpy and onnxruntime "
-                    + "(run launch/setup-python.sh, or set CSGD_PYTHON)")
-        }
+        try Requirements.fashionMNISTInstalled()
+        try Requirements.pythonModules(["numpy", "onnxruntime"])
         dir = NSTemporaryDirectory() + "csgd-import-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     }
