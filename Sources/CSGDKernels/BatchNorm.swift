@@ -238,37 +238,58 @@ public func batchNormBackward(
 ) {
     let m = Float(n * hw)
     for ch in 0..<c {
-        let mean = saveMean[ch]
-        let invStd = saveInvStd[ch]
-        var sumDy = 0.0
-        var sumDyXhat = 0.0
-        for i in 0..<n {
-            let (s1, s2) = vsumAndCenteredDot(
-                dOutput + (i * c + ch) * hw, input + (i * c + ch) * hw, hw, center: mean)
-            sumDy += Double(s1)
-            sumDyXhat += Double(s2)
-        }
+        let (sumDy, sumDyXhat) = batchNormChannelSums(dOutput, input, saveMean[ch], ch, n, c, hw)
         let sDy = Float(sumDy)
-        let sDyXhat = Float(sumDyXhat) * invStd
+        let sDyXhat = Float(sumDyXhat) * saveInvStd[ch]
         dShift[ch] += sDy
         dScale[ch] += sDyXhat
-        let g = scale[ch] * invStd
-        let meanDy = sDy / m
-        let meanDyXhat = sDyXhat / m
-        for i in 0..<n {
-            let x = input + (i * c + ch) * hw
-            let dy = dOutput + (i * c + ch) * hw
-            let dx = dInput + (i * c + ch) * hw
-            if overwriteInput {
-                for j in 0..<hw {
-                    let xhat = (x[j] - mean) * invStd
-                    dx[j] = g * (dy[j] - meanDy - xhat * meanDyXhat)
-                }
-            } else {
-                for j in 0..<hw {
-                    let xhat = (x[j] - mean) * invStd
-                    dx[j] += g * (dy[j] - meanDy - xhat * meanDyXhat)
-                }
+        batchNormChannelInputGradient(
+            dInput, dOutput, input, scale[ch], saveMean[ch], saveInvStd[ch], sDy, sDyXhat, m,
+            ch, n, c, hw, overwrite: overwriteInput)
+    }
+}
+
+/// Σdy and Σdy·(x − mean) of channel `ch` over the batch, summed per image in Float and
+/// across images in Double (the fused and the group backward share it, so they agree bitwise).
+@inline(__always)
+func batchNormChannelSums(
+    _ dOutput: UnsafePointer<Float>, _ input: UnsafePointer<Float>, _ mean: Float, _ ch: Int,
+    _ n: Int, _ c: Int, _ hw: Int
+) -> (Double, Double) {
+    var sumDy = 0.0
+    var sumDyXhat = 0.0
+    for i in 0..<n {
+        let (s1, s2) = vsumAndCenteredDot(
+            dOutput + (i * c + ch) * hw, input + (i * c + ch) * hw, hw, center: mean)
+        sumDy += Double(s1)
+        sumDyXhat += Double(s2)
+    }
+    return (sumDy, sumDyXhat)
+}
+
+/// `dx = γ·invStd·(dy − Σdy/M − x̂·Σdy·x̂/M)` for channel `ch`, stored or accumulated.
+@inline(__always)
+func batchNormChannelInputGradient(
+    _ dInput: UnsafeMutablePointer<Float>, _ dOutput: UnsafePointer<Float>,
+    _ input: UnsafePointer<Float>, _ scale: Float, _ mean: Float, _ invStd: Float, _ sDy: Float,
+    _ sDyXhat: Float, _ m: Float, _ ch: Int, _ n: Int, _ c: Int, _ hw: Int, overwrite: Bool
+) {
+    let g = scale * invStd
+    let meanDy = sDy / m
+    let meanDyXhat = sDyXhat / m
+    for i in 0..<n {
+        let x = input + (i * c + ch) * hw
+        let dy = dOutput + (i * c + ch) * hw
+        let dx = dInput + (i * c + ch) * hw
+        if overwrite {
+            for j in 0..<hw {
+                let xhat = (x[j] - mean) * invStd
+                dx[j] = g * (dy[j] - meanDy - xhat * meanDyXhat)
+            }
+        } else {
+            for j in 0..<hw {
+                let xhat = (x[j] - mean) * invStd
+                dx[j] += g * (dy[j] - meanDy - xhat * meanDyXhat)
             }
         }
     }
@@ -288,14 +309,7 @@ public func batchNormBackwardSums(
     saveInvStd: UnsafePointer<Float>, n: Int, c: Int, hw: Int
 ) {
     for ch in 0..<c {
-        var sumDy = 0.0
-        var sumDyXhat = 0.0
-        for i in 0..<n {
-            let (s1, s2) = vsumAndCenteredDot(
-                dOutput + (i * c + ch) * hw, input + (i * c + ch) * hw, hw, center: saveMean[ch])
-            sumDy += Double(s1)
-            sumDyXhat += Double(s2)
-        }
+        let (sumDy, sumDyXhat) = batchNormChannelSums(dOutput, input, saveMean[ch], ch, n, c, hw)
         sums[ch] = sumDy
         sums[c + ch] = sumDyXhat
         dShift[ch] += Float(sumDy)
@@ -315,28 +329,8 @@ public func batchNormBackwardInput(
 ) {
     let m = Float(count)
     for ch in 0..<c {
-        let mean = saveMean[ch]
-        let invStd = saveInvStd[ch]
-        let sDy = Float(sums[ch])
-        let sDyXhat = Float(sums[c + ch]) * invStd
-        let g = scale[ch] * invStd
-        let meanDy = sDy / m
-        let meanDyXhat = sDyXhat / m
-        for i in 0..<n {
-            let x = input + (i * c + ch) * hw
-            let dy = dOutput + (i * c + ch) * hw
-            let dx = dInput + (i * c + ch) * hw
-            if overwriteInput {
-                for j in 0..<hw {
-                    let xhat = (x[j] - mean) * invStd
-                    dx[j] = g * (dy[j] - meanDy - xhat * meanDyXhat)
-                }
-            } else {
-                for j in 0..<hw {
-                    let xhat = (x[j] - mean) * invStd
-                    dx[j] += g * (dy[j] - meanDy - xhat * meanDyXhat)
-                }
-            }
-        }
+        batchNormChannelInputGradient(
+            dInput, dOutput, input, scale[ch], saveMean[ch], saveInvStd[ch], Float(sums[ch]),
+            Float(sums[c + ch]) * saveInvStd[ch], m, ch, n, c, hw, overwrite: overwriteInput)
     }
 }
