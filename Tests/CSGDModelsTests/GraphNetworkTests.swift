@@ -103,43 +103,4 @@ extension NetworkGradientTests {
         XCTAssertTrue(unfused.allSatisfy { Float(bitPattern: $0).isFinite })
         XCTAssertEqual(logits(fused: true), unfused)
     }
-
-    /// The gradient-ready ranges tile the block once and are final when reported, and the
-    /// gradient pool stays bounded across steps, on the every-op graph.
-    func testEveryOpGraphReportsFinalRangesAndReusesBuffers() throws {
-        let a = try Self.everyOpArchitecture()
-        let net = try Network(architecture: a)
-        net.initialize(seed: 3)
-        var rng = Rng(seed: 8)
-        let batch = 2
-        let x = FloatBuffer(count: batch * net.imageCount)
-        for i in 0..<x.count { x[i] = rng.nextGaussian() }
-        let labels: [Int32] = [1, 4]
-        let logits = net.forward(images: x.pointer, batch: batch, training: true)
-        let d = FloatBuffer(count: batch * net.numClasses)
-        _ = labels.withUnsafeBufferPointer {
-            softmaxCrossEntropy(
-                dLogits: d.pointer, logits: logits, labels: $0.baseAddress!, n: batch,
-                classes: net.numClasses)
-        }
-        let grads = net.store.grads
-        net.store.zeroGrad()
-        net.backward(dLogits: d.pointer)
-        let plain = grads.array
-        net.store.zeroGrad()
-        var covered = [Int](repeating: 0, count: grads.count)
-        var snapshots: [(Range<Int>, [Float])] = []
-        net.backward(dLogits: d.pointer) { r in
-            for i in r { covered[i] += 1 }
-            snapshots.append(
-                (r, Array(UnsafeBufferPointer(start: grads.pointer + r.lowerBound, count: r.count)))
-            )
-        }
-        XCTAssertEqual(grads.array, plain)
-        XCTAssertTrue(covered.allSatisfy { $0 == 1 }, "ranges do not tile the block")
-        for (r, s) in snapshots { XCTAssertEqual(s, Array(plain[r]), "\(r) changed after report") }
-        let first = net.gradientBufferCount
-        for _ in 0..<3 { _ = lossAndGrad(net, x, labels, batch: batch, grad: true) }
-        XCTAssertEqual(net.gradientBufferCount, first, "backward leaks gradient buffers")
-    }
 }

@@ -102,7 +102,7 @@ final class NetworkGradientTests: XCTestCase {
 
     /// The hook behind the overlapped allreduce: the reported ranges tile the gradient block
     /// exactly once, each is final when reported (nothing later in backward changes it), and
-    /// reporting changes no gradient.
+    /// reporting changes no gradient — for ResNets and for the graph using every op.
     func testBackwardReportsEachFinalGradientRangeOnce() throws {
         var cifar = try Architecture.standard(
             model: "resnet8", inputChannels: 1, imageSize: 8, numClasses: 5)
@@ -110,7 +110,7 @@ final class NetworkGradientTests: XCTestCase {
         var bottleneck = try Architecture.standard(
             model: "resnet50", inputChannels: 3, imageSize: 32, numClasses: 4)
         bottleneck.widths = bottleneck.widths.map { max(4, $0 / 16) }
-        for a in [cifar, bottleneck] {
+        for a in [cifar, bottleneck, try Self.everyOpArchitecture()] {
             let net = try Network(architecture: a)
             net.initialize(seed: 3)
             var rng = Rng(seed: 8)
@@ -170,5 +170,15 @@ final class NetworkGradientTests: XCTestCase {
         XCTAssertLessThanOrEqual(first, 4, "a ResNet needs only a few live gradients")
         for _ in 0..<5 { _ = lossAndGrad(net, x, labels, batch: 2, grad: true) }
         XCTAssertEqual(net.gradientBufferCount, first, "backward leaks gradient buffers")
+        // Concat and a tensor read twice take and return buffers differently: same guarantee.
+        let graphNet = try Network(architecture: Self.everyOpArchitecture())
+        graphNet.initialize(seed: 3)
+        let gx = FloatBuffer(count: 2 * graphNet.imageCount)
+        var rng = Rng(seed: 8)
+        for i in 0..<gx.count { gx[i] = rng.nextGaussian() }
+        _ = lossAndGrad(graphNet, gx, [1, 4], batch: 2, grad: true)
+        let graphFirst = graphNet.gradientBufferCount
+        for _ in 0..<3 { _ = lossAndGrad(graphNet, gx, [1, 4], batch: 2, grad: true) }
+        XCTAssertEqual(graphNet.gradientBufferCount, graphFirst, "backward leaks gradient buffers")
     }
 }
