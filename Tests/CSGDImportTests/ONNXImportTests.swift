@@ -409,4 +409,49 @@ final class ONNXImportTests: XCTestCase {
             _ = try ONNXImport.read(path: path)
         }
     }
+
+    /// The same refusals through the real binary: `csgd-dist import` of a crafted file prints
+    /// one error line naming the file, exits non-zero and leaves no output behind.
+    func testMalformedFilesThroughTheBinaryAreOneLineAndLeaveNothing() throws {
+        let dir = NSTemporaryDirectory() + "csgd-bad-onnx-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cases: [(String, (inout ONNXModelProto) -> Void, String)] = [
+            (
+                "unknown-op", { $0.graph.node[2] = self.node("Sigmoid", "S", ["b"], ["r"]) },
+                "Sigmoid"
+            ),
+            (
+                "missing-initializer",
+                { $0.graph.initializer.removeAll { $0.name == "bn.running_var" } },
+                "'bn.running_var'"
+            ),
+            (
+                "shape-mismatch",
+                {
+                    $0.graph.initializer[0] = self.tensor(
+                        "conv.weight", [4, 3, 3, 3], self.values(108, seed: 1))
+                }, "[4, 2, 3, 3]"
+            ),
+            ("cycle", { $0.graph.node[0].input[0] = "r" }, "cycle"),
+        ]
+        for (name, edit, needle) in cases {
+            var m = baseModel()
+            edit(&m)
+            let path = dir + "/\(name).onnx"
+            try Data(try m.serializedBytes() as [UInt8]).write(to: URL(fileURLWithPath: path))
+            let out = dir + "/\(name).safetensors"
+            let r = try CLIRunner.run(["import", path, "--output", out])
+            XCTAssertNotEqual(r.exitCode, 0, "\(name): \(r.output)")
+            let errors = r.lines(startingWith: "error:")
+            XCTAssertEqual(errors.count, 1, "\(name): \(r.output)")
+            for n in [path, needle] {
+                XCTAssertTrue(errors.first?.contains(n) ?? false, "\(name): \(r.output)")
+            }
+            XCTAssertEqual(
+                try FileManager.default.contentsOfDirectory(atPath: dir).filter {
+                    !$0.hasSuffix(".onnx")
+                }, [], "\(name): something was left behind")
+        }
+    }
 }
