@@ -106,12 +106,14 @@ for r in $(seq "$ROUNDS"); do
             twin r50_224_1thread
         fi
         if has 2ranks; then
-            # No ResNet-50 DDP peer script: our 2 ranks × 8 (global 16) has no PyTorch pair.
             for v in $VARIANTS; do
                 ours "r50_224_2ranks$(suffix "$v")" "${mpi[@]}" "$exe" bench train \
                     --model resnet50 --image-size 224 --batch 8 --steps "$R50_STEPS" --warmup 1 \
                     --step-only --conv3x3 "$v" --json
             done
+            # Our DDP peer (launch/peer/): 2 processes × 1 thread × 8, global batch 16.
+            peer r50_224_2ranks "$TORCH_PY" launch/peer/bench_resnet50_ddp.py 8 "$R50_STEPS" "$PEER"
+            twin r50_224_2ranks
         fi
     fi
 done

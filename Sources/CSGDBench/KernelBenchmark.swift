@@ -130,10 +130,11 @@ public enum KernelBenchmark {
     /// how often each shape occurs in the network (total FLOPs ÷ total time). Every rate row
     /// carries `ratio_to_sgemm` (÷ `sgemm_1024` of this run).
     /// - Parameters:
-    ///   - threads: OpenBLAS threads (set via `BLASThreads.set`; ≤ 0 keeps the default).
+    ///   - threads: OpenBLAS and kernel threads (`BLASThreads`, `KernelThreads`; ≤ 0 keeps the defaults).
     ///   - repeats: timed repetitions per row after one warm-up; the median is reported.
     public static func run(threads: Int, repeats: Int) -> [BenchResult] {
         BLASThreads.set(threads)
+        KernelThreads.set(threads)
         let reps = max(1, repeats)
 
         // The reference rate is measured before and after the conv rows and the faster of the
@@ -335,6 +336,7 @@ public enum KernelBenchmark {
     /// `ConvAlgorithm.conv3x3` afterwards.
     public static func winogradCalibration(threads: Int, repeats: Int) -> [BenchResult] {
         BLASThreads.set(threads)
+        KernelThreads.set(threads)
         let saved = ConvAlgorithm.conv3x3
         defer { ConvAlgorithm.conv3x3 = saved }
         var rows: [BenchResult] = []

@@ -83,9 +83,9 @@ public struct RunConfig: Equatable {
     public var warmupEpochs = 0.0
     /// Seed of every random stream (init, shuffling, augmentation, k-means).
     public var seed: UInt64 = 1
-    /// OpenBLAS threads per rank (0 = leave the OpenBLAS default). 1 by default: only the GEMMs
-    /// are threaded, and a ResNet-20 step at batch 64 measured 301 img/s with 1 thread vs 237
-    /// with 2 on a 2-core machine; scale with ranks (`mpirun -n cores`) instead.
+    /// Threads per rank, for OpenBLAS's GEMMs and for our own kernels (BatchNorm, ReLU, add,
+    /// im2col/col2im, pooling); 0 = leave the OpenBLAS default and run our kernels on one thread.
+    /// 1 by default: ranks scale better than threads (`mpirun -n cores`, docs/performance.md).
     public var threads = 1
 
     // Evaluation, checkpoints, logging.

@@ -107,7 +107,8 @@ extension ConfigKey {
                 .double("warmup_epochs", \.warmupEpochs, .nonNegative, "linear LR warmup"),
                 .uint64("seed", \.seed, "seed of every random stream"),
                 .int(
-                    "threads", \.threads, .atLeast(0), "OpenBLAS threads per rank; 0 = its default"),
+                    "threads", \.threads, .within(0...256),
+                    "threads per rank (OpenBLAS and our kernels); 0 = OpenBLAS's default"),
             ]
         ),
         (

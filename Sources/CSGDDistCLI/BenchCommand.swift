@@ -41,7 +41,7 @@ struct BenchKernelsCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "OpenBLAS threads.")
+    @Option(help: "Threads (OpenBLAS and our kernels).")
     var threads = 1
 
     @Option(help: "Timed repetitions per row after one warm-up; the median is reported.")
@@ -104,7 +104,7 @@ struct BenchLoaderCommand: ParsableCommand {
     @Option(help: "Images per ResNet-50 step.") var stepBatch = 4
     @Option(help: "Timed ResNet-50 steps.") var steps = 4
     @Option(help: "Decode threads feeding the steps.") var stepWorkers = 1
-    @Option(help: "OpenBLAS threads.") var threads = 1
+    @Option(help: "Threads (OpenBLAS and our kernels).") var threads = 1
     @OptionGroup var output: BenchOutputOptions
 
     func validate() throws {
@@ -121,6 +121,7 @@ struct BenchLoaderCommand: ParsableCommand {
 
     func run() throws {
         BLASThreads.set(threads)
+        KernelThreads.set(threads)
         var o = LoaderBenchmark.Options()
         o.images = images
         o.size = size

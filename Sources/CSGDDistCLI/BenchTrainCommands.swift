@@ -34,7 +34,7 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "Images per rank per step.") var batch = 64
     @Option(help: "Timed steps (median reported).") var steps = 8
     @Option(help: "Untimed steps before timing.") var warmup = 2
-    @Option(help: "OpenBLAS threads per rank.") var threads = 1
+    @Option(help: "Threads per rank (OpenBLAS and our kernels).") var threads = 1
     @Option(help: "Who updates: rank0 (then broadcasts the weights) or replicated.")
     var update = UpdateMode.rank0
     @Option(help: "Gradient allreduce: overlap (buckets during backward) or blocking.")
@@ -63,6 +63,7 @@ struct BenchTrainCommand: ParsableCommand {
 
     func run() throws {
         BLASThreads.set(threads)
+        KernelThreads.set(threads)
         if let conv3x3 { ConvAlgorithm.conv3x3 = conv3x3 }
         try runJob { comm in
             var o = TrainBenchmark.Options()

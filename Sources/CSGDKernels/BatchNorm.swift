@@ -2,6 +2,8 @@
 // training uses batch statistics (biased variance to normalise), updates running stats with
 // `momentum` (default 0.1) and the UNBIASED batch variance; eval uses the running stats.
 // Sums are accumulated in Double: a 64×32×32 channel has 65536 terms.
+// Channels are independent, so every pass runs its channels across `KernelThreads`; each
+// channel's arithmetic is the same on any thread, so results are bitwise thread-count-free.
 
 /// Hyper-parameters of a BatchNorm layer.
 public struct BatchNormConfig: Sendable, Equatable {
@@ -32,7 +34,7 @@ public func batchNormForwardTraining(
     config: BatchNormConfig = .init(), relu: Bool = false
 ) {
     let m = n * hw
-    for ch in 0..<c {
+    parallelForEach(c, elementsEach: n * hw) { ch in
         // Pass 1: the mean; pass 2: squared deviations from it (stable two-pass variance).
         var sum = 0.0
         for i in 0..<n { sum += Double(vsum(input + (i * c + ch) * hw, hw)) }
@@ -98,7 +100,7 @@ public func batchNormStatistics(
     stats: UnsafeMutablePointer<Double>, input: UnsafePointer<Float>, n: Int, c: Int, hw: Int
 ) {
     let m = n * hw
-    for ch in 0..<c {
+    parallelForEach(c, elementsEach: n * hw) { ch in
         // Exactly the fused kernel's two passes.
         var sum = 0.0
         for i in 0..<n { sum += Double(vsum(input + (i * c + ch) * hw, hw)) }
@@ -135,7 +137,7 @@ public func batchNormNormalize(
     let total = stats[3 * c]
     precondition(total >= 1 && total <= 9e15, "batchNormNormalize: bad pooled count")
     let m = Int(total)
-    for ch in 0..<c {
+    parallelForEach(c, elementsEach: n * hw) { ch in
         let sum = stats[ch]
         let mean = sum / Double(m)
         let meanF = Float(mean)
@@ -164,7 +166,7 @@ public func batchNormForwardEval(
     scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, n: Int, c: Int, hw: Int,
     config: BatchNormConfig = .init(), relu: Bool = false
 ) {
-    for ch in 0..<c {
+    parallelForEach(c, elementsEach: n * hw) { ch in
         let (a, b) = batchNormEvalCoefficients(
             ch, runningMean: runningMean, runningVar: runningVar, scale: scale, shift: shift,
             config: config)
@@ -207,15 +209,15 @@ func affine(
     _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ count: Int, _ a: Float,
     _ b: Float, relu: Bool
 ) {
-    let va = SIMD8<Float>(repeating: a)
-    let vb = SIMD8<Float>(repeating: b)
-    let zero = SIMD8<Float>()
+    let va = FloatLanes(repeating: a)
+    let vb = FloatLanes(repeating: b)
+    let zero = FloatLanes()
     var j = 0
-    while j + 8 <= count {
-        var v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self) * va + vb
+    while j + FloatLanes.scalarCount <= count {
+        var v = UnsafeRawPointer(x + j).loadUnaligned(as: FloatLanes.self) * va + vb
         if relu { v = v.replacing(with: zero, where: .!(v .> zero)) }
-        UnsafeMutableRawPointer(y + j).storeBytes(of: v, as: SIMD8<Float>.self)
-        j += 8
+        UnsafeMutableRawPointer(y + j).storeBytes(of: v, as: FloatLanes.self)
+        j += FloatLanes.scalarCount
     }
     while j < count {
         let v = x[j] * a + b
@@ -237,7 +239,7 @@ public func batchNormBackward(
     saveInvStd: UnsafePointer<Float>, n: Int, c: Int, hw: Int, overwriteInput: Bool = false
 ) {
     let m = Float(n * hw)
-    for ch in 0..<c {
+    parallelForEach(c, elementsEach: n * hw) { ch in
         let (sumDy, sumDyXhat) = batchNormChannelSums(dOutput, input, saveMean[ch], ch, n, c, hw)
         let sDy = Float(sumDy)
         let sDyXhat = Float(sumDyXhat) * saveInvStd[ch]
@@ -308,7 +310,7 @@ public func batchNormBackwardSums(
     input: UnsafePointer<Float>, saveMean: UnsafePointer<Float>,
     saveInvStd: UnsafePointer<Float>, n: Int, c: Int, hw: Int
 ) {
-    for ch in 0..<c {
+    parallelForEach(c, elementsEach: n * hw) { ch in
         let (sumDy, sumDyXhat) = batchNormChannelSums(dOutput, input, saveMean[ch], ch, n, c, hw)
         sums[ch] = sumDy
         sums[c + ch] = sumDyXhat
@@ -328,7 +330,7 @@ public func batchNormBackwardInput(
     hw: Int, overwriteInput: Bool = false
 ) {
     let m = Float(count)
-    for ch in 0..<c {
+    parallelForEach(c, elementsEach: n * hw) { ch in
         batchNormChannelInputGradient(
             dInput, dOutput, input, scale[ch], saveMean[ch], saveInvStd[ch], Float(sums[ch]),
             Float(sums[c + ch]) * saveInvStd[ch], m, ch, n, c, hw, overwrite: overwriteInput)

@@ -111,7 +111,8 @@ func im2col(
     let pq = g.p * g.q
     let ld = nb * pq
     let hw = g.h * g.w
-    for c in 0..<g.c {
+    // Channel c owns column rows c·R·S..<(c+1)·R·S and input plane c: threads split channels.
+    parallelForEach(g.c, elementsEach: g.r * g.s * ld) { c in
         for r in 0..<g.r {
             // Valid p range: 0 ≤ p·stride − pad + r < H.
             let pLo = min(g.p, max(0, (g.pad - r + g.stride - 1) / g.stride))
@@ -186,7 +187,8 @@ func col2imAccumulate(
     let pq = g.p * g.q
     let ld = nb * pq
     let hw = g.h * g.w
-    for c in 0..<g.c {
+    // Channel c owns column rows c·R·S..<(c+1)·R·S and input plane c: threads split channels.
+    parallelForEach(g.c, elementsEach: g.r * g.s * ld) { c in
         for r in 0..<g.r {
             let pLo = min(g.p, max(0, (g.pad - r + g.stride - 1) / g.stride))
             let pHi = max(pLo, validRowEnd(g, r))
@@ -334,16 +336,15 @@ func convForward(
     // Bias, then the epilogue, on images n0..<n0+nb of the output (just written, still hot).
     func finish(_ n0: Int, _ nb: Int) {
         if bias == nil && epilogue == nil { return }
-        for i in n0..<(n0 + nb) {
-            for kk in 0..<g.k {
-                let o = output + (i * g.k + kk) * pq
-                if let bias {
-                    let b = bias[kk]
-                    for j in 0..<pq { o[j] += b }
-                }
-                if let e = epilogue {
-                    affine(o, o, pq, e.scale[kk], e.shift[kk], relu: e.relu)
-                }
+        parallelForEach(nb * g.k, elementsEach: pq) { ik in
+            let (i, kk) = (n0 + ik / g.k, ik % g.k)
+            let o = output + (i * g.k + kk) * pq
+            if let bias {
+                let b = bias[kk]
+                for j in 0..<pq { o[j] += b }
+            }
+            if let e = epilogue {
+                affine(o, o, pq, e.scale[kk], e.shift[kk], relu: e.relu)
             }
         }
     }
@@ -358,7 +359,7 @@ func convForward(
         if ch.direct { return }
         // (K, nb·PQ) → (nb, K, PQ); without a bias the epilogue IS the copy.
         let staging = tensors.workspace! + plan.stagingOffset
-        for kk in 0..<g.k {
+        parallelForEach(g.k, elementsEach: ch.nb * pq) { kk in
             for i in 0..<ch.nb {
                 let o = output + ((ch.n0 + i) * g.k + kk) * pq
                 let src = staging + kk * ch.nb * pq + i * pq
@@ -406,8 +407,9 @@ public func conv2dBackward(
 ) {
     let pq = g.p * g.q
     if let dBias {
-        for i in 0..<g.n {
-            for kk in 0..<g.k {
+        // Per filter, images in order: the same additions for any thread count.
+        parallelForEach(g.k, elementsEach: g.n * pq) { kk in
+            for i in 0..<g.n {
                 let d = dOutput + (i * g.k + kk) * pq
                 var acc: Float = 0
                 for j in 0..<pq { acc += d[j] }
@@ -440,7 +442,7 @@ func convBackward(_ plan: ConvPlan, _ tensors: ConvTensors) {
         if !ch.direct {
             // (nb, K, PQ) → (K, nb·PQ)
             let staging = tensors.workspace! + plan.stagingOffset
-            for kk in 0..<g.k {
+            parallelForEach(g.k, elementsEach: ch.nb * pq) { kk in
                 for i in 0..<ch.nb {
                     (staging + kk * ch.nb * pq + i * pq).update(
                         from: dOutput + ((ch.n0 + i) * g.k + kk) * pq, count: pq)

@@ -48,7 +48,7 @@ public func maxPoolForward(
 ) {
     let hw = g.h * g.w
     let pq = g.p * g.q
-    for plane in 0..<(g.n * g.c) {
+    parallelForEach(g.n * g.c, elementsEach: hw) { plane in
         let x = input + plane * hw
         let y = output + plane * pq
         let am = argmax + plane * pq
@@ -83,7 +83,7 @@ public func maxPoolBackward(
 ) {
     let hw = g.h * g.w
     let pq = g.p * g.q
-    for plane in 0..<(g.n * g.c) {
+    parallelForEach(g.n * g.c, elementsEach: hw) { plane in
         let dx = dInput + plane * hw
         let dy = dOutput + plane * pq
         let am = argmax + plane * pq
@@ -96,7 +96,7 @@ public func globalAvgPoolForward(
     output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, nc: Int, hw: Int
 ) {
     let inv = 1 / Float(hw)
-    for i in 0..<nc {
+    parallelForEach(nc, elementsEach: hw) { i in
         output[i] = vsum(input + i * hw, hw) * inv
     }
 }
@@ -106,7 +106,7 @@ public func globalAvgPoolBackward(
     dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>, nc: Int, hw: Int
 ) {
     let inv = 1 / Float(hw)
-    for i in 0..<nc {
+    parallelForEach(nc, elementsEach: hw) { i in
         let g = dOutput[i] * inv
         let dx = dInput + i * hw
         for j in 0..<hw { dx[j] += g }

@@ -245,30 +245,28 @@ extension WinogradPlan {
         let g = shape
         let tiles = nb * tilesPerImage
         let ct = g.c * tiles
-        plane.update(repeating: 0, count: planeH * planeW)
-        for i in 0..<nb {
-            for c in 0..<g.c {
-                fillPlane(plane, from: input + ((n0 + i) * g.c + c) * g.h * g.w)
-                let vc = v + c * tiles + i * tilesPerImage
-                for ti in 0..<tilesH {
-                    let row = plane + 2 * ti * planeW
-                    var j0 = 0
-                    while j0 < tilesW {
-                        let n = min(8, tilesW - j0)
-                        // Each row: columns 0,1 (even/odd of a 16-load at 2·j0) and 2,3 (the
-                        // same at 2·j0 + 2), Bᵀ across; then Bᵀ down each column.
-                        let p = UnsafePointer(row + 2 * j0)
-                        let h0 = btRow(p)
-                        let h1 = btRow(p + planeW)
-                        let h2 = btRow(p + 2 * planeW)
-                        let h3 = btRow(p + 3 * planeW)
-                        let dst = vc + ti * tilesW + j0
-                        storeColumn(bt(h0.0, h1.0, h2.0, h3.0), dst, ct, 0, n)
-                        storeColumn(bt(h0.1, h1.1, h2.1, h3.1), dst, ct, 1, n)
-                        storeColumn(bt(h0.2, h1.2, h2.2, h3.2), dst, ct, 2, n)
-                        storeColumn(bt(h0.3, h1.3, h2.3, h3.3), dst, ct, 3, n)
-                        j0 += 8
-                    }
+        forEachPlane(nb * g.c, scratch: plane) { ic, plane in
+            let (i, c) = (ic / g.c, ic % g.c)
+            fillPlane(plane, from: input + ((n0 + i) * g.c + c) * g.h * g.w)
+            let vc = v + c * tiles + i * tilesPerImage
+            for ti in 0..<tilesH {
+                let row = plane + 2 * ti * planeW
+                var j0 = 0
+                while j0 < tilesW {
+                    let n = min(8, tilesW - j0)
+                    // Each row: columns 0,1 (even/odd of a 16-load at 2·j0) and 2,3 (the
+                    // same at 2·j0 + 2), Bᵀ across; then Bᵀ down each column.
+                    let p = UnsafePointer(row + 2 * j0)
+                    let h0 = btRow(p)
+                    let h1 = btRow(p + planeW)
+                    let h2 = btRow(p + 2 * planeW)
+                    let h3 = btRow(p + 3 * planeW)
+                    let dst = vc + ti * tilesW + j0
+                    storeColumn(bt(h0.0, h1.0, h2.0, h3.0), dst, ct, 0, n)
+                    storeColumn(bt(h0.1, h1.1, h2.1, h3.1), dst, ct, 1, n)
+                    storeColumn(bt(h0.2, h1.2, h2.2, h3.2), dst, ct, 2, n)
+                    storeColumn(bt(h0.3, h1.3, h2.3, h3.3), dst, ct, 3, n)
+                    j0 += 8
                 }
             }
         }
@@ -281,38 +279,37 @@ extension WinogradPlan {
         let g = shape
         let tiles = nb * tilesPerImage
         let kt = g.k * tiles
-        for i in 0..<nb {
-            for k in 0..<g.k {
-                let out = output + ((n0 + i) * g.k + k) * g.p * g.q
-                let mk = m + k * tiles + i * tilesPerImage
-                for ti in 0..<tilesH {
-                    var j0 = 0
-                    while j0 < tilesW {
-                        let n = min(8, tilesW - j0)
-                        let src = mk + ti * tilesW + j0
-                        // Aᵀ down the columns (rows of the tile), then across.
-                        let c0 = atColumn(src, kt, 0, n)
-                        let c1 = atColumn(src, kt, 1, n)
-                        let c2 = atColumn(src, kt, 2, n)
-                        let c3 = atColumn(src, kt, 3, n)
-                        let r0 = (c0.0, c1.0, c2.0, c3.0)
-                        let r1 = (c0.1, c1.1, c2.1, c3.1)
-                        let y00 = r0.0 + r0.1 + r0.2, y01 = r0.1 - r0.2 - r0.3
-                        let y10 = r1.0 + r1.1 + r1.2, y11 = r1.1 - r1.2 - r1.3
-                        let y = 2 * ti
-                        let row0 = out + y * g.q + 2 * j0
-                        let twoRows = y + 1 < g.p
-                        for t in 0..<n {
-                            let x = 2 * (j0 + t)
-                            row0[2 * t] = y00[t]
-                            if twoRows { row0[g.q + 2 * t] = y10[t] }
-                            if x + 1 < g.q {
-                                row0[2 * t + 1] = y01[t]
-                                if twoRows { row0[g.q + 2 * t + 1] = y11[t] }
-                            }
+        parallelForEach(nb * g.k, elementsEach: 16 * tilesPerImage) { ik in
+            let (i, k) = (ik / g.k, ik % g.k)
+            let out = output + ((n0 + i) * g.k + k) * g.p * g.q
+            let mk = m + k * tiles + i * tilesPerImage
+            for ti in 0..<tilesH {
+                var j0 = 0
+                while j0 < tilesW {
+                    let n = min(8, tilesW - j0)
+                    let src = mk + ti * tilesW + j0
+                    // Aᵀ down the columns (rows of the tile), then across.
+                    let c0 = atColumn(src, kt, 0, n)
+                    let c1 = atColumn(src, kt, 1, n)
+                    let c2 = atColumn(src, kt, 2, n)
+                    let c3 = atColumn(src, kt, 3, n)
+                    let r0 = (c0.0, c1.0, c2.0, c3.0)
+                    let r1 = (c0.1, c1.1, c2.1, c3.1)
+                    let y00 = r0.0 + r0.1 + r0.2, y01 = r0.1 - r0.2 - r0.3
+                    let y10 = r1.0 + r1.1 + r1.2, y11 = r1.1 - r1.2 - r1.3
+                    let y = 2 * ti
+                    let row0 = out + y * g.q + 2 * j0
+                    let twoRows = y + 1 < g.p
+                    for t in 0..<n {
+                        let x = 2 * (j0 + t)
+                        row0[2 * t] = y00[t]
+                        if twoRows { row0[g.q + 2 * t] = y10[t] }
+                        if x + 1 < g.q {
+                            row0[2 * t + 1] = y01[t]
+                            if twoRows { row0[g.q + 2 * t + 1] = y11[t] }
                         }
-                        j0 += 8
                     }
+                    j0 += 8
                 }
             }
         }
@@ -326,30 +323,28 @@ extension WinogradPlan {
         let g = shape
         let tiles = nb * tilesPerImage
         let kt = g.k * tiles
-        plane.update(repeating: 0, count: planeH * planeW)
-        for i in 0..<nb {
-            for k in 0..<g.k {
-                let src = dOutput + ((n0 + i) * g.k + k) * g.p * g.q
-                for y in 0..<g.p { (plane + y * planeW).update(from: src + y * g.q, count: g.q) }
-                let mk = m + k * tiles + i * tilesPerImage
-                for ti in 0..<tilesH {
-                    var j0 = 0
-                    while j0 < tilesW {
-                        let n = min(8, tilesW - j0)
-                        let p0 = UnsafePointer(plane + 2 * ti * planeW + 2 * j0)
-                        let (y00, y01) = load2(p0)
-                        let (y10, y11) = load2(p0 + planeW)
-                        // A = [1 0; 1 1; 1 −1; 0 −1]: rows first, then columns.
-                        let dst = mk + ti * tilesW + j0
-                        storeRow(y00, y01, dst, kt, 0, n)
-                        storeRow(y00 + y10, y01 + y11, dst, kt, 1, n)
-                        storeRow(y00 - y10, y01 - y11, dst, kt, 2, n)
-                        storeRow(-y10, -y11, dst, kt, 3, n)
-                        j0 += 8
-                    }
+        forEachPlane(nb * g.k, scratch: plane) { ik, plane in
+            let (i, k) = (ik / g.k, ik % g.k)
+            let src = dOutput + ((n0 + i) * g.k + k) * g.p * g.q
+            for y in 0..<g.p { (plane + y * planeW).update(from: src + y * g.q, count: g.q) }
+            let mk = m + k * tiles + i * tilesPerImage
+            for ti in 0..<tilesH {
+                var j0 = 0
+                while j0 < tilesW {
+                    let n = min(8, tilesW - j0)
+                    let p0 = UnsafePointer(plane + 2 * ti * planeW + 2 * j0)
+                    let (y00, y01) = load2(p0)
+                    let (y10, y11) = load2(p0 + planeW)
+                    // A = [1 0; 1 1; 1 −1; 0 −1]: rows first, then columns.
+                    let dst = mk + ti * tilesW + j0
+                    storeRow(y00, y01, dst, kt, 0, n)
+                    storeRow(y00 + y10, y01 + y11, dst, kt, 1, n)
+                    storeRow(y00 - y10, y01 - y11, dst, kt, 2, n)
+                    storeRow(-y10, -y11, dst, kt, 3, n)
+                    j0 += 8
                 }
-                // Rows P..<planeH and columns Q..< were never written: still zero.
             }
+            // Rows P..<planeH and columns Q..< were never written: still zero.
         }
     }
 
@@ -361,35 +356,56 @@ extension WinogradPlan {
         let g = shape
         let tiles = nb * tilesPerImage
         let ct = g.c * tiles
-        for i in 0..<nb {
-            for c in 0..<g.c {
-                plane.update(repeating: 0, count: planeH * planeW)
-                let vc = dv + c * tiles + i * tilesPerImage
-                for ti in 0..<tilesH {
-                    var j0 = 0
-                    while j0 < tilesW {
-                        let n = min(8, tilesW - j0)
-                        let src = vc + ti * tilesW + j0
-                        // B down each column, then across each row, added into the plane.
-                        let e0 = bColumn(src, ct, 0, n)
-                        let e1 = bColumn(src, ct, 1, n)
-                        let e2 = bColumn(src, ct, 2, n)
-                        let e3 = bColumn(src, ct, 3, n)
-                        let p = plane + 2 * ti * planeW + 2 * j0
-                        addRow(b(e0.0, e1.0, e2.0, e3.0), p, n)
-                        addRow(b(e0.1, e1.1, e2.1, e3.1), p + planeW, n)
-                        addRow(b(e0.2, e1.2, e2.2, e3.2), p + 2 * planeW, n)
-                        addRow(b(e0.3, e1.3, e2.3, e3.3), p + 3 * planeW, n)
-                        j0 += 8
-                    }
-                }
-                let dst = dInput + ((n0 + i) * g.c + c) * g.h * g.w
-                for y in 0..<g.h {
-                    let s = plane + (y + g.pad) * planeW + g.pad
-                    let d = dst + y * g.w
-                    for x in 0..<g.w { d[x] += s[x] }
+        forEachPlane(nb * g.c, scratch: plane) { ic, plane in
+            let (i, c) = (ic / g.c, ic % g.c)
+            plane.update(repeating: 0, count: planeH * planeW)
+            let vc = dv + c * tiles + i * tilesPerImage
+            for ti in 0..<tilesH {
+                var j0 = 0
+                while j0 < tilesW {
+                    let n = min(8, tilesW - j0)
+                    let src = vc + ti * tilesW + j0
+                    // B down each column, then across each row, added into the plane.
+                    let e0 = bColumn(src, ct, 0, n)
+                    let e1 = bColumn(src, ct, 1, n)
+                    let e2 = bColumn(src, ct, 2, n)
+                    let e3 = bColumn(src, ct, 3, n)
+                    let p = plane + 2 * ti * planeW + 2 * j0
+                    addRow(b(e0.0, e1.0, e2.0, e3.0), p, n)
+                    addRow(b(e0.1, e1.1, e2.1, e3.1), p + planeW, n)
+                    addRow(b(e0.2, e1.2, e2.2, e3.2), p + 2 * planeW, n)
+                    addRow(b(e0.3, e1.3, e2.3, e3.3), p + 3 * planeW, n)
+                    j0 += 8
                 }
             }
+            let dst = dInput + ((n0 + i) * g.c + c) * g.h * g.w
+            for y in 0..<g.h {
+                let s = plane + (y + g.pad) * planeW + g.pad
+                let d = dst + y * g.w
+                for x in 0..<g.w { d[x] += s[x] }
+            }
+        }
+    }
+
+    /// Runs `body(index, plane)` for every (image, channel) plane index `0..<count`, split
+    /// across `KernelThreads`; each range of indices gets its own zeroed scratch plane (the
+    /// workspace's `scratch` for one of them, a fresh allocation for the others), so the planes'
+    /// arithmetic, and so the result, is the same for any thread count.
+    func forEachPlane(
+        _ count: Int, scratch: UnsafeMutablePointer<Float>,
+        _ body: (Int, UnsafeMutablePointer<Float>) -> Void
+    ) {
+        let size = planeH * planeW
+        parallelRanges(count, grain: max(1, elementwiseGrain / (16 * tilesPerImage))) { r in
+            if r.lowerBound == 0 {
+                scratch.update(repeating: 0, count: size)
+                for index in r { body(index, scratch) }
+                return
+            }
+            let own = UnsafeMutablePointer<Float>.allocate(capacity: size)
+            defer { own.deallocate() }
+            own.initialize(repeating: 0, count: size)
+            for index in r { body(index, own) }
         }
     }
 
@@ -431,16 +447,15 @@ func winogradForward(
         }
         plan.outputTransform(output, m, n0: n0, nb: nb)
         if bias == nil && epilogue == nil { return }
-        for i in n0..<(n0 + nb) {
-            for kk in 0..<g.k {
-                let o = output + (i * g.k + kk) * pq
-                if let bias {
-                    let b = bias[kk]
-                    for j in 0..<pq { o[j] += b }
-                }
-                if let e = epilogue {
-                    affine(o, o, pq, e.scale[kk], e.shift[kk], relu: e.relu)
-                }
+        parallelForEach(nb * g.k, elementsEach: pq) { ik in
+            let (i, kk) = (n0 + ik / g.k, ik % g.k)
+            let o = output + (i * g.k + kk) * pq
+            if let bias {
+                let b = bias[kk]
+                for j in 0..<pq { o[j] += b }
+            }
+            if let e = epilogue {
+                affine(o, o, pq, e.scale[kk], e.shift[kk], relu: e.relu)
             }
         }
     }

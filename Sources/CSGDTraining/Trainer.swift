@@ -70,6 +70,7 @@ public final class Trainer {
             stepsPath: config.outDir + "/steps.jsonl", tensorBoardDir: config.outDir + "/tb")
         checkpointPath = RunStart.checkpointPath(config)
         BLASThreads.set(config.threads)
+        KernelThreads.set(config.threads)
     }
 
     // MARK: - training
