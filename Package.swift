@@ -204,7 +204,7 @@ let package = Package(
             name: "CSGDImportTests",
             dependencies: [
                 "CSGDCore", "CSGDData", "CSGDModels", "CSGDRunFiles", "CSGDONNX", "CSGDImport",
-                "CSGDTestSupport",
+                "CSGDCentripetal", "CSGDDistributed", "CSGDTraining", "CSGDTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             exclude: ["Fixtures"]),

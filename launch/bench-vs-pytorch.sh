@@ -19,7 +19,7 @@ MODELS="${MODELS:-resnet56 resnet50}"
 VARIANTS="${VARIANTS:-im2col auto}"
 SETTINGS="${SETTINGS:-1thread 2threads 2ranks}"
 has() { [[ " $SETTINGS " == *" $1 "* ]]; }
-exe=.build/release/csgd-dist
+exe="${CSGD_EXE:-.build/release/csgd-dist}"  # CSGD_EXE: another build, e.g. an A/B copy
 root=()
 [ "$(id -u)" -eq 0 ] && root=(--allow-run-as-root)
 mpi=(mpirun "${root[@]}" -n 2 --bind-to core -x OPENBLAS_NUM_THREADS=1 --mca btl self,vader)
