@@ -335,18 +335,7 @@ func convForward(
     let output = tensors.output!
     // Bias, then the epilogue, on images n0..<n0+nb of the output (just written, still hot).
     func finish(_ n0: Int, _ nb: Int) {
-        if bias == nil && epilogue == nil { return }
-        parallelForEach(nb * g.k, elementsEach: pq) { ik in
-            let (i, kk) = (n0 + ik / g.k, ik % g.k)
-            let o = output + (i * g.k + kk) * pq
-            if let bias {
-                let b = bias[kk]
-                for j in 0..<pq { o[j] += b }
-            }
-            if let e = epilogue {
-                affine(o, o, pq, e.scale[kk], e.shift[kk], relu: e.relu)
-            }
-        }
+        addBiasAndEpilogue(output, bias: bias, epilogue: epilogue, n0: n0, nb: nb, k: g.k, pq: pq)
     }
     plan.forEachChunk { ch in
         if !g.isPointwise {
@@ -371,6 +360,26 @@ func convForward(
             }
         }
         if bias != nil { finish(ch.n0, ch.nb) }
+    }
+}
+
+/// Adds `bias[k]` to, then applies `epilogue` to, every output plane of images `n0..<n0+nb`
+/// (`output` is `[N, K, P·Q]`), one (image, filter) plane per item across `KernelThreads`.
+func addBiasAndEpilogue(
+    _ output: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?,
+    epilogue: ChannelAffine?, n0: Int, nb: Int, k: Int, pq: Int
+) {
+    if bias == nil && epilogue == nil { return }
+    parallelForEach(nb * k, elementsEach: pq) { ik in
+        let (i, kk) = (n0 + ik / k, ik % k)
+        let o = output + (i * k + kk) * pq
+        if let bias {
+            let b = bias[kk]
+            for j in 0..<pq { o[j] += b }
+        }
+        if let e = epilogue {
+            affine(o, o, pq, e.scale[kk], e.shift[kk], relu: e.relu)
+        }
     }
 }
 

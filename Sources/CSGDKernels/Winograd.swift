@@ -446,18 +446,7 @@ func winogradForward(
                 c: m + xi * g.k * tiles, ldc: tiles)
         }
         plan.outputTransform(output, m, n0: n0, nb: nb)
-        if bias == nil && epilogue == nil { return }
-        parallelForEach(nb * g.k, elementsEach: pq) { ik in
-            let (i, kk) = (n0 + ik / g.k, ik % g.k)
-            let o = output + (i * g.k + kk) * pq
-            if let bias {
-                let b = bias[kk]
-                for j in 0..<pq { o[j] += b }
-            }
-            if let e = epilogue {
-                affine(o, o, pq, e.scale[kk], e.shift[kk], relu: e.relu)
-            }
-        }
+        addBiasAndEpilogue(output, bias: bias, epilogue: epilogue, n0: n0, nb: nb, k: g.k, pq: pq)
     }
 }
 

@@ -40,6 +40,24 @@ public struct SampleBatches: Sendable {
 
     /// Wraps batches.
     public init(batches: [Batch]) { self.batches = batches }
+
+    /// Synthetic batches for checks without a dataset: standard-normal images in the input
+    /// shape of `architecture`, uniform labels below its class count, a pure function of `seed`.
+    public static func gaussian(
+        for architecture: Architecture, batches: Int, batch: Int, seed: UInt64
+    ) -> SampleBatches {
+        var rng = Rng(seed: seed)
+        let floats = architecture.inputChannels * architecture.imageSize * architecture.imageSize
+        return SampleBatches(
+            batches: (0..<batches).map { _ in
+                Batch(
+                    images: (0..<(batch * floats)).map { _ in rng.nextGaussian() },
+                    labels: (0..<batch).map { _ in
+                        Int32(rng.nextInt(below: architecture.numClasses))
+                    },
+                    count: batch)
+            })
+    }
 }
 
 /// Sensitivity, allocation and recalibration.

@@ -5,7 +5,6 @@
 // and the fixed spaces must keep their width.
 
 import CSGDCentripetal
-import CSGDCore
 import CSGDDistributed
 import CSGDImport
 import CSGDModels
@@ -13,19 +12,6 @@ import CSGDTraining
 import XCTest
 
 final class ImportedBudgetTests: XCTestCase {
-    /// Random images with labels 0..<classes, in the model's input shape.
-    func samples(_ a: Architecture, batches: Int, batch: Int, seed: UInt64) -> SampleBatches {
-        var rng = Rng(seed: seed)
-        let floats = a.inputChannels * a.imageSize * a.imageSize
-        return SampleBatches(
-            batches: (0..<batches).map { _ in
-                SampleBatches.Batch(
-                    images: (0..<(batch * floats)).map { _ in rng.nextGaussian() },
-                    labels: (0..<batch).map { _ in Int32(rng.nextInt(below: a.numClasses)) },
-                    count: batch)
-            })
-    }
-
     func testBudgetIsMetWithinOnePercentOnImportedGraphs() throws {
         let cases: [(String, BudgetMetric, String)] = [
             ("mobilenet-bn", .flops, "0.6"), ("mobilenet-bn", .params, "0.7"),
@@ -40,7 +26,8 @@ final class ImportedBudgetTests: XCTestCase {
             let bounds = try LayerControls().bounds(t, model: a.model)
             let table = try Sensitivity.measure(
                 comm: LocalCommunicator(), net: net, topology: t,
-                samples: samples(a, batches: 1, batch: 8, seed: 3), bounds: bounds, steps: 4,
+                samples: SampleBatches.gaussian(for: a, batches: 1, batch: 8, seed: 3),
+                bounds: bounds, steps: 4,
                 method: .kmeans, seed: 5)
             let target = try BudgetTarget(parsing: text, metric: metric, key: "target")
             let alloc = try BudgetAllocator.allocate(

@@ -25,19 +25,6 @@ final class BudgetTests: XCTestCase {
         return net
     }
 
-    /// Random images with labels 0..<classes.
-    func samples(_ a: Architecture, batches: Int, batch: Int, seed: UInt64) -> SampleBatches {
-        var rng = Rng(seed: seed)
-        let floats = a.inputChannels * a.imageSize * a.imageSize
-        return SampleBatches(
-            batches: (0..<batches).map { _ in
-                SampleBatches.Batch(
-                    images: (0..<(batch * floats)).map { _ in rng.nextGaussian() },
-                    labels: (0..<batch).map { _ in Int32(rng.nextInt(below: a.numClasses)) },
-                    count: batch)
-            })
-    }
-
     /// A deterministic stand-in for a measured table: convex in the width cut, scaled per
     /// group, so groups differ in how much they resist.
     func syntheticTable(_ a: Architecture, _ t: Topology, steps: Int) -> SensitivityTable {
@@ -190,7 +177,7 @@ final class BudgetTests: XCTestCase {
         let a = try arch("resnet20", channels: 1, size: 16)
         let net = try randomNet(a, seed: 11)
         let t = try Topology(graph: net.graph)
-        let s = samples(a, batches: 2, batch: 4, seed: 2)
+        let s = SampleBatches.gaussian(for: a, batches: 2, batch: 4, seed: 2)
         let controls = LayerControls(exclude: ["layer2.1.conv1", "conv1"], minWidth: 3)
         let bounds = try controls.bounds(t, model: a.model)
         func run() throws -> (SensitivityTable, Allocation) {
@@ -284,7 +271,7 @@ final class BudgetTests: XCTestCase {
     func testRecalibrationReplacesRunningStatisticsWithTheBatchAverage() throws {
         let a = try arch("resnet20", channels: 1, size: 16)
         let net = try randomNet(a, seed: 4)
-        let s = samples(a, batches: 3, batch: 4, seed: 9)
+        let s = SampleBatches.gaussian(for: a, batches: 3, batch: 4, seed: 9)
         Sensitivity.recalibrateBatchNorm(net, s)
         let once = Array(net.store.buffers.buffer)
         // Whatever the statistics were before, the result is the same: the first batch's
