@@ -58,7 +58,15 @@ step1 fmnist-r20-narrow "$OUT/fmnist-r20-narrow/model.safetensors" \
     train --config "$widen_cfg" --widen 1 --out-dir "$OUT/fmnist-r20-narrow"
 step1 fmnist-r20-widen "$OUT/fmnist-r20-widen/pruned.safetensors" \
     csgd --config "$widen_cfg" --out-dir "$OUT/fmnist-r20-widen"
+# Issue 18: the gentle schedule, uniform 5/8 and a FLOPs budget equal to uniform 5/8's.
+gentle_cfg=cluster-configs/fashion-mnist-resnet20-csgd-gentle.yaml
+step1 fmnist-r20-csgd-gentle "$OUT/fmnist-r20-csgd-gentle/pruned.safetensors" \
+    csgd --config "$gentle_cfg" --from "$base" --out-dir "$OUT/fmnist-r20-csgd-gentle"
+step1 fmnist-r20-csgd-gentle-budget "$OUT/fmnist-r20-csgd-gentle-budget/pruned.safetensors" \
+    csgd --config "$gentle_cfg" --from "$base" --target-flops 15.86M --sensitivity-images 2048 \
+    --out-dir "$OUT/fmnist-r20-csgd-gentle-budget"
 
-for d in fmnist-r20-base fmnist-r20-csgd fmnist-r20-magnitude-ft fmnist-r20-narrow fmnist-r20-widen; do
+for d in fmnist-r20-base fmnist-r20-csgd fmnist-r20-magnitude-ft fmnist-r20-narrow fmnist-r20-widen \
+    fmnist-r20-csgd-gentle fmnist-r20-csgd-gentle-budget; do
     "$exe" report "$OUT/$d"
 done
