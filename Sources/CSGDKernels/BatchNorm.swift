@@ -35,29 +35,55 @@ public func batchNormForwardTraining(
 ) {
     let m = n * hw
     parallelForEach(c, elementsEach: n * hw) { ch in
-        // Pass 1: the mean; pass 2: squared deviations from it (stable two-pass variance).
-        var sum = 0.0
-        for i in 0..<n { sum += Double(vsum(input + (i * c + ch) * hw, hw)) }
-        let mean = sum / Double(m)
-        let meanF = Float(mean)
-        var sq = 0.0
-        for i in 0..<n {
-            sq += Double(vsumAndCenteredSquares(input + (i * c + ch) * hw, hw, center: meanF).1)
-        }
-        let variance = sq / Double(m)
-        let invStd = Float(1.0 / (variance + Double(config.eps)).squareRoot())
-        saveMean[ch] = meanF
-        saveInvStd[ch] = invStd
-        let a = scale[ch] * invStd
-        let b = shift[ch] - meanF * a
-        for i in 0..<n {
-            affine(output + (i * c + ch) * hw, input + (i * c + ch) * hw, hw, a, b, relu: relu)
-        }
-        let unbiased = m > 1 ? variance * Double(m) / Double(m - 1) : variance
-        let mom = config.momentum
-        runningMean[ch] = (1 - mom) * runningMean[ch] + mom * meanF
-        runningVar[ch] = (1 - mom) * runningVar[ch] + mom * Float(unbiased)
+        let (sum, sq) = batchNormChannelMoments(input, ch, n, c, hw)
+        batchNormChannelNormalize(
+            output, saveMean, saveInvStd, runningMean, runningVar, input, scale, shift,
+            mean: sum / Double(m), variance: sq / Double(m), count: m, ch, n, c, hw,
+            config: config, relu: relu)
     }
+}
+
+/// Σx and Σ(x − mean)² of channel `ch` over the batch, the mean taken from the first pass
+/// (stable two-pass variance); per image in Float, across images in Double. The fused kernel
+/// and the group phase share it, so they agree bitwise.
+@inline(__always)
+func batchNormChannelMoments(
+    _ input: UnsafePointer<Float>, _ ch: Int, _ n: Int, _ c: Int, _ hw: Int
+) -> (sum: Double, centeredSquares: Double) {
+    var sum = 0.0
+    for i in 0..<n { sum += Double(vsum(input + (i * c + ch) * hw, hw)) }
+    let meanF = Float(sum / Double(n * hw))
+    var sq = 0.0
+    for i in 0..<n {
+        sq += Double(vsumAndCenteredSquares(input + (i * c + ch) * hw, hw, center: meanF).1)
+    }
+    return (sum, sq)
+}
+
+/// Normalises channel `ch` with its batch `mean` and biased `variance` over `count` elements,
+/// saves mean and 1/√(var+eps), and updates the running statistics (unbiased variance).
+@inline(__always)
+func batchNormChannelNormalize(
+    _ output: UnsafeMutablePointer<Float>, _ saveMean: UnsafeMutablePointer<Float>,
+    _ saveInvStd: UnsafeMutablePointer<Float>, _ runningMean: UnsafeMutablePointer<Float>,
+    _ runningVar: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>,
+    _ scale: UnsafePointer<Float>, _ shift: UnsafePointer<Float>, mean: Double,
+    variance: Double, count m: Int, _ ch: Int, _ n: Int, _ c: Int, _ hw: Int,
+    config: BatchNormConfig, relu: Bool
+) {
+    let meanF = Float(mean)
+    let invStd = Float(1.0 / (variance + Double(config.eps)).squareRoot())
+    saveMean[ch] = meanF
+    saveInvStd[ch] = invStd
+    let a = scale[ch] * invStd
+    let b = shift[ch] - meanF * a
+    for i in 0..<n {
+        affine(output + (i * c + ch) * hw, input + (i * c + ch) * hw, hw, a, b, relu: relu)
+    }
+    let unbiased = m > 1 ? variance * Double(m) / Double(m - 1) : variance
+    let mom = config.momentum
+    runningMean[ch] = (1 - mom) * runningMean[ch] + mom * meanF
+    runningVar[ch] = (1 - mom) * runningVar[ch] + mom * Float(unbiased)
 }
 
 // MARK: - Split phases (BatchNorm groups / SyncBN)
@@ -102,17 +128,10 @@ public func batchNormStatistics(
     let m = n * hw
     parallelForEach(c, elementsEach: n * hw) { ch in
         // Exactly the fused kernel's two passes.
-        var sum = 0.0
-        for i in 0..<n { sum += Double(vsum(input + (i * c + ch) * hw, hw)) }
-        let mean = sum / Double(m)
-        let meanF = Float(mean)
-        var sq = 0.0
-        for i in 0..<n {
-            sq += Double(vsumAndCenteredSquares(input + (i * c + ch) * hw, hw, center: meanF).1)
-        }
+        let (sum, sq) = batchNormChannelMoments(input, ch, n, c, hw)
         stats[ch] = sum
         stats[c + ch] = sq
-        stats[2 * c + ch] = sum * mean
+        stats[2 * c + ch] = sum * (sum / Double(m))
     }
     stats[3 * c] = Double(m)
 }
@@ -140,22 +159,12 @@ public func batchNormNormalize(
     parallelForEach(c, elementsEach: n * hw) { ch in
         let sum = stats[ch]
         let mean = sum / Double(m)
-        let meanF = Float(mean)
         // Parallel-variance merge (see above); the bracket is exactly 0 for a single rank.
         let sq = max(0, stats[c + ch] + (stats[2 * c + ch] - sum * mean))
-        let variance = sq / Double(m)
-        let invStd = Float(1.0 / (variance + Double(config.eps)).squareRoot())
-        saveMean[ch] = meanF
-        saveInvStd[ch] = invStd
-        let a = scale[ch] * invStd
-        let b = shift[ch] - meanF * a
-        for i in 0..<n {
-            affine(output + (i * c + ch) * hw, input + (i * c + ch) * hw, hw, a, b, relu: relu)
-        }
-        let unbiased = m > 1 ? variance * Double(m) / Double(m - 1) : variance
-        let mom = config.momentum
-        runningMean[ch] = (1 - mom) * runningMean[ch] + mom * meanF
-        runningVar[ch] = (1 - mom) * runningVar[ch] + mom * Float(unbiased)
+        batchNormChannelNormalize(
+            output, saveMean, saveInvStd, runningMean, runningVar, input, scale, shift,
+            mean: mean, variance: sq / Double(m), count: m, ch, n, c, hw, config: config,
+            relu: relu)
     }
 }
 
