@@ -24,6 +24,7 @@ final class BadInputTests: XCTestCase {
         try expectError(["train", "--batch-size", "-4"], mentions: "batch_size")
         try expectError(["csgd", "--rounds", "9/8"], mentions: "rounds")
         try expectError(["train", "--model", "resnet21"], mentions: "model")
+        try expectError(["train", "--threads", "300"], mentions: "threads")
     }
 
     /// Each mode key, given a value outside its enum, stops every job before it starts: exit
