@@ -69,7 +69,21 @@ public struct BudgetTarget: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Loss and accuracy change of each group merged alone to several widths (no training).
+/// What the other groups look like while one group's sensitivity is measured.
+public enum SensitivityContext: String, Codable, Sendable, CaseIterable {
+    /// Every other group unmerged: the group is merged alone.
+    case alone
+    /// Merged alone, then BN statistics recalibrated: the part of the damage that is only
+    /// shifted batch statistics (which training undoes within steps) is not counted.
+    case recalibrated
+    /// Every other free group merged to the uniform widths that meet the same budget, and BN
+    /// statistics recalibrated after each merge: the group is measured at the operating point
+    /// the allocation moves away from, so interactions between groups count.
+    case uniform
+}
+
+/// Loss and accuracy change of each group merged to several widths (no training), alone or
+/// with the other groups at a context width (`SensitivityContext`).
 public struct SensitivityTable: Codable, Equatable, Sendable {
     /// One measured width of one group.
     public struct Row: Codable, Equatable, Sendable {
@@ -143,11 +157,15 @@ public struct SensitivityTable: Codable, Equatable, Sendable {
     public var params: Int
     /// Measured groups, by group index.
     public var groups: [Group]
+    /// Width of every group (by group index) while the others were measured; nil = alone.
+    /// With a context, `baseLoss`/`baseTop1` are the context net's, and a group's Δ is
+    /// relative to the context with that group unmerged.
+    public var context: [Int]?
 
     /// A table.
     public init(
         model: String, images: Int, baseLoss: Double, baseTop1: Double, flops: Int, params: Int,
-        groups: [Group]
+        groups: [Group], context: [Int]? = nil
     ) {
         self.model = model
         self.images = images
@@ -156,6 +174,7 @@ public struct SensitivityTable: Codable, Equatable, Sendable {
         self.flops = flops
         self.params = params
         self.groups = groups
+        self.context = context
     }
 
     /// The table as fixed-width text: one block per group, one line per width.
@@ -163,6 +182,12 @@ public struct SensitivityTable: Codable, Equatable, Sendable {
         var out = String(
             format: "%@: %d images, unmerged loss %.4f, top-1 %.2f%%; %.2f MFLOPs, %d params\n",
             model, images, baseLoss, 100 * baseTop1, Double(flops) / 1e6, params)
+        if let c = context {
+            out +=
+                "measured with the other groups at widths "
+                + c.map(String.init).joined(separator: "/")
+                + " (BN recalibrated); the line above is that net\n"
+        }
         out += "group (convs)                         width      Δloss   Δtop-1 pt   MFLOPs\n"
         for g in groups {
             let label = g.name + (g.convs.count > 1 ? " (+\(g.convs.count - 1))" : "")
@@ -249,6 +274,36 @@ public struct Allocation: Codable, Equatable, Sendable {
 
 /// Chooses one width per group to meet a budget.
 public enum BudgetAllocator {
+    /// The uniform widths that meet `target`: every free group at ⌈r·width⌉ (clamped to its
+    /// bounds, fixed groups at their width) for the largest r whose net does not exceed the
+    /// target (bisection on r; the net's count only grows with r).
+    public static func uniformWidths(
+        architecture: Architecture, topology: Topology, target: BudgetTarget,
+        bounds: GroupBounds
+    ) throws -> [Int] {
+        let groups = topology.groups
+        let goal = target.absolute(full: target.metric.measure(try architecture.graph()))
+        func widths(_ r: Double) -> [Int] {
+            groups.indices.map { g in
+                if bounds.isFixed(g) { return bounds.upper[g] }
+                let w = Int((r * Double(groups[g].width)).rounded(.up))
+                return min(bounds.upper[g], max(bounds.lower[g], w))
+            }
+        }
+        func cost(_ w: [Int]) throws -> Double {
+            var a = architecture
+            a.widths = topology.convs.map { w[$0.groupIndex] }
+            return Double(target.metric.measure(try a.graph()))
+        }
+        var lo = 0.0
+        var hi = 1.0
+        for _ in 0..<40 {
+            let mid = (lo + hi) / 2
+            if try cost(widths(mid)) <= goal { lo = mid } else { hi = mid }
+        }
+        return widths(lo)
+    }
+
     /// Allocates widths so the net built from `architecture` lands within ±`tolerance` of
     /// `target`.
     /// - Parameters:

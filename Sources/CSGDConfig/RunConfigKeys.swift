@@ -162,6 +162,9 @@ extension ConfigKey {
                 .int(
                     "sensitivity_steps", \.sensitivitySteps, .within(2...64),
                     "budget: widths 1/steps … of each group measured"),
+                .choice(
+                    "sensitivity_context", \.sensitivityContext,
+                    "budget: measure each group alone or at the uniform widths"),
                 .choice("merge", \.merge, "how a prune merges clusters"),
                 .int(
                     "recalibrate_batches", \.recalibrateBatches, .atLeast(0),

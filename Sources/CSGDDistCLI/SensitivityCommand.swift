@@ -1,5 +1,5 @@
 // `csgd-dist sensitivity MODEL`: how much each channel group's loss and accuracy suffer when
-// it alone is merged to narrower widths (cluster means, no training) — the table a budget is
+// it is merged to narrower widths (cluster means, no training) — the table a budget is
 // allocated from (docs/budget.md).
 
 import ArgumentParser
@@ -9,12 +9,16 @@ import CSGDTraining
 struct SensitivityCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sensitivity",
-        abstract: "Per-group table: width → Δloss, Δtop-1, FLOPs (merged alone, no training).",
+        abstract:
+            "Per-group table: width → Δloss, Δtop-1, FLOPs (cluster-mean merge, no training).",
         discussion: """
             Each group not fixed by exclude / layer_widths is clustered (cluster_method, seed) \
             to 1/steps … (steps−1)/steps of its width, merged to its cluster means, and \
-            evaluated on the first sensitivity_images training images (un-augmented). \
-            Example: csgd-dist sensitivity runs/fmnist-r20-base/model.safetensors --config \
+            evaluated on the first sensitivity_images training images (un-augmented); \
+            sensitivity_context says whether the other groups stay unmerged (alone, \
+            recalibrated: BN statistics recomputed after the merge) or sit at the uniform \
+            widths of the budget (uniform). With --target-flops / --target-params the widths \
+            the budget would get are printed too. Example: csgd-dist sensitivity runs/fmnist-r20-base/model.safetensors --config \
             cluster-configs/fashion-mnist-resnet20-csgd.yaml --sensitivity-images 1024 --json
             """)
     @OptionGroup var options: ConfigOptions

@@ -97,51 +97,91 @@ public enum Sensitivity {
     /// - Parameters:
     ///   - steps: grid resolution (8 measures 1/8 … 7/8 of each width).
     ///   - method, seed: the clustering used for the merge.
+    ///   - context: nil measures each group alone. Otherwise a width per group: every cell
+    ///     merges the other groups to their context widths and the measured group to the
+    ///     cell's width, recalibrates BN on `samples`, and is compared with the same context
+    ///     with the measured group unmerged.
     public static func measure(
         comm: Communicator, net: Network, topology: Topology, samples: SampleBatches,
-        bounds: GroupBounds, steps: Int, method: ClusterMethod, seed: UInt64
+        bounds: GroupBounds, steps: Int, method: ClusterMethod, seed: UInt64,
+        context: [Int]? = nil
     ) throws -> SensitivityTable {
         let groups = topology.groups
+        if let c = context, c.count != groups.count {
+            throw CSGDError("sensitivity: context has \(c.count) widths for \(groups.count) groups")
+        }
         let free = groups.indices.filter { !bounds.isFixed($0) }
+        // Every cell is (group, width); a context also measures each group at full width,
+        // the reference its Δ is taken against. Cell −1 is the whole context.
         var cells: [(g: Int, w: Int)] = []
         var grids: [Int: [Int]] = [:]
         for g in free {
             let grid = gridWidths(width: groups[g].width, steps: steps, lower: bounds.lower[g])
             grids[g] = grid
-            for w in grid.dropLast() { cells.append((g, w)) }
+            for w in context == nil ? Array(grid.dropLast()) : grid { cells.append((g, w)) }
         }
-        let base = evaluate(net, samples)
-        var results = [Double](repeating: 0, count: 2 * cells.count)
         let values = Array(net.store.values.buffer)
         let buffers = Array(net.store.buffers.buffer)
-        for (e, cell) in cells.enumerated() where e % comm.size == comm.rank {
-            let clusters = Clustering.clusters(
-                network: net, topology: topology, group: cell.g, width: cell.w, method: method,
-                seed: seed)
-            ClusterMerge.meanMerge(net, topology: topology, group: cell.g, clusters: clusters)
-            let r = evaluate(net, samples)
-            results[2 * e] = r.loss - base.loss
-            results[2 * e + 1] = r.top1 - base.top1
+        func restore() {
             net.store.values.pointer.update(from: values, count: values.count)
             net.store.buffers.pointer.update(from: buffers, count: buffers.count)
+        }
+        func clusters(_ g: Int, _ w: Int) -> [[Int]] {
+            w >= groups[g].width
+                ? (0..<groups[g].width).map { [$0] }
+                : Clustering.clusters(
+                    network: net, topology: topology, group: g, width: w, method: method,
+                    seed: seed)
+        }
+        // The context's clusters come from the unmerged net, once.
+        let contextClusters = context.map { c in groups.indices.map { clusters($0, c[$0]) } }
+        func merged(_ cell: (g: Int, w: Int)?) -> (loss: Double, top1: Double) {
+            defer { restore() }
+            guard var all = contextClusters else {
+                guard let cell else { return evaluate(net, samples) }
+                ClusterMerge.meanMerge(
+                    net, topology: topology, group: cell.g, clusters: clusters(cell.g, cell.w))
+                return evaluate(net, samples)
+            }
+            if let cell { all[cell.g] = clusters(cell.g, cell.w) }
+            ClusterMerge.meanMerge(net, topology: topology, clusters: all)
+            recalibrateBatchNorm(net, samples)
+            return evaluate(net, samples)
+        }
+        let base = merged(nil)
+        var results = [Double](repeating: 0, count: 2 * cells.count)
+        for (e, cell) in cells.enumerated() where e % comm.size == comm.rank {
+            let r = merged(cell)
+            results[2 * e] = r.loss
+            results[2 * e + 1] = r.top1
         }
         if comm.size > 1 { comm.allreduceSum(&results) }
         let full = net.architecture
         var out: [SensitivityTable.Group] = []
         var e = 0
         for g in free {
+            let grid = grids[g]!
+            // Alone: against the unmerged net. In a context: against this group's full-width
+            // cell, the last of its grid.
+            let reference =
+                context == nil
+                ? (loss: base.loss, top1: base.top1)
+                : (
+                    loss: results[2 * (e + grid.count - 1)],
+                    top1: results[2 * (e + grid.count - 1) + 1]
+                )
             var rows: [SensitivityTable.Row] = []
-            for w in grids[g]! {
+            for w in grid {
                 var a = full
                 a.widths = topology.convs.map { $0.groupIndex == g ? w : full.widths[$0.convIndex] }
                 let graph = try a.graph()
                 let last = w == groups[g].width
                 rows.append(
                     SensitivityTable.Row(
-                        width: w, deltaLoss: last ? 0 : results[2 * e],
-                        deltaTop1: last ? 0 : results[2 * e + 1], flops: graph.flopsPerImage,
-                        params: graph.parameterCount))
-                if !last { e += 1 }
+                        width: w, deltaLoss: last ? 0 : results[2 * e] - reference.loss,
+                        deltaTop1: last ? 0 : results[2 * e + 1] - reference.top1,
+                        flops: graph.flopsPerImage, params: graph.parameterCount))
+                if !last || context != nil { e += 1 }
             }
             out.append(
                 SensitivityTable.Group(
@@ -152,7 +192,27 @@ public enum Sensitivity {
         return SensitivityTable(
             model: full.model, images: samples.imageCount, baseLoss: base.loss,
             baseTop1: base.top1, flops: net.graph.flopsPerImage, params: net.graph.parameterCount,
-            groups: out)
+            groups: out, context: context)
+    }
+
+    /// The `context` argument of `measure` for a config's `sensitivity_context`.
+    /// - Throws: `CSGDError` for `uniform` without a budget.
+    public static func contextWidths(
+        _ context: SensitivityContext, net: Network, topology: Topology, budget: BudgetTarget?,
+        bounds: GroupBounds
+    ) throws -> [Int]? {
+        switch context {
+        case .alone: return nil
+        case .recalibrated: return topology.groups.map(\.width)
+        case .uniform:
+            guard let budget else {
+                throw CSGDError(
+                    "config key 'sensitivity_context': uniform needs a budget (target_flops or "
+                        + "target_params) to pick the uniform widths")
+            }
+            return try BudgetAllocator.uniformWidths(
+                architecture: net.architecture, topology: topology, target: budget, bounds: bounds)
+        }
     }
 
     /// Recomputes every BatchNorm's running mean and variance as the plain average of the
@@ -217,10 +277,13 @@ extension Trainer {
             "budget \(budget.metric.rawValue) \(budget): measuring the sensitivity of "
                 + "\(topology.groups.indices.filter { !bounds.isFixed($0) }.count) groups on "
                 + "\(samples.imageCount) training images")
+        let context = try Sensitivity.contextWidths(
+            config.sensitivityContext, net: net, topology: topology, budget: budget,
+            bounds: bounds)
         let table = try Sensitivity.measure(
             comm: comm, net: net, topology: topology, samples: samples, bounds: bounds,
             steps: config.sensitivitySteps, method: config.clusterMethod,
-            seed: config.seed &+ UInt64(round))
+            seed: config.seed &+ UInt64(round), context: context)
         let allocation = try BudgetAllocator.allocate(
             architecture: net.architecture, topology: topology, sensitivity: table,
             target: budget, bounds: bounds)
@@ -262,16 +325,35 @@ extension Pipelines {
         let bounds = try config.layerControls.bounds(topology, model: net.architecture.model)
         let samples = try trainer.sampleBatches(
             images: config.sensitivityImages, batch: trainer.evalBatch)
+        let context = try Sensitivity.contextWidths(
+            config.sensitivityContext, net: net, topology: topology, budget: config.budget,
+            bounds: bounds)
         let table = try Sensitivity.measure(
             comm: comm, net: net, topology: topology, samples: samples, bounds: bounds,
-            steps: config.sensitivitySteps, method: config.clusterMethod, seed: config.seed)
+            steps: config.sensitivitySteps, method: config.clusterMethod, seed: config.seed,
+            context: context)
+        // With a budget, also the widths it would get (what `csgd --target-…` would train).
+        let allocation = try config.budget.map {
+            try BudgetAllocator.allocate(
+                architecture: net.architecture, topology: topology, sensitivity: table,
+                target: $0, bounds: bounds)
+        }
         guard comm.isRoot else { return }
         if json {
+            struct WithAllocation: Encodable {
+                let allocation: Allocation
+                let sensitivity: SensitivityTable
+            }
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try enc.encode(table), as: UTF8.self))
+            let data =
+                try allocation.map {
+                    try enc.encode(WithAllocation(allocation: $0, sensitivity: table))
+                }
+                ?? enc.encode(table)
+            print(String(decoding: data, as: UTF8.self))
         } else {
-            print(table.text(), terminator: "")
+            print(table.text() + (allocation?.table() ?? ""), terminator: "")
         }
     }
 }

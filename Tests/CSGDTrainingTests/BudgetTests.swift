@@ -207,6 +207,85 @@ final class BudgetTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(a1.groupWidths.min()!, 3)
     }
 
+    func testUniformWidthsAreTheWidestUniformNetWithinTheBudget() throws {
+        let a = try arch("resnet56")
+        let t = try Topology(graph: try a.graph())
+        let bounds = try LayerControls(exclude: ["conv1"]).bounds(t, model: a.model)
+        for spelling in ["0.4", "0.75"] {
+            let target = try BudgetTarget(parsing: spelling, metric: .flops, key: "target_flops")
+            let w = try BudgetAllocator.uniformWidths(
+                architecture: a, topology: t, target: target, bounds: bounds)
+            func flops(_ w: [Int]) throws -> Double {
+                var b = a
+                b.widths = t.convs.map { w[$0.groupIndex] }
+                return Double(try b.graph().flopsPerImage)
+            }
+            let goal = target.absolute(full: try a.graph().flopsPerImage)
+            XCTAssertLessThanOrEqual(try flops(w), goal, spelling)
+            // One more channel in every free group overshoots: no wider uniform net fits.
+            let wider = t.groups.indices.map { bounds.isFixed($0) ? w[$0] : w[$0] + 1 }
+            XCTAssertGreaterThan(try flops(wider), goal, spelling)
+            let conv1 = t.convs.first { $0.name == "conv1" }!.groupIndex
+            XCTAssertEqual(w[conv1], t.groups[conv1].width, "excluded group kept")
+        }
+    }
+
+    /// In a context, a cell is: the other groups merged to their context widths, this group to
+    /// the cell's width, BN recalibrated, evaluated; its Δ is against the same context with this
+    /// group unmerged. Recomputed here by hand for every group at one width.
+    func testContextSensitivityIsTheMergedContextRecalibrated() throws {
+        let a = try arch("resnet20", channels: 1, size: 16)
+        let net = try randomNet(a, seed: 11)
+        let t = try Topology(graph: net.graph)
+        let s = SampleBatches.gaussian(for: a, batches: 2, batch: 4, seed: 2)
+        let bounds = free(t)
+        let target = try BudgetTarget(parsing: "0.5", metric: .flops, key: "target_flops")
+        let uniform = try Sensitivity.contextWidths(
+            .uniform, net: net, topology: t, budget: target, bounds: bounds)!
+        XCTAssertNil(
+            try Sensitivity.contextWidths(
+                .alone, net: net, topology: t, budget: nil, bounds: bounds))
+        assertCSGDError(["sensitivity_context", "target_flops"]) {
+            _ = try Sensitivity.contextWidths(
+                .uniform, net: net, topology: t, budget: nil, bounds: bounds)
+        }
+        let before = Array(net.store.values.buffer)
+        let buffers = Array(net.store.buffers.buffer)
+        for context in [uniform, t.groups.map(\.width)] {
+            let table = try Sensitivity.measure(
+                comm: LocalCommunicator(), net: net, topology: t, samples: s, bounds: bounds,
+                steps: 4, method: .kmeans, seed: 7, context: context)
+            XCTAssertEqual(table.context, context)
+            XCTAssertEqual(Array(net.store.values.buffer), before, "measuring changed the weights")
+            XCTAssertEqual(Array(net.store.buffers.buffer), buffers, "measuring changed BN stats")
+            func loss(_ widths: [Int]) throws -> Double {
+                let copy = try Sensitivity.copy(net)
+                let clusters = t.groups.indices.map { g in
+                    widths[g] >= t.groups[g].width
+                        ? (0..<t.groups[g].width).map { [$0] }
+                        : Clustering.clusters(
+                            network: net, topology: t, group: g, width: widths[g],
+                            method: .kmeans, seed: 7)
+                }
+                ClusterMerge.meanMerge(copy, topology: t, clusters: clusters)
+                Sensitivity.recalibrateBatchNorm(copy, s)
+                return Sensitivity.evaluate(copy, s).loss
+            }
+            XCTAssertEqual(table.baseLoss, try loss(context))
+            for group in table.groups {
+                let row = group.rows[1]
+                var cell = context
+                cell[group.index] = row.width
+                var reference = context
+                reference[group.index] = group.width
+                XCTAssertEqual(
+                    row.deltaLoss, try loss(cell) - loss(reference), group.name)
+                XCTAssertEqual(group.rows.last!.deltaLoss, 0)
+            }
+            XCTAssertTrue(table.groups.contains { $0.rows.contains { $0.deltaLoss != 0 } })
+        }
+    }
+
     func testUnreachableBudgetNamesTheConstraint() throws {
         let a = try arch("resnet20")
         let t = try Topology(graph: try a.graph())
