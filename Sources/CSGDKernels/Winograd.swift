@@ -132,6 +132,8 @@ private func load2(_ p: UnsafePointer<Float>) -> (SIMD8<Float>, SIMD8<Float>) {
 private func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
     if n == 8 {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+    } else if n == 4 {  // 8×8 planes (4 tiles a row): one half-width store
+        UnsafeMutableRawPointer(p).storeBytes(of: v.lowHalf, as: SIMD4<Float>.self)
     } else {
         for t in 0..<n { p[t] = v[t] }
     }
@@ -141,6 +143,10 @@ private func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ n: Int
 @inline(__always)
 private func load(_ p: UnsafePointer<Float>, _ n: Int) -> SIMD8<Float> {
     if n == 8 { return UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+    if n == 4 {
+        return SIMD8(
+            lowHalf: UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self), highHalf: .zero)
+    }
     var v = SIMD8<Float>()
     for t in 0..<n { v[t] = p[t] }
     return v
@@ -217,9 +223,33 @@ private func bColumn(
         load(src + (8 + col) * stride, n), load(src + (12 + col) * stride, n))
 }
 
-/// Adds one row of eight 4-wide tiles (overlapping by 2) into the plane row at `p`.
+/// Lanes a0 b0 a1 b1 … a7 b7: even lanes from `a`, odd lanes from `b` (one shuffle).
+@inline(__always)
+private func interleave(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD16<Float> {
+    SIMD16(
+        a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4], a[5], b[5], a[6], b[6],
+        a[7], b[7])
+}
+
+/// Lanes 0, x0, …, x6: `x` moved up one lane (one shuffle).
+@inline(__always)
+private func shiftUp(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    SIMD8(0, x[0], x[1], x[2], x[3], x[4], x[5], x[6])
+}
+
+/// Adds one row of eight 4-wide tiles (overlapping by 2) into the plane row at `p`: tile t
+/// covers p[2t..<2t+4]. For a full row of tiles, p[2t] gets x.0[t] + x.2[t − 1] and p[2t + 1]
+/// gets x.1[t] + x.3[t − 1], one 16-wide add; the last tile's right half spills to p[16], p[17].
 @inline(__always)
 private func addRow(_ x: Quad, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
+    if n == 8 {
+        let sum = interleave(x.0 + shiftUp(x.2), x.1 + shiftUp(x.3))
+        let raw = UnsafeMutableRawPointer(p)
+        raw.storeBytes(of: raw.loadUnaligned(as: SIMD16<Float>.self) + sum, as: SIMD16<Float>.self)
+        p[16] += x.2[7]
+        p[17] += x.3[7]
+        return
+    }
     for t in 0..<n {
         p[2 * t] += x.0[t]
         p[2 * t + 1] += x.1[t]
@@ -300,6 +330,14 @@ extension WinogradPlan {
                     let y = 2 * ti
                     let row0 = out + y * g.q + 2 * j0
                     let twoRows = y + 1 < g.p
+                    if n == 8 && 2 * j0 + 16 <= g.q && twoRows {
+                        // Sixteen whole output columns in both rows: two interleaved stores.
+                        let raw = UnsafeMutableRawPointer(row0)
+                        raw.storeBytes(of: interleave(y00, y01), as: SIMD16<Float>.self)
+                        (raw + 4 * g.q).storeBytes(of: interleave(y10, y11), as: SIMD16<Float>.self)
+                        j0 += 8
+                        continue
+                    }
                     for t in 0..<n {
                         let x = 2 * (j0 + t)
                         row0[2 * t] = y00[t]
