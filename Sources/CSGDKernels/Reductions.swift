@@ -89,3 +89,27 @@ func vsumAndCenteredDot(
     }
     return (a, b)
 }
+
+// Lane shuffles spelled lane by lane: LLVM turns each into one shuffle instruction (vpermps /
+// vpermt2ps), where the standard library's `evenHalf`/`oddHalf` compiled to scalar lane moves
+// and stack spills in the Winograd transforms (perf annotate, 2026-11-26).
+
+/// Lanes 0, 2, …, 14 of `v`.
+@inline(__always)
+func evenLanes(_ v: SIMD16<Float>) -> SIMD8<Float> {
+    SIMD8(v[0], v[2], v[4], v[6], v[8], v[10], v[12], v[14])
+}
+
+/// Lanes 1, 3, …, 15 of `v`.
+@inline(__always)
+func oddLanes(_ v: SIMD16<Float>) -> SIMD8<Float> {
+    SIMD8(v[1], v[3], v[5], v[7], v[9], v[11], v[13], v[15])
+}
+
+/// Lanes a0 b0 a1 b1 … a7 b7: even lanes from `a`, odd lanes from `b`.
+@inline(__always)
+func interleave(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD16<Float> {
+    SIMD16(
+        a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4], a[5], b[5], a[6], b[6],
+        a[7], b[7])
+}

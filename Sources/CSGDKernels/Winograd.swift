@@ -13,8 +13,11 @@
 // Both gradients share V and Ỹ, and every GEMM is a plain sgemm.
 //
 // Layout: each image plane is first copied into a zero-bordered scratch plane, so the tile
-// loads need no bounds tests and run eight tiles at a time (SIMD8 lanes = eight neighbouring
-// tiles of a tile row; a 16-wide load split into even/odd lanes gives two tile columns).
+// loads need no bounds tests and run eight tiles at a time. The input-side transforms work on
+// 16 contiguous plane columns (tile t's values land in lanes 2t and 2t + 1, see `btAcross`) and
+// compact to eight tiles only when storing; the output-side ones hold eight tiles in SIMD8
+// lanes and interleave when writing the plane. Splitting even/odd lanes before the arithmetic
+// made LLVM scalarise the loops (perf annotate, 2026-11-26).
 //
 // Rounding: the transforms only add, subtract and halve, but they add up larger magnitudes
 // than the direct sum: |Aᵀ|((|G||g||Gᵀ|) ⊙ (|Bᵀ||d||B|))|A| is up to (8/3)² ≈ 7.1 times
@@ -120,13 +123,6 @@ func winogradFilterGradient(
     }
 }
 
-/// Lanes t of the even (`odd` false) or odd positions of 16 floats at `p`: p[2t] or p[2t + 1].
-@inline(__always)
-private func load2(_ p: UnsafePointer<Float>) -> (SIMD8<Float>, SIMD8<Float>) {
-    let v = UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
-    return (v.evenHalf, v.oddHalf)
-}
-
 /// Stores lanes 0..<n of `v` to `p[0..<n]`.
 @inline(__always)
 private func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
@@ -152,15 +148,7 @@ private func load(_ p: UnsafePointer<Float>, _ n: Int) -> SIMD8<Float> {
     return v
 }
 
-/// 1-D Bᵀ applied to four rows (or columns) of a tile, eight tiles per vector.
-@inline(__always)
-private func bt(
-    _ d0: SIMD8<Float>, _ d1: SIMD8<Float>, _ d2: SIMD8<Float>, _ d3: SIMD8<Float>
-) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
-    (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
-}
-
-/// 1-D B (the adjoint of `bt`).
+/// 1-D B (the adjoint of Bᵀ, `bt16`).
 @inline(__always)
 private func b(
     _ v0: SIMD8<Float>, _ v1: SIMD8<Float>, _ v2: SIMD8<Float>, _ v3: SIMD8<Float>
@@ -170,23 +158,43 @@ private func b(
 
 typealias Quad = (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
 
-/// Bᵀ across one row of eight tiles starting at `p` (tile t covers p[2t..<2t+4]).
+typealias Quad16 = (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>)
+
+/// Bᵀ across one row of eight tiles starting at `p` (tile t covers p[2t..<2t+4]), on
+/// contiguous lanes: with x = p[0..<16], x₁ = p[1..<17], x₂ = p[2..<18], lane 2t of x − x₂ is
+/// d0 − d2 and lane 2t + 1 is d1 − d3 (the first and fourth results), lane 2t of x₁ + x₂ is
+/// d1 + d2 and of x₂ − x₁ is d2 − d1.
 @inline(__always)
-private func btRow(_ p: UnsafePointer<Float>) -> Quad {
-    let (c0, c1) = load2(p)
-    let (c2, c3) = load2(p + 2)
-    return bt(c0, c1, c2, c3)
+private func btAcross(_ p: UnsafePointer<Float>) -> (
+    SIMD16<Float>, SIMD16<Float>, SIMD16<Float>
+) {
+    let raw = UnsafeRawPointer(p)
+    let x = raw.loadUnaligned(as: SIMD16<Float>.self)
+    let x1 = raw.loadUnaligned(fromByteOffset: 4, as: SIMD16<Float>.self)
+    let x2 = raw.loadUnaligned(fromByteOffset: 8, as: SIMD16<Float>.self)
+    return (x - x2, x1 + x2, x2 - x1)
 }
 
-/// Stores a transformed column `col` (its rows 0..3 are points 4·row + col) of eight tiles.
+/// 1-D Bᵀ down four rows, lane-wise on 16 lanes.
 @inline(__always)
-private func storeColumn(
-    _ e: Quad, _ dst: UnsafeMutablePointer<Float>, _ stride: Int, _ col: Int, _ n: Int
+private func bt16(
+    _ d0: SIMD16<Float>, _ d1: SIMD16<Float>, _ d2: SIMD16<Float>, _ d3: SIMD16<Float>
+) -> Quad16 {
+    (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+}
+
+/// Stores row `i` of eight transformed tiles (points 4i … 4i + 3) from `btAcross`'s three
+/// outputs after `bt16`: points (i, 0), (i, 1), (i, 2) are the even lanes of `a`, `b`, `c`,
+/// point (i, 3) the odd lanes of `a`.
+@inline(__always)
+private func storeTransformedRow(
+    _ a: SIMD16<Float>, _ b: SIMD16<Float>, _ c: SIMD16<Float>, _ dst: UnsafeMutablePointer<Float>,
+    _ stride: Int, _ i: Int, _ n: Int
 ) {
-    store(e.0, dst + col * stride, n)
-    store(e.1, dst + (4 + col) * stride, n)
-    store(e.2, dst + (8 + col) * stride, n)
-    store(e.3, dst + (12 + col) * stride, n)
+    store(evenLanes(a), dst + 4 * i * stride, n)
+    store(evenLanes(b), dst + (4 * i + 1) * stride, n)
+    store(evenLanes(c), dst + (4 * i + 2) * stride, n)
+    store(oddLanes(a), dst + (4 * i + 3) * stride, n)
 }
 
 /// Aᵀ down column `col` of eight tiles of M: the column's two output rows.
@@ -201,16 +209,17 @@ private func atColumn(
     return (a0 + a1 + a2, a1 - a2 - a3)
 }
 
-/// Stores row `r` of Ỹ = (A dy) Aᵀ from the row's two columns of A·dy.
+/// Stores row `r` of Ỹ = (A dy) Aᵀ from the row's two columns of A·dy, eight tiles held in the
+/// even lanes of `a` and `c`.
 @inline(__always)
 private func storeRow(
-    _ a: SIMD8<Float>, _ c: SIMD8<Float>, _ dst: UnsafeMutablePointer<Float>, _ stride: Int,
+    _ a: SIMD16<Float>, _ c: SIMD16<Float>, _ dst: UnsafeMutablePointer<Float>, _ stride: Int,
     _ r: Int, _ n: Int
 ) {
-    store(a, dst + 4 * r * stride, n)
-    store(a + c, dst + (4 * r + 1) * stride, n)
-    store(a - c, dst + (4 * r + 2) * stride, n)
-    store(-c, dst + (4 * r + 3) * stride, n)
+    store(evenLanes(a), dst + 4 * r * stride, n)
+    store(evenLanes(a + c), dst + (4 * r + 1) * stride, n)
+    store(evenLanes(a - c), dst + (4 * r + 2) * stride, n)
+    store(evenLanes(-c), dst + (4 * r + 3) * stride, n)
 }
 
 /// B down column `col` of eight tiles of dV: the column's four rows.
@@ -221,14 +230,6 @@ private func bColumn(
     b(
         load(src + col * stride, n), load(src + (4 + col) * stride, n),
         load(src + (8 + col) * stride, n), load(src + (12 + col) * stride, n))
-}
-
-/// Lanes a0 b0 a1 b1 … a7 b7: even lanes from `a`, odd lanes from `b` (one shuffle).
-@inline(__always)
-private func interleave(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD16<Float> {
-    SIMD16(
-        a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4], a[5], b[5], a[6], b[6],
-        a[7], b[7])
 }
 
 /// Lanes 0, x0, …, x6: `x` moved up one lane (one shuffle).
@@ -284,18 +285,23 @@ extension WinogradPlan {
                 var j0 = 0
                 while j0 < tilesW {
                     let n = min(8, tilesW - j0)
-                    // Each row: columns 0,1 (even/odd of a 16-load at 2·j0) and 2,3 (the
-                    // same at 2·j0 + 2), Bᵀ across; then Bᵀ down each column.
+                    // Bᵀ across each of the tile's 4 rows, on 16 contiguous columns (x, x+1,
+                    // x+2 loads): tile t's results sit in lane 2t (and lane 2t+1 for the
+                    // fourth), so no shuffle comes before the arithmetic; then Bᵀ down the
+                    // rows, lane-wise; then one compaction per stored point.
                     let p = UnsafePointer(row + 2 * j0)
-                    let h0 = btRow(p)
-                    let h1 = btRow(p + planeW)
-                    let h2 = btRow(p + 2 * planeW)
-                    let h3 = btRow(p + 3 * planeW)
+                    let r0 = btAcross(p)
+                    let r1 = btAcross(p + planeW)
+                    let r2 = btAcross(p + 2 * planeW)
+                    let r3 = btAcross(p + 3 * planeW)
                     let dst = vc + ti * tilesW + j0
-                    storeColumn(bt(h0.0, h1.0, h2.0, h3.0), dst, ct, 0, n)
-                    storeColumn(bt(h0.1, h1.1, h2.1, h3.1), dst, ct, 1, n)
-                    storeColumn(bt(h0.2, h1.2, h2.2, h3.2), dst, ct, 2, n)
-                    storeColumn(bt(h0.3, h1.3, h2.3, h3.3), dst, ct, 3, n)
+                    let a = bt16(r0.0, r1.0, r2.0, r3.0)  // points (i, 0) even, (i, 3) odd
+                    let b = bt16(r0.1, r1.1, r2.1, r3.1)  // points (i, 1) even
+                    let c = bt16(r0.2, r1.2, r2.2, r3.2)  // points (i, 2) even
+                    storeTransformedRow(a.0, b.0, c.0, dst, ct, 0, n)
+                    storeTransformedRow(a.1, b.1, c.1, dst, ct, 1, n)
+                    storeTransformedRow(a.2, b.2, c.2, dst, ct, 2, n)
+                    storeTransformedRow(a.3, b.3, c.3, dst, ct, 3, n)
                     j0 += 8
                 }
             }
@@ -370,9 +376,14 @@ extension WinogradPlan {
                 var j0 = 0
                 while j0 < tilesW {
                     let n = min(8, tilesW - j0)
-                    let p0 = UnsafePointer(plane + 2 * ti * planeW + 2 * j0)
-                    let (y00, y01) = load2(p0)
-                    let (y10, y11) = load2(p0 + planeW)
+                    // Contiguous lanes again: lane 2t of y0 / y0₁ is dy[y][2t] / dy[y][2t+1]
+                    // (y0₁ loaded one column on); compaction only at the stores.
+                    let raw = UnsafeRawPointer(plane + 2 * ti * planeW + 2 * j0)
+                    let y00 = raw.loadUnaligned(as: SIMD16<Float>.self)
+                    let y01 = raw.loadUnaligned(fromByteOffset: 4, as: SIMD16<Float>.self)
+                    let y10 = raw.loadUnaligned(fromByteOffset: 4 * planeW, as: SIMD16<Float>.self)
+                    let y11 = raw.loadUnaligned(
+                        fromByteOffset: 4 * planeW + 4, as: SIMD16<Float>.self)
                     // A = [1 0; 1 1; 1 −1; 0 −1]: rows first, then columns.
                     let dst = mk + ti * tilesW + j0
                     storeRow(y00, y01, dst, kt, 0, n)
