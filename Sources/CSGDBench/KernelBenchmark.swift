@@ -252,18 +252,36 @@ public enum KernelBenchmark {
         var gemms: Double
     }
 
+    /// The buffers one timed conv needs: seeded input, weights and output gradient; output,
+    /// both gradients and the workspace sized for `shape`.
+    struct ConvBenchBuffers {
+        let x, w, y, dy, dx, dw, ws: FloatBuffer
+
+        init(_ g: Conv2dShape) {
+            x = filled(g.n * g.c * g.h * g.w, seed: 3)
+            w = filled(g.k * g.rowLength, seed: 4)
+            y = FloatBuffer(count: g.n * g.k * g.p * g.q)
+            dy = filled(y.count, seed: 5)
+            dx = FloatBuffer(count: x.count)
+            dw = FloatBuffer(count: w.count)
+            ws = FloatBuffer(count: g.workspaceCount)
+        }
+
+        /// The seven buffers in declaration order, for destructuring.
+        var all:
+            (
+                FloatBuffer, FloatBuffer, FloatBuffer, FloatBuffer, FloatBuffer, FloatBuffer,
+                FloatBuffer
+            )
+        { (x, w, y, dy, dx, dw, ws) }
+    }
+
     /// Median seconds of one conv case: forward, backward, their sum, and the GEMM-only
     /// replay (`conv2dGemmsOnly`) of the same pair. One warm-up round, then `repeats` rounds,
     /// the conv and its replay interleaved so both see the same machine state.
     static func timeConv(_ c: ConvCase, repeats: Int) -> ConvTiming {
         let g = c.shape
-        let x = filled(g.n * g.c * g.h * g.w, seed: 3)
-        let w = filled(g.k * g.rowLength, seed: 4)
-        let y = FloatBuffer(count: g.n * g.k * g.p * g.q)
-        let dy = filled(y.count, seed: 5)
-        let dx = FloatBuffer(count: x.count)
-        let dw = FloatBuffer(count: w.count)
-        let ws = FloatBuffer(count: g.workspaceCount)
+        let (x, w, y, dy, dx, dw, ws) = ConvBenchBuffers(g).all
         let dInput = c.inputGradient ? dx.pointer : nil
         var fwd: [Double] = []
         var bwd: [Double] = []
@@ -342,13 +360,7 @@ public enum KernelBenchmark {
         var rows: [BenchResult] = []
         for c in winogradCases() {
             let g = c.shape
-            let x = filled(g.n * g.c * g.h * g.w, seed: 3)
-            let w = filled(g.k * g.rowLength, seed: 4)
-            let y = FloatBuffer(count: g.n * g.k * g.p * g.q)
-            let dy = filled(y.count, seed: 5)
-            let dx = FloatBuffer(count: x.count)
-            let dw = FloatBuffer(count: w.count)
-            let ws = FloatBuffer(count: g.workspaceCount)
+            let (x, w, y, dy, dx, dw, ws) = ConvBenchBuffers(g).all
             // Per algorithm (0 im2col, 1 Winograd): forward and backward times.
             let algorithms: [Conv3x3Algorithm] = [.im2col, .winograd]
             var fwd: [[Double]] = [[], []]

@@ -69,43 +69,26 @@ final class ONNXRuntimeTests: XCTestCase {
 
     /// argv: model.onnx, the `--dump-logits` file. Prints: images, max |image − reference
     /// preprocessing|, labels equal (1/0), max |logit diff|, argmax agreement, max |logit|.
-    static let checkScript = """
-        import gzip, json, struct, sys
-        import numpy as np, onnxruntime as ort
+    static let checkScript =
+        Python.interopPrelude + """
+            import onnxruntime as ort
 
-        def read_safetensors(path):  # a plain reader: no safetensors package needed
-            b = open(path, "rb").read()
-            n = struct.unpack("<Q", b[:8])[0]
-            h, d = json.loads(b[8:8 + n]), b[8 + n:]
-            dt = {"F32": np.float32, "I32": np.int32}
-            return {k: np.frombuffer(d[v["data_offsets"][0]:v["data_offsets"][1]],
-                                     dt[v["dtype"]]).reshape(v["shape"])
-                    for k, v in h.items() if k != "__metadata__"}
-
-        onnx_path, dump_path = sys.argv[1], sys.argv[2]
-        t = read_safetensors(dump_path)
-        x, labels, ours = t["images"], t["labels"], t["logits"]
-        n = len(labels)
-        # The same test images prepared from the raw files as the README documents.
-        d = "/usr/share/datasets/fashion-mnist/"
-        raw = np.frombuffer(gzip.open(d + "t10k-images-idx3-ubyte.gz").read(), np.uint8,
-                            offset=16)
-        raw = raw[:n * 784].reshape(n, 1, 28, 28).astype(np.float32)
-        mean, std = np.float32(0.2860), np.float32(0.3530)
-        ref = np.pad((raw / 255 - mean) / std, ((0, 0), (0, 0), (2, 2), (2, 2)),
-                     constant_values=(0 - mean) / std)
-        ref_labels = np.frombuffer(gzip.open(d + "t10k-labels-idx1-ubyte.gz").read(), np.uint8,
-                                   offset=8)[:n]
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
-        assert [i.name for i in sess.get_inputs()] == ["input"], sess.get_inputs()
-        assert [o.name for o in sess.get_outputs()] == ["logits"], sess.get_outputs()
-        # Uneven batches (128, 128, 128, 116): the batch dimension is symbolic.
-        theirs = np.concatenate([sess.run(["logits"], {"input": x[i:i + 128]})[0]
-                                 for i in range(0, n, 128)])
-        print(n, float(np.abs(x - ref).max()), int((labels == ref_labels).all()),
-              float(np.abs(theirs - ours).max()),
-              float((theirs.argmax(1) == ours.argmax(1)).mean()), float(np.abs(ours).max()))
-        """
+            onnx_path, dump_path = sys.argv[1], sys.argv[2]
+            t = read_safetensors(dump_path)
+            x, labels, ours = t["images"], t["labels"], t["logits"]
+            n = len(labels)
+            # The same test images prepared from the raw files as the README documents.
+            ref, ref_labels = fmnist_test(n)
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = 1
+            sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+            assert [i.name for i in sess.get_inputs()] == ["input"], sess.get_inputs()
+            assert [o.name for o in sess.get_outputs()] == ["logits"], sess.get_outputs()
+            # Uneven batches (128, 128, 128, 116): the batch dimension is symbolic.
+            theirs = np.concatenate([sess.run(["logits"], {"input": x[i:i + 128]})[0]
+                                     for i in range(0, n, 128)])
+            print(n, float(np.abs(x - ref).max()), int((labels == ref_labels).all()),
+                  float(np.abs(theirs - ours).max()),
+                  float((theirs.argmax(1) == ours.argmax(1)).mean()), float(np.abs(ours).max()))
+            """
 }

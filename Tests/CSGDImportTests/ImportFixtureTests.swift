@@ -144,37 +144,22 @@ final class ImportFixtureTests: XCTestCase {
 
     /// argv: model.onnx, the `--dump-logits` file. Prints: images, max |image − reference
     /// preprocessing|, max |logit diff|, argmax agreement, max |logit|.
-    static let checkScript = """
-        import gzip, json, struct, sys
-        import numpy as np, onnxruntime as ort
+    static let checkScript =
+        Python.interopPrelude + """
+            import onnxruntime as ort
 
-        def read_safetensors(path):
-            b = open(path, "rb").read()
-            n = struct.unpack("<Q", b[:8])[0]
-            h, d = json.loads(b[8:8 + n]), b[8 + n:]
-            dt = {"F32": np.float32, "I32": np.int32}
-            return {k: np.frombuffer(d[v["data_offsets"][0]:v["data_offsets"][1]],
-                                     dt[v["dtype"]]).reshape(v["shape"])
-                    for k, v in h.items() if k != "__metadata__"}
-
-        onnx_path, dump_path = sys.argv[1], sys.argv[2]
-        t = read_safetensors(dump_path)
-        x, ours = t["images"], t["logits"]
-        n = len(x)
-        d = "/usr/share/datasets/fashion-mnist/"
-        raw = np.frombuffer(gzip.open(d + "t10k-images-idx3-ubyte.gz").read(), np.uint8,
-                            offset=16)
-        raw = raw[:n * 784].reshape(n, 1, 28, 28).astype(np.float32)
-        mean, std = np.float32(0.2860), np.float32(0.3530)
-        ref = np.pad((raw / 255 - mean) / std, ((0, 0), (0, 0), (2, 2), (2, 2)),
-                     constant_values=(0 - mean) / std)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-        theirs = np.concatenate([sess.run(None, {name: x[i:i + 100]})[0]
-                                 for i in range(0, n, 100)])
-        print(n, float(np.abs(x - ref).max()), float(np.abs(theirs - ours).max()),
-              float((theirs.argmax(1) == ours.argmax(1)).mean()), float(np.abs(ours).max()))
-        """
+            onnx_path, dump_path = sys.argv[1], sys.argv[2]
+            t = read_safetensors(dump_path)
+            x, ours = t["images"], t["logits"]
+            n = len(x)
+            ref, _ = fmnist_test(n)
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = 1
+            sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+            name = sess.get_inputs()[0].name
+            theirs = np.concatenate([sess.run(None, {name: x[i:i + 100]})[0]
+                                     for i in range(0, n, 100)])
+            print(n, float(np.abs(x - ref).max()), float(np.abs(theirs - ours).max()),
+                  float((theirs.argmax(1) == ours.argmax(1)).mean()), float(np.abs(ours).max()))
+            """
 }

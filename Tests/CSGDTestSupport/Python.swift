@@ -47,6 +47,37 @@ public enum Python {
             stderr: String(decoding: err, as: UTF8.self))
     }
 
+    /// Python source the interoperability scripts start with: `read_safetensors(path)`, a
+    /// plain reader (no safetensors package needed) returning name → numpy array, and
+    /// `fmnist_test(n)`, the first `n` Fashion-MNIST test images prepared from the raw files
+    /// as the README documents (scaled, normalised, padded to 32×32) and their labels.
+    public static let interopPrelude = """
+        import gzip, json, struct, sys
+        import numpy as np
+
+        def read_safetensors(path):
+            b = open(path, "rb").read()
+            n = struct.unpack("<Q", b[:8])[0]
+            h, d = json.loads(b[8:8 + n]), b[8 + n:]
+            dt = {"F32": np.float32, "I32": np.int32}
+            return {k: np.frombuffer(d[v["data_offsets"][0]:v["data_offsets"][1]],
+                                     dt[v["dtype"]]).reshape(v["shape"])
+                    for k, v in h.items() if k != "__metadata__"}
+
+        def fmnist_test(n):
+            d = "/usr/share/datasets/fashion-mnist/"
+            raw = np.frombuffer(gzip.open(d + "t10k-images-idx3-ubyte.gz").read(), np.uint8,
+                                offset=16)
+            raw = raw[:n * 784].reshape(n, 1, 28, 28).astype(np.float32)
+            mean, std = np.float32(0.2860), np.float32(0.3530)
+            images = np.pad((raw / 255 - mean) / std, ((0, 0), (0, 0), (2, 2), (2, 2)),
+                            constant_values=(0 - mean) / std)
+            labels = np.frombuffer(gzip.open(d + "t10k-labels-idx1-ubyte.gz").read(),
+                                   np.uint8, offset=8)[:n]
+            return images, labels
+
+        """
+
     /// Runs the interpreter; its stdout on exit status 0, nil if it is missing or fails.
     public static func run(_ args: [String]) -> String? {
         guard let r = launch(args), r.status == 0 else { return nil }
