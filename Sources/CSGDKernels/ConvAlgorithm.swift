@@ -48,27 +48,32 @@ public enum ConvAlgorithm {
     }
 
     /// 3×3 stride-1 pad-1 shapes where Winograd's fwd + bwd beat im2col's by more than the
-    /// noise in `bench kernels --winograd` (thread CPU time, 1 thread; docs/performance.md),
-    /// per OpenBLAS core, since im2col's GEMMs are OpenBLAS's: its AVX-512 kernels
-    /// (Cooperlake, SkylakeX) run the 16-channel im2col GEMMs at ~34 GFLOP/s where its AVX2
-    /// (Haswell) kernels reach ~50, so there Winograd loses on ResNet-56's 16 @32×32 (0.87×).
-    /// Left out everywhere as measured no better: 64→64 @8×8 (1.05–1.06, fwd < 1), 512→512
-    /// @7×7 (0.79–0.92) and the 5/8-pruned ResNet-56 widths 10 @32×32 (0.56–0.74), 20 @16×16
-    /// (0.89–0.96), 40 @8×8 (0.94–1.00): with few channels the 16 GEMMs are too thin and the
-    /// transforms dominate. Cores not measured use the AVX2 (Haswell) table.
+    /// noise in `bench kernels --winograd` (thread CPU time, 1 thread; docs/performance.md,
+    /// re-measured 2026-11-26 after the transforms were vectorised), per OpenBLAS core, since
+    /// im2col's GEMMs are OpenBLAS's: its AVX-512 kernels (Cooperlake, SkylakeX) run the
+    /// 16-channel im2col GEMMs at ~34 GFLOP/s where its AVX2 (Haswell) kernels reach ~50, so
+    /// there Winograd only breaks even on ResNet-56's 16 @32×32 (1.05). Left out everywhere as
+    /// measured no better: 512→512 @7×7 (0.82–0.91) and the 5/8-pruned 10 @32×32 (0.71–0.99):
+    /// with few channels or few tiles the 16 GEMMs are too thin and the transforms dominate.
+    /// Cores not measured use the AVX2 (Haswell) table.
     public static func winogradWins(core: String) -> Set<Key> {
-        // ResNet-50 @224: 1.26–1.39, 1.50–1.54, 1.28–1.39 on both cores.
-        let resNet50: Set<Key> = [
+        // ResNet-50 @224: 1.46–1.56, 1.62–1.67, 1.38–1.47 on both cores.
+        // 32 @16×16: 1.24–1.52; 40 @8×8 (5/8-pruned ResNet-56): 1.28–1.43 on both cores.
+        let both: Set<Key> = [
             Key(c: 64, k: 64, side: 56), Key(c: 128, k: 128, side: 28),
-            Key(c: 256, k: 256, side: 14),
+            Key(c: 256, k: 256, side: 14), Key(c: 32, k: 32, side: 16),
+            Key(c: 40, k: 40, side: 8),
         ]
         switch core {
         case "Cooperlake", "SkylakeX":
-            // ResNet-56 16 @32×32: 1.37–1.43, 32 @16×16: 1.17–1.22.
-            return resNet50.union([Key(c: 16, k: 16, side: 32), Key(c: 32, k: 32, side: 16)])
+            // ResNet-56 16 @32×32: 1.74–1.76, 64 @8×8: 1.16–1.21; pruned 20 @16×16: 1.20.
+            return both.union([
+                Key(c: 16, k: 16, side: 32), Key(c: 64, k: 64, side: 8),
+                Key(c: 20, k: 20, side: 16),
+            ])
         default:
-            // Haswell: 16 @32×32 0.87, 32 @16×16 1.06 (noise).
-            return resNet50
+            // Haswell: 16 @32×32 1.05, 64 @8×8 1.05, 20 @16×16 1.05–1.06 (noise).
+            return both
         }
     }
 
