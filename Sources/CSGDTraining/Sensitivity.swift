@@ -111,8 +111,8 @@ public enum Sensitivity {
             throw CSGDError("sensitivity: context has \(c.count) widths for \(groups.count) groups")
         }
         let free = groups.indices.filter { !bounds.isFixed($0) }
-        // Every cell is (group, width); a context also measures each group at full width,
-        // the reference its Δ is taken against. Cell −1 is the whole context.
+        // Every cell is (group, width). In a context each group is also measured at its full
+        // width: the reference its Δ is taken against.
         var cells: [(g: Int, w: Int)] = []
         var grids: [Int: [Int]] = [:]
         for g in free {
