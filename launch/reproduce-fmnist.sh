@@ -65,8 +65,17 @@ step1 fmnist-r20-csgd-gentle "$OUT/fmnist-r20-csgd-gentle/pruned.safetensors" \
 step1 fmnist-r20-csgd-gentle-budget "$OUT/fmnist-r20-csgd-gentle-budget/pruned.safetensors" \
     csgd --config "$gentle_cfg" --from "$base" --target-flops 15.86M --sensitivity-images 2048 \
     --out-dir "$OUT/fmnist-r20-csgd-gentle-budget"
+# Issue 18, second try: the long schedule (ε 0.01, 20 epochs), uniform 5/8 and a FLOPs budget
+# equal to it with BN-recalibrated single-group sensitivity.
+long_cfg=cluster-configs/fashion-mnist-resnet20-csgd-long.yaml
+step1 fmnist-r20-csgd-long "$OUT/fmnist-r20-csgd-long/pruned.safetensors" \
+    csgd --config "$long_cfg" --from "$base" --out-dir "$OUT/fmnist-r20-csgd-long"
+step1 fmnist-r20-csgd-long-budget "$OUT/fmnist-r20-csgd-long-budget/pruned.safetensors" \
+    csgd --config "$long_cfg" --from "$base" --target-flops 15.86M --sensitivity-images 1024 \
+    --sensitivity-context recalibrated --out-dir "$OUT/fmnist-r20-csgd-long-budget"
 
 for d in fmnist-r20-base fmnist-r20-csgd fmnist-r20-magnitude-ft fmnist-r20-narrow fmnist-r20-widen \
-    fmnist-r20-csgd-gentle fmnist-r20-csgd-gentle-budget; do
+    fmnist-r20-csgd-gentle fmnist-r20-csgd-gentle-budget fmnist-r20-csgd-long \
+    fmnist-r20-csgd-long-budget; do
     "$exe" report "$OUT/$d"
 done
