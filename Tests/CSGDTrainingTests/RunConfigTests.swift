@@ -223,6 +223,7 @@ final class RunConfigTests: XCTestCase {
             ("update", UpdateMode.allCases.map(\.rawValue)),
             ("allreduce", AllreduceMode.allCases.map(\.rawValue)),
             ("merge", MergeMode.allCases.map(\.rawValue)),
+            ("sensitivity_context", SensitivityContext.allCases.map(\.rawValue)),
         ]
         XCTAssertEqual(
             Set(ConfigKey.all.filter { $0.type == "enum" }.map(\.name)), Set(modes.map(\.key)),
@@ -358,6 +359,7 @@ final class RunConfigTests: XCTestCase {
         c.minWidth = 3
         c.sensitivityImages = 64
         c.sensitivitySteps = 4
+        c.sensitivityContext = .uniform
         c.merge = .mean
         c.recalibrateBatches = 200
         c.update = .replicated
