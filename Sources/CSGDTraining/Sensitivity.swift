@@ -111,14 +111,16 @@ public enum Sensitivity {
             throw CSGDError("sensitivity: context has \(c.count) widths for \(groups.count) groups")
         }
         let free = groups.indices.filter { !bounds.isFixed($0) }
-        // Every cell is (group, width). In a context each group is also measured at its full
-        // width: the reference its Δ is taken against.
+        // Every cell is (group, width). A group the context merges is also measured at its
+        // full width, the reference its Δ is taken against; for any other group (and alone)
+        // that net is the base itself.
+        func needsReference(_ g: Int) -> Bool { (context?[g] ?? groups[g].width) < groups[g].width }
         var cells: [(g: Int, w: Int)] = []
         var grids: [Int: [Int]] = [:]
         for g in free {
             let grid = gridWidths(width: groups[g].width, steps: steps, lower: bounds.lower[g])
             grids[g] = grid
-            for w in context == nil ? Array(grid.dropLast()) : grid { cells.append((g, w)) }
+            for w in needsReference(g) ? grid : Array(grid.dropLast()) { cells.append((g, w)) }
         }
         let values = Array(net.store.values.buffer)
         let buffers = Array(net.store.buffers.buffer)
@@ -161,10 +163,9 @@ public enum Sensitivity {
         var e = 0
         for g in free {
             let grid = grids[g]!
-            // Alone: against the unmerged net. In a context: against this group's full-width
-            // cell, the last of its grid.
+            // Against the base, or against this group's full-width cell, the last of its grid.
             let reference =
-                context == nil
+                !needsReference(g)
                 ? (loss: base.loss, top1: base.top1)
                 : (
                     loss: results[2 * (e + grid.count - 1)],
@@ -181,7 +182,7 @@ public enum Sensitivity {
                         width: w, deltaLoss: last ? 0 : results[2 * e] - reference.loss,
                         deltaTop1: last ? 0 : results[2 * e + 1] - reference.top1,
                         flops: graph.flopsPerImage, params: graph.parameterCount))
-                if !last || context != nil { e += 1 }
+                if !last || needsReference(g) { e += 1 }
             }
             out.append(
                 SensitivityTable.Group(
