@@ -269,7 +269,7 @@ func gatherStride2(
     var j = 0
     while j + 8 <= count && 2 * j + 16 <= readable {
         let v = UnsafeRawPointer(src + 2 * j).loadUnaligned(as: SIMD16<Float>.self)
-        UnsafeMutableRawPointer(dst + j).storeBytes(of: evenLanes(v), as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(dst + j).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
         j += 8
     }
     while j < count {
@@ -287,9 +287,9 @@ func scatterAddStride2(
     var j = 0
     while j + 8 <= count && 2 * j + 16 <= writable {
         let raw = UnsafeMutableRawPointer(dst + 2 * j)
-        let v = raw.loadUnaligned(as: SIMD16<Float>.self)
-        let add = UnsafeRawPointer(src + j).loadUnaligned(as: SIMD8<Float>.self)
-        raw.storeBytes(of: v + interleave(add, .zero), as: SIMD16<Float>.self)
+        var v = raw.loadUnaligned(as: SIMD16<Float>.self)
+        v.evenHalf += UnsafeRawPointer(src + j).loadUnaligned(as: SIMD8<Float>.self)
+        raw.storeBytes(of: v, as: SIMD16<Float>.self)
         j += 8
     }
     while j < count {

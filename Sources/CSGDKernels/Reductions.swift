@@ -90,9 +90,9 @@ func vsumAndCenteredDot(
     return (a, b)
 }
 
-// Lane shuffles spelled lane by lane: LLVM turns each into one shuffle instruction (vpermps /
-// vpermt2ps), where the standard library's `evenHalf`/`oddHalf` compiled to scalar lane moves
-// and stack spills in the Winograd transforms (perf annotate, 2026-11-26).
+// Constant lane shuffles for the Winograd transforms (compacting 16 contiguous columns to
+// eight tiles, interleaving two tile columns into a plane row), spelled lane by lane; in the
+// built code each is one vpermps / vpermt2ps.
 
 /// Lanes 0, 2, …, 14 of `v`.
 @inline(__always)
