@@ -140,8 +140,9 @@ public struct RunConfig: Equatable {
     public var sensitivityImages = 512
     /// Sensitivity grid: widths 1/steps … (steps−1)/steps of each group are measured.
     public var sensitivitySteps = 8
-    /// Budget sensitivity: each group merged `alone`, or with the others at the `uniform`
-    /// widths of the same budget (BN recalibrated after each merge).
+    /// Budget sensitivity: each group merged `alone`, alone with BN statistics recomputed
+    /// after the merge (`recalibrated`), or with the others at the `uniform` widths of the
+    /// same budget (BN recalibrated too).
     public var sensitivityContext = SensitivityContext.alone
     /// How a prune merges clusters: `exact` (they must already be identical) or `mean`
     /// (cluster means, for a round that has not fully converged).

@@ -164,7 +164,7 @@ extension ConfigKey {
                     "budget: widths 1/steps … of each group measured"),
                 .choice(
                     "sensitivity_context", \.sensitivityContext,
-                    "budget: measure each group alone or at the uniform widths"),
+                    "budget: what the other groups do while one is measured"),
                 .choice("merge", \.merge, "how a prune merges clusters"),
                 .int(
                     "recalibrate_batches", \.recalibrateBatches, .atLeast(0),

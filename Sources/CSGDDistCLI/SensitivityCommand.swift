@@ -18,7 +18,8 @@ struct SensitivityCommand: ParsableCommand {
             sensitivity_context says whether the other groups stay unmerged (alone, \
             recalibrated: BN statistics recomputed after the merge) or sit at the uniform \
             widths of the budget (uniform). With --target-flops / --target-params the widths \
-            the budget would get are printed too. Example: csgd-dist sensitivity runs/fmnist-r20-base/model.safetensors --config \
+            the budget would get are printed too. Example: csgd-dist sensitivity \
+            runs/fmnist-r20-base/model.safetensors --config \
             cluster-configs/fashion-mnist-resnet20-csgd.yaml --sensitivity-images 1024 --json
             """)
     @OptionGroup var options: ConfigOptions

@@ -38,6 +38,7 @@ final class BadInputTests: XCTestCase {
             ("merge", "exact, mean"),
             ("update", "rank0, replicated"),
             ("allreduce", "overlap, blocking"),
+            ("sensitivity-context", "alone, recalibrated, uniform"),
         ]
         for (flag, allowed) in modes {
             for job in ["train", "csgd", "config"] {

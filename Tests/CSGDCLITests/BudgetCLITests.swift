@@ -96,6 +96,27 @@ final class BudgetCLITests: XCTestCase {
             XCTAssertEqual(rows.last?["deltaLoss"] as? Double, 0)
             XCTAssertGreaterThanOrEqual(rows.count, 2)
         }
+        // A context: `uniform` without a budget is one error line naming the key; with a
+        // budget the JSON carries the context widths and the allocation the table leads to.
+        let bad = try CLIRunner.run(
+            ["sensitivity", model, "--sensitivity-context", "uniform"] + tiny)
+        XCTAssertNotEqual(bad.exitCode, 0, bad.output)
+        XCTAssertEqual(bad.lines.filter { $0.hasPrefix("error") }.count, 1, bad.output)
+        XCTAssertTrue(bad.output.contains("sensitivity_context"), bad.output)
+        let ctx = try CLIRunner.succeed(
+            [
+                "sensitivity", model, "--json", "--sensitivity-context", "recalibrated",
+                "--target-flops", "0.5",
+            ] + tiny)
+        let ci = try XCTUnwrap(ctx.output.firstIndex(of: "{"))
+        let both = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(ctx.output[ci...].utf8)) as? [String: Any])
+        let table = try XCTUnwrap(both["sensitivity"] as? [String: Any])
+        XCTAssertEqual((table["context"] as? [Int])?.count, 12)
+        let budget = try XCTUnwrap(both["allocation"] as? [String: Any])
+        let got = try XCTUnwrap(budget["achieved"] as? Double)
+        let whole = try XCTUnwrap(budget["full"] as? Double)
+        XCTAssertLessThanOrEqual(abs(got / (0.5 * whole) - 1), 0.01)
         // The magnitude baseline takes the same budget: parameters within ±1 %, written down.
         let pd = dir + "/mag"
         try CLIRunner.succeed(
