@@ -346,28 +346,28 @@ public enum KernelBenchmark {
         return Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) * 1e-9
     }
 
-    /// im2col vs Winograd per shape of `winogradCases()`, forward and backward, interleaved
-    /// (each round runs both algorithms back to back, alternating which goes first), timed in
-    /// thread CPU seconds (`threadCPUSeconds`; run it with 1 BLAS thread). Rows
-    /// `winograd_<shape>`: value = im2col time ÷ Winograd time of forward + backward (> 1:
-    /// Winograd wins), with the forward and backward ratios and both times. Restores
-    /// `ConvAlgorithm.conv3x3` afterwards.
+    /// im2col vs Winograd F(2×2, 3×3) vs F(4×4, 3×3) per shape of `winogradCases()`, forward
+    /// and backward, interleaved (each round runs all three back to back, rotating which goes
+    /// first), timed in thread CPU seconds (`threadCPUSeconds`; run it with 1 BLAS thread).
+    /// Rows `winograd_<shape>`: value = im2col time ÷ the faster Winograd's time of forward +
+    /// backward (> 1: Winograd wins), with each tile's ratio (`f2_speedup`, `f4_speedup`), its
+    /// forward and backward ratios and the times. Restores `ConvAlgorithm.conv3x3` afterwards.
     public static func winogradCalibration(threads: Int, repeats: Int) -> [BenchResult] {
         BLASThreads.set(threads)
         KernelThreads.set(threads)
         let saved = ConvAlgorithm.conv3x3
         defer { ConvAlgorithm.conv3x3 = saved }
         var rows: [BenchResult] = []
+        let algorithms: [Conv3x3Algorithm] = [.im2col, .winograd, .winograd4]
         for c in winogradCases() {
             let g = c.shape
             let (x, w, y, dy, dx, dw, ws) = ConvBenchBuffers(g).all
-            // Per algorithm (0 im2col, 1 Winograd): forward and backward times.
-            let algorithms: [Conv3x3Algorithm] = [.im2col, .winograd]
-            var fwd: [[Double]] = [[], []]
-            var bwd: [[Double]] = [[], []]
+            // Per algorithm (0 im2col, 1 F(2×2), 2 F(4×4)): forward and backward times.
+            var fwd: [[Double]] = [[], [], []]
+            var bwd: [[Double]] = [[], [], []]
             for rep in 0...max(1, repeats) {
-                let order = rep % 2 == 0 ? [0, 1] : [1, 0]
-                for a in order {
+                for step in 0..<3 {
+                    let a = (rep + step) % 3
                     ConvAlgorithm.conv3x3 = algorithms[a]
                     let f = threadCPUSeconds {
                         conv2dForward(
@@ -385,19 +385,19 @@ public enum KernelBenchmark {
                     bwd[a].append(b)
                 }
             }
-            let i2f = medianOf(fwd[0])
-            let i2b = medianOf(bwd[0])
-            let wf = medianOf(fwd[1])
-            let wb = medianOf(bwd[1])
-            let i2 = i2f + i2b
-            let wt = wf + wb
+            let f = fwd.map(medianOf)
+            let b = bwd.map(medianOf)
+            let total = (0..<3).map { f[$0] + b[$0] }
             let extra: [String: Double] = [
-                "fwd_speedup": i2f / wf, "bwd_speedup": i2b / wb, "im2col_ms": 1e3 * i2,
-                "winograd_ms": 1e3 * wt, "im2col_gflops": 3 * c.forwardFlops / i2 / 1e9,
+                "f2_speedup": total[0] / total[1], "f4_speedup": total[0] / total[2],
+                "f4_fwd_speedup": f[0] / f[2], "f4_bwd_speedup": b[0] / b[2],
+                "im2col_ms": 1e3 * total[0], "f2_ms": 1e3 * total[1], "f4_ms": 1e3 * total[2],
+                "im2col_gflops": 3 * c.forwardFlops / total[0] / 1e9,
             ]
             rows.append(
                 BenchResult(
-                    name: "winograd_" + c.name, value: i2 / wt, unit: "×im2col", extra: extra))
+                    name: "winograd_" + c.name, value: total[0] / min(total[1], total[2]),
+                    unit: "×im2col", extra: extra))
         }
         return rows
     }

@@ -49,9 +49,10 @@ struct BenchKernelsCommand: ParsableCommand {
 
     @Flag(
         help: """
-            Instead: im2col vs Winograd F(2×2,3×3) fwd+bwd per 3×3 stride-1 shape of ResNet-56 \
-            (full and 5/8-pruned widths, batch 64) and ResNet-50@224 (batch 16); value = \
-            im2col time ÷ Winograd time (the table behind `CSGD_CONV3X3=auto`).
+            Instead: im2col vs Winograd F(2×2,3×3) vs F(4×4,3×3) fwd+bwd per 3×3 stride-1 \
+            shape of ResNet-56 (full and 5/8-pruned widths, batch 64) and ResNet-50@224 (batch \
+            16); value = im2col time ÷ the faster Winograd's time (the table behind \
+            `CSGD_CONV3X3=auto`).
             """)
     var winograd = false
 
@@ -69,8 +70,9 @@ struct BenchKernelsCommand: ParsableCommand {
                 rows, json: output.json,
                 title: "bench kernels --winograd: threads=\(threads) repeats=\(repeats) (median)",
                 columns: [
-                    ("fwd", "fwd_speedup"), ("bwd", "bwd_speedup"), ("im2col ms", "im2col_ms"),
-                    ("winograd ms", "winograd_ms"), ("im2col GFLOP/s", "im2col_gflops"),
+                    ("F(2)", "f2_speedup"), ("F(4)", "f4_speedup"), ("F(4) fwd", "f4_fwd_speedup"),
+                    ("F(4) bwd", "f4_bwd_speedup"), ("im2col ms", "im2col_ms"),
+                    ("F(2) ms", "f2_ms"), ("F(4) ms", "f4_ms"), ("im2col GFLOP/s", "im2col_gflops"),
                 ])
             return
         }

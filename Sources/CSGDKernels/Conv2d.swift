@@ -77,7 +77,10 @@ public struct Conv2dShape: Equatable, Sendable, Codable {
     /// The same value for every call with this shape; callers may share one workspace.
     public var workspaceCount: Int {
         let im2col = ConvPlan(self).workspaceCount
-        return WinogradPlan.supports(self) ? max(im2col, WinogradPlan(self).workspaceCount) : im2col
+        guard WinogradPlan.supports(self) else { return im2col }
+        return max(
+            im2col, WinogradPlan(self, tile: 2).workspaceCount,
+            WinogradPlan(self, tile: 4).workspaceCount)
     }
 
     /// Whether im2col row blocks are shifted copies of the input plane (stride 1, Q == W).
@@ -313,9 +316,9 @@ public func conv2dForward(
     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, shape g: Conv2dShape,
     workspace: UnsafeMutablePointer<Float>?, epilogue: ChannelAffine? = nil
 ) {
-    if ConvAlgorithm.usesWinograd(g) {
+    if let tile = ConvAlgorithm.winogradTile(g) {
         winogradForward(
-            output: output, input: input, weight: weight, bias: bias, shape: g,
+            output: output, input: input, weight: weight, bias: bias, shape: g, tile: tile,
             workspace: workspace!, epilogue: epilogue)
         return
     }
@@ -426,10 +429,10 @@ public func conv2dBackward(
             }
         }
     }
-    if ConvAlgorithm.usesWinograd(g) {
+    if let tile = ConvAlgorithm.winogradTile(g) {
         winogradBackward(
             dInput: dInput, dWeight: dWeight, dOutput: dOutput, input: input, weight: weight,
-            shape: g, workspace: workspace!)
+            shape: g, tile: tile, workspace: workspace!)
         return
     }
     let tensors = ConvTensors(

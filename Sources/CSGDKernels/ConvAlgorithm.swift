@@ -1,5 +1,6 @@
-// Which algorithm a 3×3 stride-1 convolution runs on: im2col + sgemm (Conv2d.swift) or
-// Winograd F(2×2, 3×3) (Winograd.swift). Every other shape always runs im2col.
+// Which algorithm a 3×3 stride-1 convolution runs on: im2col + sgemm (Conv2d.swift),
+// Winograd F(2×2, 3×3) (Winograd.swift) or F(4×4, 3×3) (Winograd4.swift). Every other shape
+// always runs im2col.
 //
 // `auto` picks per shape from `ConvAlgorithm.winogradWins`, a table measured with
 // `csgd-dist bench kernels --winograd` (fwd + bwd, 1 thread, this repository's machine, see
@@ -17,14 +18,17 @@ public enum Conv3x3Algorithm: String, CaseIterable, Sendable {
     case im2col
     /// Always Winograd F(2×2, 3×3) where the geometry allows (3×3, stride 1, pad ≤ 2).
     case winograd
-    /// Winograd for the shapes in `ConvAlgorithm.winogradWins`, im2col otherwise.
+    /// Always Winograd F(4×4, 3×3) where the geometry allows.
+    case winograd4
+    /// Per shape from `ConvAlgorithm.winogradWins`: the tile it lists, im2col otherwise.
     case auto
 }
 
 /// Process-wide choice of convolution algorithm.
 public enum ConvAlgorithm {
     /// Set before building networks or starting threads; read on every conv call. The default
-    /// comes from the environment variable `CSGD_CONV3X3` (im2col, winograd or auto), else
+    /// comes from the environment variable `CSGD_CONV3X3` (im2col, winograd, winograd4 or
+    /// auto), else
     /// `defaultConv3x3`.
     nonisolated(unsafe) public static var conv3x3: Conv3x3Algorithm = {
         if let name = getenvString("CSGD_CONV3X3"), let a = Conv3x3Algorithm(rawValue: name) {
@@ -56,21 +60,21 @@ public enum ConvAlgorithm {
     /// measured no better: 512→512 @7×7 (0.82–0.91) and the 5/8-pruned 10 @32×32 (0.71–0.99):
     /// with few channels or few tiles the 16 GEMMs are too thin and the transforms dominate.
     /// Cores not measured use the AVX2 (Haswell) table.
-    public static func winogradWins(core: String) -> Set<Key> {
+    public static func winogradWins(core: String) -> [Key: Int] {
         // ResNet-50 @224: 1.46–1.56, 1.62–1.67, 1.38–1.47 on both cores.
         // 32 @16×16: 1.24–1.52; 40 @8×8 (5/8-pruned ResNet-56): 1.28–1.43 on both cores.
-        let both: Set<Key> = [
-            Key(c: 64, k: 64, side: 56), Key(c: 128, k: 128, side: 28),
-            Key(c: 256, k: 256, side: 14), Key(c: 32, k: 32, side: 16),
-            Key(c: 40, k: 40, side: 8),
+        var both: [Key: Int] = [
+            Key(c: 64, k: 64, side: 56): 2, Key(c: 128, k: 128, side: 28): 2,
+            Key(c: 256, k: 256, side: 14): 2, Key(c: 32, k: 32, side: 16): 2,
+            Key(c: 40, k: 40, side: 8): 2,
         ]
         switch core {
         case "Cooperlake", "SkylakeX":
             // ResNet-56 16 @32×32: 1.74–1.76, 64 @8×8: 1.16–1.21; pruned 20 @16×16: 1.20.
-            return both.union([
-                Key(c: 16, k: 16, side: 32), Key(c: 64, k: 64, side: 8),
-                Key(c: 20, k: 20, side: 16),
-            ])
+            both[Key(c: 16, k: 16, side: 32)] = 2
+            both[Key(c: 64, k: 64, side: 8)] = 2
+            both[Key(c: 20, k: 20, side: 16)] = 2
+            return both
         default:
             // Haswell: 16 @32×32 1.05, 64 @8×8 1.05, 20 @16×16 1.05–1.06 (noise).
             return both
@@ -80,17 +84,22 @@ public enum ConvAlgorithm {
     /// The table for the OpenBLAS core this process runs.
     public static let winogradWins = winogradWins(core: BLASThreads.coreName)
 
-    /// Whether `shape` runs on the Winograd path under the current setting.
-    public static func usesWinograd(_ g: Conv2dShape) -> Bool {
-        guard WinogradPlan.supports(g) else { return false }
+    /// The Winograd output tile (2 or 4) `shape` runs on under the current setting, nil for
+    /// im2col.
+    public static func winogradTile(_ g: Conv2dShape) -> Int? {
+        guard WinogradPlan.supports(g) else { return nil }
         switch conv3x3 {
-        case .im2col: return false
-        case .winograd: return true
+        case .im2col: return nil
+        case .winograd: return 2
+        case .winograd4: return 4
         case .auto:
-            return g.pad == 1 && g.h == g.w
-                && winogradWins.contains(Key(c: g.c, k: g.k, side: g.h))
+            guard g.pad == 1 && g.h == g.w else { return nil }
+            return winogradWins[Key(c: g.c, k: g.k, side: g.h)]
         }
     }
+
+    /// Whether `shape` runs on a Winograd path under the current setting.
+    public static func usesWinograd(_ g: Conv2dShape) -> Bool { winogradTile(g) != nil }
 }
 
 private func getenvString(_ name: String) -> String? {

@@ -25,10 +25,14 @@
 
 import CSGDCore
 
-/// Tile geometry and workspace layout of the Winograd path for one shape.
+/// Tile geometry and workspace layout of the Winograd path for one shape and output tile:
+/// F(2×2, 3×3) (`tile` 2, 4×4 transform points) or F(4×4, 3×3) (`tile` 4, 6×6 points,
+/// Winograd4.swift).
 struct WinogradPlan {
     let shape: Conv2dShape
-    /// Tile rows and columns per image (each tile gives 2×2 outputs).
+    /// Output tile side m: each tile gives m×m outputs from an (m + 2)×(m + 2) input tile.
+    let tile: Int
+    /// Tile rows and columns per image.
     let tilesH: Int, tilesW: Int
     /// Images per chunk (V, M, dV hold one chunk's tiles).
     let chunk: Int
@@ -40,30 +44,54 @@ struct WinogradPlan {
         g.r == 3 && g.s == 3 && g.stride == 1 && g.pad <= 2
     }
 
-    init(_ g: Conv2dShape) {
+    /// The plan for output tile side `tile` (2 or 4).
+    init(_ g: Conv2dShape, tile: Int = 2) {
+        precondition(tile == 2 || tile == 4, "Winograd output tile must be 2 or 4")
         shape = g
-        tilesH = (g.p + 1) / 2
-        tilesW = (g.q + 1) / 2
+        self.tile = tile
+        tilesH = (g.p + tile - 1) / tile
+        tilesW = (g.q + tile - 1) / tile
         let blocks = (tilesW + 7) / 8
-        planeH = 2 * tilesH + 2
-        planeW = 16 * blocks + 2
+        planeH = tile * tilesH + 2
+        // F(2×2): 16-wide loads at +0/+1/+2; F(4×4): 32 columns plus an 8-wide tail load.
+        planeW = tile == 2 ? 16 * blocks + 2 : 32 * blocks + 8
         // V, Ỹ and dV of a chunk within 2 MiB (about an L2), at least one image.
-        let perImage = 16 * tilesH * tilesW * (2 * g.c + g.k)
+        let perImage = (tile + 2) * (tile + 2) * tilesH * tilesW * (2 * g.c + g.k)
         chunk = max(1, min(g.n, (1 << 19) / max(1, perImage)))
     }
 
+    /// Transform points per tile: (m + 2)², one GEMM each.
+    var points: Int { (tile + 2) * (tile + 2) }
     var tilesPerImage: Int { tilesH * tilesW }
     /// Tiles in a full chunk.
     var chunkTiles: Int { chunk * tilesPerImage }
     /// Offsets into the workspace, in floats.
     var uOffset: Int { 0 }
-    var duOffset: Int { 16 * shape.k * shape.c }
-    var vOffset: Int { 32 * shape.k * shape.c }
-    var mOffset: Int { vOffset + 16 * shape.c * chunkTiles }
-    var dvOffset: Int { mOffset + 16 * shape.k * chunkTiles }
-    var planeOffset: Int { dvOffset + 16 * shape.c * chunkTiles }
+    var duOffset: Int { points * shape.k * shape.c }
+    var vOffset: Int { 2 * points * shape.k * shape.c }
+    var mOffset: Int { vOffset + points * shape.c * chunkTiles }
+    var dvOffset: Int { mOffset + points * shape.k * chunkTiles }
+    var planeOffset: Int { dvOffset + points * shape.c * chunkTiles }
     /// Floats of workspace: U, dU, V, M (= Ỹ in backward), dV, one scratch plane.
     var workspaceCount: Int { planeOffset + planeH * planeW }
+
+    /// The filter transform U = G g Gᵀ for this tile size.
+    func filterTransform(_ u: UnsafeMutablePointer<Float>, _ weight: UnsafePointer<Float>) {
+        if tile == 4 {
+            winograd4FilterTransform(u, weight, k: shape.k, c: shape.c)
+        } else {
+            winogradFilterTransform(u, weight, k: shape.k, c: shape.c)
+        }
+    }
+
+    /// dW += Gᵀ dU G for this tile size.
+    func filterGradient(_ dWeight: UnsafeMutablePointer<Float>, _ du: UnsafePointer<Float>) {
+        if tile == 4 {
+            winograd4FilterGradient(dWeight, du, k: shape.k, c: shape.c)
+        } else {
+            winogradFilterGradient(dWeight, du, k: shape.k, c: shape.c)
+        }
+    }
 }
 
 // MARK: - transforms
@@ -125,7 +153,7 @@ func winogradFilterGradient(
 
 /// Stores lanes 0..<n of `v` to `p[0..<n]`.
 @inline(__always)
-private func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
+func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
     if n == 8 {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
     } else if n == 4 {  // 8×8 planes (4 tiles a row): one half-width store
@@ -137,7 +165,7 @@ private func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ n: Int
 
 /// Loads `p[0..<n]` into lanes 0..<n (zeros after).
 @inline(__always)
-private func load(_ p: UnsafePointer<Float>, _ n: Int) -> SIMD8<Float> {
+func load(_ p: UnsafePointer<Float>, _ n: Int) -> SIMD8<Float> {
     if n == 8 { return UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
     if n == 4 {
         return SIMD8(
@@ -151,7 +179,7 @@ private func load(_ p: UnsafePointer<Float>, _ n: Int) -> SIMD8<Float> {
 /// `dst[0..<n] = src[0..<n]` for one short plane row, inline: a libc memmove call per row of
 /// 8–56 floats cost 3 % of a ResNet-56 step (perf, 2026-11-26).
 @inline(__always)
-private func copyRow(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
+func copyRow(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
     var x = 0
     while x + 16 <= n {
         UnsafeMutableRawPointer(dst + x).storeBytes(
@@ -251,7 +279,7 @@ private func bColumn(
 
 /// Lanes 0, x0, …, x6: `x` moved up one lane (one shuffle).
 @inline(__always)
-private func shiftUp(_ x: SIMD8<Float>) -> SIMD8<Float> {
+func shiftUp(_ x: SIMD8<Float>) -> SIMD8<Float> {
     SIMD8(0, x[0], x[1], x[2], x[3], x[4], x[5], x[6])
 }
 
@@ -462,7 +490,7 @@ extension WinogradPlan {
         _ body: (Int, UnsafeMutablePointer<Float>) -> Void
     ) {
         let size = planeH * planeW
-        parallelRanges(count, grain: max(1, elementwiseGrain / (16 * tilesPerImage))) { r in
+        parallelRanges(count, grain: max(1, elementwiseGrain / (points * tilesPerImage))) { r in
             if r.lowerBound == 0 {
                 scratch.update(repeating: 0, count: size)
                 for index in r { body(index, scratch) }
@@ -488,55 +516,69 @@ extension WinogradPlan {
 
 // MARK: - forward / backward
 
-/// Winograd forward (`WinogradPlan.supports(shape)` must hold); same contract as
-/// `conv2dForward`, `workspace` at least `WinogradPlan(shape).workspaceCount` floats.
+/// Winograd forward (`WinogradPlan.supports(shape)` must hold) with output tile `tile` (2 or
+/// 4); same contract as `conv2dForward`, `workspace` at least
+/// `WinogradPlan(shape, tile: tile).workspaceCount` floats.
 func winogradForward(
     output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, shape g: Conv2dShape,
-    workspace ws: UnsafeMutablePointer<Float>, epilogue: ChannelAffine?
+    tile: Int = 2, workspace ws: UnsafeMutablePointer<Float>, epilogue: ChannelAffine?
 ) {
-    let plan = WinogradPlan(g)
+    let plan = WinogradPlan(g, tile: tile)
     let u = ws + plan.uOffset
     let v = ws + plan.vOffset
     let m = ws + plan.mOffset
     let plane = ws + plan.planeOffset
-    winogradFilterTransform(u, weight, k: g.k, c: g.c)
+    plan.filterTransform(u, weight)
     let pq = g.p * g.q
     plan.forEachChunk { n0, nb in
         let tiles = nb * plan.tilesPerImage
-        plan.inputTransform(v, input, plane, n0: n0, nb: nb)
-        for xi in 0..<16 {
+        if tile == 4 {
+            plan.inputTransform4(v, input, plane, n0: n0, nb: nb)
+        } else {
+            plan.inputTransform(v, input, plane, n0: n0, nb: nb)
+        }
+        for xi in 0..<plan.points {
             sgemm(
                 transA: false, transB: false, m: g.k, n: tiles, k: g.c, alpha: 1,
                 a: u + xi * g.k * g.c, lda: g.c, b: v + xi * g.c * tiles, ldb: tiles, beta: 0,
                 c: m + xi * g.k * tiles, ldc: tiles)
         }
-        plan.outputTransform(output, m, n0: n0, nb: nb)
+        if tile == 4 {
+            plan.outputTransform4(output, m, n0: n0, nb: nb)
+        } else {
+            plan.outputTransform(output, m, n0: n0, nb: nb)
+        }
         addBiasAndEpilogue(output, bias: bias, epilogue: epilogue, n0: n0, nb: nb, k: g.k, pq: pq)
     }
 }
 
-/// Winograd weight and input gradients (`dInput` nil skips the latter); ACCUMULATES like
-/// `conv2dBackward`. The bias gradient is the caller's.
+/// Winograd weight and input gradients (`dInput` nil skips the latter) with output tile
+/// `tile`; ACCUMULATES like `conv2dBackward`. The bias gradient is the caller's.
 func winogradBackward(
     dInput: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>,
     dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-    shape g: Conv2dShape, workspace ws: UnsafeMutablePointer<Float>
+    shape g: Conv2dShape, tile: Int = 2, workspace ws: UnsafeMutablePointer<Float>
 ) {
-    let plan = WinogradPlan(g)
+    let plan = WinogradPlan(g, tile: tile)
     let u = ws + plan.uOffset
     let du = ws + plan.duOffset
     let v = ws + plan.vOffset
     let m = ws + plan.mOffset
     let dv = ws + plan.dvOffset
     let plane = ws + plan.planeOffset
-    if dInput != nil { winogradFilterTransform(u, weight, k: g.k, c: g.c) }
+    if dInput != nil { plan.filterTransform(u, weight) }
     var first = true
     plan.forEachChunk { n0, nb in
         let tiles = nb * plan.tilesPerImage
-        plan.inputTransform(v, input, plane, n0: n0, nb: nb)
-        plan.outputGradientTransform(m, dOutput, plane, n0: n0, nb: nb)
-        for xi in 0..<16 {
+        if tile == 4 {
+            plan.inputTransform4(v, input, plane, n0: n0, nb: nb)
+            plan.outputGradientTransform4(m, dOutput, plane, n0: n0, nb: nb)
+        } else {
+            plan.inputTransform(v, input, plane, n0: n0, nb: nb)
+            plan.outputGradientTransform(m, dOutput, plane, n0: n0, nb: nb)
+        }
+        for xi in 0..<plan.points {
             sgemm(
                 transA: false, transB: true, m: g.k, n: g.c, k: tiles, alpha: 1,
                 a: m + xi * g.k * tiles, lda: tiles, b: v + xi * g.c * tiles, ldb: tiles,
@@ -544,14 +586,18 @@ func winogradBackward(
         }
         first = false
         if let dInput {
-            for xi in 0..<16 {
+            for xi in 0..<plan.points {
                 sgemm(
                     transA: true, transB: false, m: g.c, n: tiles, k: g.k, alpha: 1,
                     a: u + xi * g.k * g.c, lda: g.c, b: m + xi * g.k * tiles, ldb: tiles,
                     beta: 0, c: dv + xi * g.c * tiles, ldc: tiles)
             }
-            plan.inputGradientTransform(dInput, dv, plane, n0: n0, nb: nb)
+            if tile == 4 {
+                plan.inputGradientTransform4(dInput, dv, plane, n0: n0, nb: nb)
+            } else {
+                plan.inputGradientTransform(dInput, dv, plane, n0: n0, nb: nb)
+            }
         }
     }
-    winogradFilterGradient(dWeight, du, k: g.k, c: g.c)
+    plan.filterGradient(dWeight, du)
 }

@@ -182,10 +182,14 @@ final class KernelThreadsTests: XCTestCase {
                 .winograd,
                 try Conv2dShape(n: 4, c: 12, h: 30, w: 29, k: 10, r: 3, s: 3, stride: 1, pad: 1)
             ),
+            (
+                .winograd4,
+                try Conv2dShape(n: 4, c: 12, h: 30, w: 29, k: 10, r: 3, s: 3, stride: 1, pad: 1)
+            ),
         ]
         for (algorithm, g) in cases {
             ConvAlgorithm.conv3x3 = algorithm
-            XCTAssertEqual(ConvAlgorithm.usesWinograd(g), algorithm == .winograd)
+            XCTAssertEqual(ConvAlgorithm.usesWinograd(g), algorithm != .im2col)
             let x = filled(g.n * g.c * g.h * g.w, seed: 21)
             let w = filled(g.k * g.c * g.r * g.s, seed: 22)
             let bias = filled(g.k, seed: 23)

@@ -1,0 +1,457 @@
+// Winograd F(4×4, 3×3): the same computation as Winograd.swift's F(2×2, 3×3) with 6×6 input
+// tiles stepping by 4 (interpolation points 0, ±1, ±2, ∞):
+//   Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0; 0 2 −1 −2 1 0; 0 4 0 −5 0 1]
+//   G  = [¼ 0 0; −⅙ −⅙ −⅙; −⅙ ⅙ −⅙; 1/24 1/12 ⅙; 1/24 −1/12 ⅙; 0 0 1]
+//   Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1]
+// 36 GEMMs per chunk for 16 outputs per tile, against F(2×2)'s 16 for 4: 2.25× fewer
+// transform points and GEMM flops per output, at a larger rounding error (the transforms
+// multiply by up to 8 and divide by 6 and 24; KernelWinogradTests bounds it exactly).
+//
+// Vector layout (eight tiles of one tile row per step, tile t in lane t):
+// - input side: the 1-D transform down the tile's six plane rows runs first, on 32 contiguous
+//   columns (every lane useful), then a 4-way lane gather (`phase`) gives column k of each of
+//   the eight tiles and the transform across runs lane-wise. Columns 4 and 5 of tile t are
+//   columns 0 and 1 of tile t + 1 (`nextTile`), plus a 2-wide tail for the last tile.
+// - output side: both 1-D transforms lane-wise on eight tiles, the first pass through a small
+//   stack buffer (36 live vectors would spill), then a 4-way interleave writes 32 contiguous
+//   plane columns.
+
+import CSGDCore
+
+typealias Six<V> = (V, V, V, V, V, V)
+typealias V8 = SIMD8<Float>
+typealias V16 = SIMD16<Float>
+
+// The 1-D transforms are written per concrete vector type, not generically over `SIMD`: in a
+// generic function the operators resolve to the protocol's element-by-element versions, which
+// specialisation does not turn back into vector instructions (a generic first version ran
+// 6× slower than im2col, spilling every lane through the stack; perf, 2026-11-26).
+
+/// 1-D Bᵀ (6 → 6), lane-wise on eight lanes.
+@inline(__always)
+private func bt6(_ d: Six<V8>) -> Six<V8> {
+    let s = d.4 - d.2
+    let t = 2 * (d.3 - d.1)
+    let p = d.4 + d.3
+    let q = 4 * (d.1 + d.2)
+    let r = d.4 - d.3
+    let w = 4 * (d.1 - d.2)
+    return (4 * d.0 - 5 * d.2 + d.4, p - q, r + w, s + t, s - t, 4 * d.1 - 5 * d.3 + d.5)
+}
+
+/// 1-D Bᵀ on sixteen lanes (the same arithmetic as the eight-lane form).
+@inline(__always)
+private func bt6(_ d: Six<V16>) -> Six<V16> {
+    let s = d.4 - d.2
+    let t = 2 * (d.3 - d.1)
+    let p = d.4 + d.3
+    let q = 4 * (d.1 + d.2)
+    let r = d.4 - d.3
+    let w = 4 * (d.1 - d.2)
+    return (4 * d.0 - 5 * d.2 + d.4, p - q, r + w, s + t, s - t, 4 * d.1 - 5 * d.3 + d.5)
+}
+
+/// 1-D B (6 → 6), the adjoint of `bt6`.
+@inline(__always)
+private func b6(_ e: Six<V8>) -> Six<V8> {
+    let s12 = e.1 + e.2
+    let s34 = e.3 + e.4
+    return (
+        4 * e.0,
+        4 * (e.2 - e.1) + 2 * (e.4 - e.3) + 4 * e.5,
+        -5 * e.0 - 4 * s12 - s34,
+        (e.1 - e.2) + 2 * (e.3 - e.4) - 5 * e.5,
+        e.0 + s12 + s34,
+        e.5
+    )
+}
+
+/// 1-D Aᵀ (6 → 4), lane-wise.
+@inline(__always)
+private func at6(_ m: Six<V8>) -> (V8, V8, V8, V8) {
+    let a = m.1 + m.2
+    let b = m.1 - m.2
+    let c = m.3 + m.4
+    let d = m.3 - m.4
+    return (m.0 + a + c, b + 2 * d, a + 4 * c, b + 8 * d + m.5)
+}
+
+/// 1-D A (4 → 6), the adjoint of `at6`.
+@inline(__always)
+private func a6(_ y0: V8, _ y1: V8, _ y2: V8, _ y3: V8) -> Six<V8> {
+    let e = y0 + y2
+    let o = y1 + y3
+    let e4 = y0 + 4 * y2
+    let o4 = 2 * y1 + 8 * y3
+    return (y0, e + o, e - o, e4 + o4, e4 - o4, y3)
+}
+
+/// 1-D A on sixteen lanes (the same arithmetic as the eight-lane form).
+@inline(__always)
+private func a6(_ y0: V16, _ y1: V16, _ y2: V16, _ y3: V16) -> Six<V16> {
+    let e = y0 + y2
+    let o = y1 + y3
+    let e4 = y0 + 4 * y2
+    let o4 = 2 * y1 + 8 * y3
+    return (y0, e + o, e - o, e4 + o4, e4 - o4, y3)
+}
+
+/// 1-D G (3 → 6), lane-wise; divisions rather than multiplications by rounded reciprocals.
+@inline(__always)
+private func g6(_ g0: V8, _ g1: V8, _ g2: V8) -> Six<V8> {
+    let even = g0 + g2
+    let e24 = g0 / 24 + g2 / 6
+    let o12 = g1 / 12
+    return (g0 / 4, -(even + g1) / 6, -(even - g1) / 6, e24 + o12, e24 - o12, g2)
+}
+
+/// 1-D Gᵀ (6 → 3), the adjoint of `g6`.
+@inline(__always)
+private func gt6(_ u: Six<V8>) -> (V8, V8, V8) {
+    let s12 = (u.1 + u.2) / 6
+    let d12 = (u.2 - u.1) / 6
+    let s34 = u.3 + u.4
+    let d34 = u.3 - u.4
+    return (u.0 / 4 - s12 + s34 / 24, d12 + d34 / 12, s34 / 6 - s12 + u.5)
+}
+
+/// U[ξ][k][c] = (G g Gᵀ)[ξ], ξ = 6i + j, for every filter g = weight[k, c].
+func winograd4FilterTransform(
+    _ u: UnsafeMutablePointer<Float>, _ weight: UnsafePointer<Float>, k: Int, c: Int
+) {
+    let kc = k * c
+    for kk in 0..<k {
+        for cc in 0..<c {
+            let g = weight + (kk * c + cc) * 9
+            // t = G g: six rows (lanes 0..2 = filter columns).
+            func row(_ r: Int) -> V8 { V8(g[3 * r], g[3 * r + 1], g[3 * r + 2], 0, 0, 0, 0, 0) }
+            let t = g6(row(0), row(1), row(2))
+            // U = t Gᵀ: G applied to t's columns, each a vector over the six rows i.
+            func column(_ s: Int) -> SIMD8<Float> {
+                SIMD8(t.0[s], t.1[s], t.2[s], t.3[s], t.4[s], t.5[s], 0, 0)
+            }
+            let uj = g6(column(0), column(1), column(2))
+            let base = u + kk * c + cc
+            for i in 0..<6 {
+                let row = base + 6 * i * kc
+                row[0] = uj.0[i]
+                row[kc] = uj.1[i]
+                row[2 * kc] = uj.2[i]
+                row[3 * kc] = uj.3[i]
+                row[4 * kc] = uj.4[i]
+                row[5 * kc] = uj.5[i]
+            }
+        }
+    }
+}
+
+/// dW[k, c] += Gᵀ dU G (the adjoint of `winograd4FilterTransform`), dU laid out like U.
+func winograd4FilterGradient(
+    _ dWeight: UnsafeMutablePointer<Float>, _ du: UnsafePointer<Float>, k: Int, c: Int
+) {
+    let kc = k * c
+    for kk in 0..<k {
+        for cc in 0..<c {
+            let base = du + kk * c + cc
+            // Gᵀ over the rows i, each row a vector over j; then over j, vectors over r.
+            func row(_ i: Int) -> SIMD8<Float> {
+                var v = SIMD8<Float>()
+                for j in 0..<6 { v[j] = base[(6 * i + j) * kc] }
+                return v
+            }
+            let t = gt6((row(0), row(1), row(2), row(3), row(4), row(5)))
+            func column(_ j: Int) -> V8 { V8(t.0[j], t.1[j], t.2[j], 0, 0, 0, 0, 0) }
+            let w = gt6((column(0), column(1), column(2), column(3), column(4), column(5)))
+            let g = dWeight + (kk * c + cc) * 9
+            for r in 0..<3 {
+                g[3 * r] += w.0[r]
+                g[3 * r + 1] += w.1[r]
+                g[3 * r + 2] += w.2[r]
+            }
+        }
+    }
+}
+
+/// Lanes k, k + 4, k + 8, k + 12 of `lo`, then of `hi`: column k of eight 4-apart tiles
+/// whose 32 plane columns are `lo` and `hi`.
+@inline(__always)
+private func phase(_ lo: V16, _ hi: V16, _ k: Int) -> V8 {
+    V8(lo[k], lo[k + 4], lo[k + 8], lo[k + 12], hi[k], hi[k + 4], hi[k + 8], hi[k + 12])
+}
+
+/// Lanes c1, …, c7, x: tile t + 1's value for tile t, `x` for the last.
+@inline(__always)
+private func nextTile(_ c: SIMD8<Float>, _ x: Float) -> SIMD8<Float> {
+    SIMD8(c[1], c[2], c[3], c[4], c[5], c[6], c[7], x)
+}
+
+/// Lanes a0 b0 c0 d0 a1 b1 c1 d1 … a7 b7 c7 d7 as two 16-lane halves: lane 4t + i from the
+/// i-th argument's lane t.
+@inline(__always)
+private func interleave4(_ a: V8, _ b: V8, _ c: V8, _ d: V8) -> (V16, V16) {
+    let ac = interleave(a, c)
+    let bd = interleave(b, d)
+    return (
+        interleave(ac.lowHalf, bd.lowHalf), interleave(ac.highHalf, bd.highHalf)
+    )
+}
+
+/// Stores the first `count` of the 32 lanes `lo`, `hi` at `p`, whole vectors where they fit.
+@inline(__always)
+private func storeColumns(
+    _ v: (V16, V16), _ p: UnsafeMutablePointer<Float>, _ count: Int
+) {
+    let raw = UnsafeMutableRawPointer(p)
+    if count >= 16 {
+        raw.storeBytes(of: v.0, as: V16.self)
+        if count == 32 {
+            (raw + 64).storeBytes(of: v.1, as: V16.self)
+        } else {
+            for x in 16..<count { p[x] = v.1[x - 16] }
+        }
+    } else {
+        for x in 0..<count { p[x] = v.0[x] }
+    }
+}
+
+extension WinogradPlan {
+    /// V for images n0..<n0+nb (F(4×4)): V[ξ][c][t], ξ = 6i + j.
+    func inputTransform4(
+        _ v: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>,
+        _ plane: UnsafeMutablePointer<Float>, n0: Int, nb: Int
+    ) {
+        let g = shape
+        let tiles = nb * tilesPerImage
+        let ct = g.c * tiles
+        forEachPlane(nb * g.c, scratch: plane) { ic, plane in
+            let (i, c) = (ic / g.c, ic % g.c)
+            fillPlane(plane, from: input + ((n0 + i) * g.c + c) * g.h * g.w)
+            let vc = v + c * tiles + i * tilesPerImage
+            for ti in 0..<tilesH {
+                var j0 = 0
+                while j0 < tilesW {
+                    let n = min(8, tilesW - j0)
+                    let raw = UnsafeRawPointer(plane + 4 * ti * planeW + 4 * j0)
+                    func row(_ r: Int, _ x: Int) -> V16 {
+                        raw.loadUnaligned(fromByteOffset: 4 * (r * planeW + x), as: V16.self)
+                    }
+                    func tail(_ r: Int) -> V8 {
+                        raw.loadUnaligned(fromByteOffset: 4 * (r * planeW + 32), as: V8.self)
+                    }
+                    // Bᵀ down the six rows on 32 contiguous columns (two halves) and the
+                    // 2-column tail (lanes 0 and 1 of an 8-wide load).
+                    let lo = bt6((row(0, 0), row(1, 0), row(2, 0), row(3, 0), row(4, 0), row(5, 0)))
+                    let hi = bt6(
+                        (row(0, 16), row(1, 16), row(2, 16), row(3, 16), row(4, 16), row(5, 16)))
+                    let e = bt6((tail(0), tail(1), tail(2), tail(3), tail(4), tail(5)))
+                    let dst = vc + ti * tilesW + j0
+                    // Then Bᵀ across, per transformed row: eight tiles per lane-wise step.
+                    func across(_ lo: V16, _ hi: V16, _ e: V8, _ r: Int) {
+                        let c0 = phase(lo, hi, 0)
+                        let c1 = phase(lo, hi, 1)
+                        let o = bt6(
+                            (
+                                c0, c1, phase(lo, hi, 2), phase(lo, hi, 3), nextTile(c0, e[0]),
+                                nextTile(c1, e[1])
+                            ))
+                        store(o.0, dst + 6 * r * ct, n)
+                        store(o.1, dst + (6 * r + 1) * ct, n)
+                        store(o.2, dst + (6 * r + 2) * ct, n)
+                        store(o.3, dst + (6 * r + 3) * ct, n)
+                        store(o.4, dst + (6 * r + 4) * ct, n)
+                        store(o.5, dst + (6 * r + 5) * ct, n)
+                    }
+                    across(lo.0, hi.0, e.0, 0)
+                    across(lo.1, hi.1, e.1, 1)
+                    across(lo.2, hi.2, e.2, 2)
+                    across(lo.3, hi.3, e.3, 3)
+                    across(lo.4, hi.4, e.4, 4)
+                    across(lo.5, hi.5, e.5, 5)
+                    j0 += 8
+                }
+            }
+        }
+    }
+
+    /// output[n0..<n0+nb] = Aᵀ M A per tile (F(4×4)), cropped to P×Q.
+    func outputTransform4(
+        _ output: UnsafeMutablePointer<Float>, _ m: UnsafePointer<Float>, n0: Int, nb: Int
+    ) {
+        let g = shape
+        let tiles = nb * tilesPerImage
+        let kt = g.k * tiles
+        parallelForEach(nb * g.k, elementsEach: points * tilesPerImage) { ik in
+            let (i, k) = (ik / g.k, ik % g.k)
+            let out = output + ((n0 + i) * g.k + k) * g.p * g.q
+            let mk = m + k * tiles + i * tilesPerImage
+            withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 24) { tmp in
+                for ti in 0..<tilesH {
+                    var j0 = 0
+                    while j0 < tilesW {
+                        let n = min(8, tilesW - j0)
+                        let src = mk + ti * tilesW + j0
+                        // Aᵀ down each column j of the tiles: tmp[4j + a] = row a.
+                        for j in 0..<6 {
+                            let s = at6(
+                                (
+                                    load(src + j * kt, n), load(src + (6 + j) * kt, n),
+                                    load(src + (12 + j) * kt, n), load(src + (18 + j) * kt, n),
+                                    load(src + (24 + j) * kt, n), load(src + (30 + j) * kt, n)
+                                ))
+                            tmp[4 * j] = s.0
+                            tmp[4 * j + 1] = s.1
+                            tmp[4 * j + 2] = s.2
+                            tmp[4 * j + 3] = s.3
+                        }
+                        // Then across each output row, written as 4n contiguous columns.
+                        for a in 0..<4 {
+                            let y = 4 * ti + a
+                            if y >= g.p { break }
+                            let r = at6(
+                                (
+                                    tmp[a], tmp[4 + a], tmp[8 + a], tmp[12 + a], tmp[16 + a],
+                                    tmp[20 + a]
+                                ))
+                            let dst = out + y * g.q + 4 * j0
+                            storeColumns(
+                                interleave4(r.0, r.1, r.2, r.3), dst, min(4 * n, g.q - 4 * j0))
+                        }
+                        j0 += 8
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ỹ[ξ][k][t] = (A dy Aᵀ)[ξ] for images n0..<n0+nb (F(4×4); dy zero beyond P×Q).
+    func outputGradientTransform4(
+        _ m: UnsafeMutablePointer<Float>, _ dOutput: UnsafePointer<Float>,
+        _ plane: UnsafeMutablePointer<Float>, n0: Int, nb: Int
+    ) {
+        let g = shape
+        let tiles = nb * tilesPerImage
+        let kt = g.k * tiles
+        forEachPlane(nb * g.k, scratch: plane) { ik, plane in
+            let (i, k) = (ik / g.k, ik % g.k)
+            let src = dOutput + ((n0 + i) * g.k + k) * g.p * g.q
+            for y in 0..<g.p { copyRow(plane + y * planeW, src + y * g.q, g.q) }
+            // Rows P..<planeH and columns Q..< are never written: still zero.
+            let mk = m + k * tiles + i * tilesPerImage
+            for ti in 0..<tilesH {
+                var j0 = 0
+                while j0 < tilesW {
+                    let n = min(8, tilesW - j0)
+                    // Tiles do not overlap here: A down the four rows on 32 contiguous
+                    // columns, then a 4-way gather and A across.
+                    let raw = UnsafeRawPointer(plane + 4 * ti * planeW + 4 * j0)
+                    func row(_ r: Int, _ x: Int) -> V16 {
+                        raw.loadUnaligned(fromByteOffset: 4 * (r * planeW + x), as: V16.self)
+                    }
+                    let lo = a6(row(0, 0), row(1, 0), row(2, 0), row(3, 0))
+                    let hi = a6(row(0, 16), row(1, 16), row(2, 16), row(3, 16))
+                    let dst = mk + ti * tilesW + j0
+                    func across(_ lo: V16, _ hi: V16, _ r: Int) {
+                        let o = a6(
+                            phase(lo, hi, 0), phase(lo, hi, 1), phase(lo, hi, 2), phase(lo, hi, 3))
+                        store(o.0, dst + 6 * r * kt, n)
+                        store(o.1, dst + (6 * r + 1) * kt, n)
+                        store(o.2, dst + (6 * r + 2) * kt, n)
+                        store(o.3, dst + (6 * r + 3) * kt, n)
+                        store(o.4, dst + (6 * r + 4) * kt, n)
+                        store(o.5, dst + (6 * r + 5) * kt, n)
+                    }
+                    across(lo.0, hi.0, 0)
+                    across(lo.1, hi.1, 1)
+                    across(lo.2, hi.2, 2)
+                    across(lo.3, hi.3, 3)
+                    across(lo.4, hi.4, 4)
+                    across(lo.5, hi.5, 5)
+                    j0 += 8
+                }
+            }
+        }
+    }
+
+    /// dInput[n0..<n0+nb] += B dV Bᵀ per tile (F(4×4)), overlapping tiles summed, padding
+    /// dropped.
+    func inputGradientTransform4(
+        _ dInput: UnsafeMutablePointer<Float>, _ dv: UnsafePointer<Float>,
+        _ plane: UnsafeMutablePointer<Float>, n0: Int, nb: Int
+    ) {
+        let g = shape
+        let tiles = nb * tilesPerImage
+        let ct = g.c * tiles
+        forEachPlane(nb * g.c, scratch: plane) { ic, plane in
+            let (i, c) = (ic / g.c, ic % g.c)
+            plane.update(repeating: 0, count: planeH * planeW)
+            let vc = dv + c * tiles + i * tilesPerImage
+            withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 36) { tmp in
+                for ti in 0..<tilesH {
+                    var j0 = 0
+                    while j0 < tilesW {
+                        let n = min(8, tilesW - j0)
+                        let src = vc + ti * tilesW + j0
+                        // B down each column j: tmp[6r + j] = row r.
+                        for j in 0..<6 {
+                            let s = b6(
+                                (
+                                    load(src + j * ct, n), load(src + (6 + j) * ct, n),
+                                    load(src + (12 + j) * ct, n), load(src + (18 + j) * ct, n),
+                                    load(src + (24 + j) * ct, n), load(src + (30 + j) * ct, n)
+                                ))
+                            tmp[j] = s.0
+                            tmp[6 + j] = s.1
+                            tmp[12 + j] = s.2
+                            tmp[18 + j] = s.3
+                            tmp[24 + j] = s.4
+                            tmp[30 + j] = s.5
+                        }
+                        // Then B across each of the six rows, added into the plane.
+                        for r in 0..<6 {
+                            let s = b6(
+                                (
+                                    tmp[6 * r], tmp[6 * r + 1], tmp[6 * r + 2], tmp[6 * r + 3],
+                                    tmp[6 * r + 4], tmp[6 * r + 5]
+                                ))
+                            addRow4(s, plane + (4 * ti + r) * planeW + 4 * j0, n)
+                        }
+                        j0 += 8
+                    }
+                }
+            }
+            let dst = dInput + ((n0 + i) * g.c + c) * g.h * g.w
+            for y in 0..<g.h {
+                let s = plane + (y + g.pad) * planeW + g.pad
+                let d = dst + y * g.w
+                for x in 0..<g.w { d[x] += s[x] }
+            }
+        }
+    }
+}
+
+/// Adds one row of n 6-wide tiles (overlapping by 2) into the plane row at `p`: tile t covers
+/// p[4t..<4t+6], so p[4t] gets s.0[t] + s.4[t − 1] and p[4t + 1] gets s.1[t] + s.5[t − 1];
+/// the last tile's columns 4 and 5 spill past the 4n columns.
+@inline(__always)
+private func addRow4(_ s: Six<SIMD8<Float>>, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
+    if n == 8 || n == 4 {
+        let sum = interleave4(s.0 + shiftUp(s.4), s.1 + shiftUp(s.5), s.2, s.3)
+        let raw = UnsafeMutableRawPointer(p)
+        raw.storeBytes(of: raw.loadUnaligned(as: V16.self) + sum.0, as: V16.self)
+        if n == 8 {
+            (raw + 64).storeBytes(
+                of: (raw + 64).loadUnaligned(as: V16.self) + sum.1, as: V16.self)
+        }
+        p[4 * n] += s.4[n - 1]
+        p[4 * n + 1] += s.5[n - 1]
+        return
+    }
+    for t in 0..<n {
+        p[4 * t] += s.0[t]
+        p[4 * t + 1] += s.1[t]
+        p[4 * t + 2] += s.2[t]
+        p[4 * t + 3] += s.3[t]
+        p[4 * t + 4] += s.4[t]
+        p[4 * t + 5] += s.5[t]
+    }
+}
