@@ -51,34 +51,29 @@ public enum ConvAlgorithm {
         }
     }
 
-    /// 3×3 stride-1 pad-1 shapes where Winograd's fwd + bwd beat im2col's by more than the
-    /// noise in `bench kernels --winograd` (thread CPU time, 1 thread; docs/performance.md,
-    /// re-measured 2026-11-26 after the transforms were vectorised), per OpenBLAS core, since
-    /// im2col's GEMMs are OpenBLAS's: its AVX-512 kernels (Cooperlake, SkylakeX) run the
-    /// 16-channel im2col GEMMs at ~34 GFLOP/s where its AVX2 (Haswell) kernels reach ~50, so
-    /// there Winograd only breaks even on ResNet-56's 16 @32×32 (1.05). Left out everywhere as
-    /// measured no better: 512→512 @7×7 (0.82–0.91) and the 5/8-pruned 10 @32×32 (0.71–0.99):
-    /// with few channels or few tiles the 16 GEMMs are too thin and the transforms dominate.
-    /// Cores not measured use the AVX2 (Haswell) table.
+    /// 3×3 stride-1 pad-1 shapes where a Winograd tile's fwd + bwd beat im2col's by more than
+    /// the noise in `bench kernels --winograd` (thread CPU time, 1 thread; docs/performance.md,
+    /// measured 2026-11-26 with F(4×4) beside F(2×2)), mapped to the faster tile. Measured per
+    /// OpenBLAS core, since im2col's GEMMs are OpenBLAS's: its AVX-512 kernels (Cooperlake,
+    /// SkylakeX) run the 16-channel im2col GEMMs at ~35 GFLOP/s where its AVX2 (Haswell)
+    /// kernels reach ~52. With F(4×4) both cores pick the same tiles: F(4×4) wherever a plane
+    /// row holds four or more of its tiles, F(2×2) at 14×14 and the 40-channel 8×8, im2col at
+    /// 512 @7×7 (F(2×2) 0.81–0.90). Cores not measured use the same table.
     public static func winogradWins(core: String) -> [Key: Int] {
-        // ResNet-50 @224: 1.46–1.56, 1.62–1.67, 1.38–1.47 on both cores.
-        // 32 @16×16: 1.24–1.52; 40 @8×8 (5/8-pruned ResNet-56): 1.28–1.43 on both cores.
-        var both: [Key: Int] = [
-            Key(c: 64, k: 64, side: 56): 2, Key(c: 128, k: 128, side: 28): 2,
-            Key(c: 256, k: 256, side: 14): 2, Key(c: 32, k: 32, side: 16): 2,
+        // im2col ÷ chosen tile, Cooperlake / Haswell:
+        [
+            // ResNet-50 @224: F(4×4) 2.40 / 2.20 at 56×56, 2.29 / 1.91 at 28×28; F(2×2) 1.49 /
+            // 1.41 at 14×14 (F(4×4) 1.15 / 0.97).
+            Key(c: 64, k: 64, side: 56): 4, Key(c: 128, k: 128, side: 28): 4,
+            Key(c: 256, k: 256, side: 14): 2,
+            // ResNet-56: F(4×4) 2.33 / 1.42, 1.69 / 1.49, 1.27 / 1.19 (F(2×2) 1.21 / 1.12).
+            Key(c: 16, k: 16, side: 32): 4, Key(c: 32, k: 32, side: 16): 4,
+            Key(c: 64, k: 64, side: 8): 4,
+            // 5/8-pruned ResNet-56: F(4×4) 1.32 / 1.73, 1.61 / 1.49; F(2×2) 1.41 / 1.29 at 8×8
+            // (F(4×4) 1.25 / 1.19).
+            Key(c: 10, k: 10, side: 32): 4, Key(c: 20, k: 20, side: 16): 4,
             Key(c: 40, k: 40, side: 8): 2,
         ]
-        switch core {
-        case "Cooperlake", "SkylakeX":
-            // ResNet-56 16 @32×32: 1.74–1.76, 64 @8×8: 1.16–1.21; pruned 20 @16×16: 1.20.
-            both[Key(c: 16, k: 16, side: 32)] = 2
-            both[Key(c: 64, k: 64, side: 8)] = 2
-            both[Key(c: 20, k: 20, side: 16)] = 2
-            return both
-        default:
-            // Haswell: 16 @32×32 1.05, 64 @8×8 1.05, 20 @16×16 1.05–1.06 (noise).
-            return both
-        }
     }
 
     /// The table for the OpenBLAS core this process runs.

@@ -97,6 +97,7 @@ struct WinogradPlan {
 // MARK: - transforms
 
 /// U[ξ][k][c] = (G g Gᵀ)[ξ] for every filter g = weight[k, c], G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
+@inline(never)
 func winogradFilterTransform(
     _ u: UnsafeMutablePointer<Float>, _ weight: UnsafePointer<Float>, k: Int, c: Int
 ) {
@@ -123,6 +124,7 @@ func winogradFilterTransform(
 }
 
 /// dW[k, c] += Gᵀ dU G (the adjoint of the filter transform), dU laid out like U.
+@inline(never)
 func winogradFilterGradient(
     _ dWeight: UnsafeMutablePointer<Float>, _ du: UnsafePointer<Float>, k: Int, c: Int
 ) {
@@ -314,6 +316,7 @@ extension WinogradPlan {
     }
 
     /// V for images n0..<n0+nb: V[ξ][c][t], t = (image − n0)·tilesPerImage + i·tilesW + j.
+    @inline(never)
     func inputTransform(
         _ v: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>,
         _ plane: UnsafeMutablePointer<Float>, n0: Int, nb: Int
@@ -354,6 +357,7 @@ extension WinogradPlan {
     }
 
     /// output[n0..<n0+nb] = Aᵀ M A per tile (Aᵀ = [1 1 1 0; 0 1 −1 −1]), cropped to P×Q.
+    @inline(never)
     func outputTransform(
         _ output: UnsafeMutablePointer<Float>, _ m: UnsafePointer<Float>, n0: Int, nb: Int
     ) {
@@ -405,6 +409,7 @@ extension WinogradPlan {
     }
 
     /// Ỹ[ξ][k][t] = (A dy Aᵀ)[ξ] for images n0..<n0+nb (dy zero beyond P×Q).
+    @inline(never)
     func outputGradientTransform(
         _ m: UnsafeMutablePointer<Float>, _ dOutput: UnsafePointer<Float>,
         _ plane: UnsafeMutablePointer<Float>, n0: Int, nb: Int
@@ -443,6 +448,7 @@ extension WinogradPlan {
     }
 
     /// dInput[n0..<n0+nb] += B dV Bᵀ per tile, overlapping tiles summed, padding dropped.
+    @inline(never)
     func inputGradientTransform(
         _ dInput: UnsafeMutablePointer<Float>, _ dv: UnsafePointer<Float>,
         _ plane: UnsafeMutablePointer<Float>, n0: Int, nb: Int

@@ -116,6 +116,7 @@ private func gt6(_ u: Six<V8>) -> (V8, V8, V8) {
 }
 
 /// U[ξ][k][c] = (G g Gᵀ)[ξ], ξ = 6i + j, for every filter g = weight[k, c].
+@inline(never)
 func winograd4FilterTransform(
     _ u: UnsafeMutablePointer<Float>, _ weight: UnsafePointer<Float>, k: Int, c: Int
 ) {
@@ -146,6 +147,7 @@ func winograd4FilterTransform(
 }
 
 /// dW[k, c] += Gᵀ dU G (the adjoint of `winograd4FilterTransform`), dU laid out like U.
+@inline(never)
 func winograd4FilterGradient(
     _ dWeight: UnsafeMutablePointer<Float>, _ du: UnsafePointer<Float>, k: Int, c: Int
 ) {
@@ -216,6 +218,7 @@ private func storeColumns(
 
 extension WinogradPlan {
     /// V for images n0..<n0+nb (F(4×4)): V[ξ][c][t], ξ = 6i + j.
+    @inline(never)
     func inputTransform4(
         _ v: UnsafeMutablePointer<Float>, _ input: UnsafePointer<Float>,
         _ plane: UnsafeMutablePointer<Float>, n0: Int, nb: Int
@@ -274,6 +277,7 @@ extension WinogradPlan {
     }
 
     /// output[n0..<n0+nb] = Aᵀ M A per tile (F(4×4)), cropped to P×Q.
+    @inline(never)
     func outputTransform4(
         _ output: UnsafeMutablePointer<Float>, _ m: UnsafePointer<Float>, n0: Int, nb: Int
     ) {
@@ -324,6 +328,7 @@ extension WinogradPlan {
     }
 
     /// Ỹ[ξ][k][t] = (A dy Aᵀ)[ξ] for images n0..<n0+nb (F(4×4); dy zero beyond P×Q).
+    @inline(never)
     func outputGradientTransform4(
         _ m: UnsafeMutablePointer<Float>, _ dOutput: UnsafePointer<Float>,
         _ plane: UnsafeMutablePointer<Float>, n0: Int, nb: Int
@@ -374,6 +379,7 @@ extension WinogradPlan {
 
     /// dInput[n0..<n0+nb] += B dV Bᵀ per tile (F(4×4)), overlapping tiles summed, padding
     /// dropped.
+    @inline(never)
     func inputGradientTransform4(
         _ dInput: UnsafeMutablePointer<Float>, _ dv: UnsafePointer<Float>,
         _ plane: UnsafeMutablePointer<Float>, n0: Int, nb: Int

@@ -367,9 +367,9 @@ final class KernelWinogradTests: XCTestCase {
         }
     }
 
-    /// `auto` follows the measured table of this process's OpenBLAS core: a ResNet-50 conv in
-    /// it runs Winograd, the same geometry at a pruned width and a strided conv run im2col;
-    /// ResNet-56's 16-channel conv only on the AVX-512 cores.
+    /// `auto` follows the measured table of this process's OpenBLAS core: ResNet-50 convs in it
+    /// run their tile (F(4×4) at 28×28, F(2×2) at 14×14), the same geometry at a width not in
+    /// the table and a strided conv run im2col.
     func testAutoFollowsTheMeasuredTable() throws {
         let saved = ConvAlgorithm.conv3x3
         defer { ConvAlgorithm.conv3x3 = saved }
@@ -379,16 +379,19 @@ final class KernelWinogradTests: XCTestCase {
         }
         XCTAssertEqual(
             ConvAlgorithm.winogradWins, ConvAlgorithm.winogradWins(core: BLASThreads.coreName))
-        XCTAssertTrue(ConvAlgorithm.usesWinograd(try shape(128, 128, 28)))
-        XCTAssertFalse(ConvAlgorithm.usesWinograd(try shape(80, 80, 28)))
-        XCTAssertFalse(ConvAlgorithm.usesWinograd(try shape(128, 128, 28, stride: 2)))
-        let small = ConvAlgorithm.Key(c: 16, k: 16, side: 32)
-        XCTAssertNotNil(ConvAlgorithm.winogradWins(core: "Cooperlake")[small])
-        XCTAssertNil(ConvAlgorithm.winogradWins(core: "Haswell")[small])
-        XCTAssertEqual(
-            ConvAlgorithm.winogradTile(try shape(16, 16, 32)), ConvAlgorithm.winogradWins[small])
+        XCTAssertEqual(ConvAlgorithm.winogradTile(try shape(128, 128, 28)), 4)
+        XCTAssertEqual(ConvAlgorithm.winogradTile(try shape(256, 256, 14)), 2)
+        XCTAssertNil(ConvAlgorithm.winogradTile(try shape(512, 512, 7)))
+        XCTAssertNil(ConvAlgorithm.winogradTile(try shape(80, 80, 28)))
+        XCTAssertNil(ConvAlgorithm.winogradTile(try shape(128, 128, 28, stride: 2)))
+        for core in ["Cooperlake", "Haswell"] {
+            let table = ConvAlgorithm.winogradWins(core: core)
+            XCTAssertEqual(table[ConvAlgorithm.Key(c: 16, k: 16, side: 32)], 4, core)
+            XCTAssertEqual(table[ConvAlgorithm.Key(c: 40, k: 40, side: 8)], 2, core)
+            XCTAssertTrue(table.values.allSatisfy { $0 == 2 || $0 == 4 }, core)
+        }
         ConvAlgorithm.conv3x3 = .im2col
-        XCTAssertFalse(ConvAlgorithm.usesWinograd(try shape(128, 128, 28)))
+        XCTAssertNil(ConvAlgorithm.winogradTile(try shape(128, 128, 28)))
     }
 
     /// The eval-mode BatchNorm epilogue on the Winograd path: bitwise the unfused result.
