@@ -45,7 +45,10 @@ struct BenchTrainCommand: ParsableCommand {
     var bnGroupSize = 1
     @Flag(help: "Only the SGD step (skip C-SGD and inference rows).") var stepOnly = false
     @Option(
-        help: "3×3 stride-1 convs: im2col, winograd or auto (default: $CSGD_CONV3X3, else auto).")
+        help: """
+            3×3 stride-1 convs: im2col, winograd (F(2×2,3×3)), winograd4 (F(4×4,3×3)) or auto \
+            (default: $CSGD_CONV3X3, else auto).
+            """)
     var conv3x3: Conv3x3Algorithm?
     @OptionGroup var output: BenchOutputOptions
 
@@ -120,7 +123,10 @@ struct BenchScalingCommand: ParsableCommand {
     @Option(help: "Untimed steps before timing, per job.") var warmup = 2
     @Option(help: "Batch of the peak-memory job (1 rank).") var memoryBatch = 128
     @Option(
-        help: "3×3 stride-1 convs: im2col, winograd or auto (default: $CSGD_CONV3X3, else auto).")
+        help: """
+            3×3 stride-1 convs: im2col, winograd (F(2×2,3×3)), winograd4 (F(4×4,3×3)) or auto \
+            (default: $CSGD_CONV3X3, else auto).
+            """)
     var conv3x3: Conv3x3Algorithm?
     @Option(help: "mpirun executable.") var mpirun = "mpirun"
     @OptionGroup var output: BenchOutputOptions

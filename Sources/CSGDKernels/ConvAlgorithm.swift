@@ -56,23 +56,22 @@ public enum ConvAlgorithm {
     /// measured 2026-11-26 with F(4×4) beside F(2×2)), mapped to the faster tile. Measured per
     /// OpenBLAS core, since im2col's GEMMs are OpenBLAS's: its AVX-512 kernels (Cooperlake,
     /// SkylakeX) run the 16-channel im2col GEMMs at ~35 GFLOP/s where its AVX2 (Haswell)
-    /// kernels reach ~52. With F(4×4) both cores pick the same tiles: F(4×4) wherever a plane
-    /// row holds four or more of its tiles, F(2×2) at 14×14 and the 40-channel 8×8, im2col at
-    /// 512 @7×7 (F(2×2) 0.81–0.90). Cores not measured use the same table.
+    /// kernels reach ~52. With F(4×4) both cores pick the same tiles: F(4×4) everywhere on
+    /// ResNet-56 and its 5/8-pruned widths, F(2×2) at ResNet-50's 14×14, im2col at 512 @7×7
+    /// (F(2×2) 0.79–0.89). Cores not measured use the same table.
     public static func winogradWins(core: String) -> [Key: Int] {
-        // im2col ÷ chosen tile, Cooperlake / Haswell:
+        // im2col ÷ the chosen tile, Cooperlake / Haswell:
         [
-            // ResNet-50 @224: F(4×4) 2.40 / 2.20 at 56×56, 2.29 / 1.91 at 28×28; F(2×2) 1.49 /
-            // 1.41 at 14×14 (F(4×4) 1.15 / 0.97).
+            // ResNet-50 @224: F(4×4) 2.34 / 2.04 at 56×56, 2.19 / 1.82 at 28×28; F(2×2) 1.47 /
+            // 1.33 at 14×14 (F(4×4) 1.09 / 0.94).
             Key(c: 64, k: 64, side: 56): 4, Key(c: 128, k: 128, side: 28): 4,
             Key(c: 256, k: 256, side: 14): 2,
-            // ResNet-56: F(4×4) 2.33 / 1.42, 1.69 / 1.49, 1.27 / 1.19 (F(2×2) 1.21 / 1.12).
+            // ResNet-56: F(4×4) 2.18 / 1.31, 1.91 / 1.61, 1.50 / 1.36.
             Key(c: 16, k: 16, side: 32): 4, Key(c: 32, k: 32, side: 16): 4,
             Key(c: 64, k: 64, side: 8): 4,
-            // 5/8-pruned ResNet-56: F(4×4) 1.32 / 1.73, 1.61 / 1.49; F(2×2) 1.41 / 1.29 at 8×8
-            // (F(4×4) 1.25 / 1.19).
+            // 5/8-pruned ResNet-56: F(4×4) 1.11 / 1.43, 1.59 / 1.51, 1.49 / 1.43.
             Key(c: 10, k: 10, side: 32): 4, Key(c: 20, k: 20, side: 16): 4,
-            Key(c: 40, k: 40, side: 8): 2,
+            Key(c: 40, k: 40, side: 8): 4,
         ]
     }
 

@@ -38,6 +38,9 @@ struct WinogradPlan {
     let chunk: Int
     /// Scratch plane: rows, row length (zero border + room for the last 8-tile load).
     let planeH: Int, planeW: Int
+    /// Tile rows one 8-lane vector holds (F(4×4) on planes four or two tiles wide: 2 or 4,
+    /// see `forEachVectorGroup`; otherwise 1).
+    let rowsPerVector: Int
 
     /// Whether the shape can run on this path (geometry only; `ConvAlgorithm` decides).
     static func supports(_ g: Conv2dShape) -> Bool {
@@ -52,7 +55,10 @@ struct WinogradPlan {
         tilesH = (g.p + tile - 1) / tile
         tilesW = (g.q + tile - 1) / tile
         let blocks = (tilesW + 7) / 8
-        planeH = tile * tilesH + 2
+        rowsPerVector = tile == 4 && (tilesW == 4 || tilesW == 2) ? 8 / tilesW : 1
+        // Room for whole groups of tile rows (the last group's loads and adds may run past
+        // the last tile row).
+        planeH = tile * rowsPerVector * ((tilesH + rowsPerVector - 1) / rowsPerVector) + 2
         // F(2×2): 16-wide loads at +0/+1/+2; F(4×4): 32 columns plus an 8-wide tail load.
         planeW = tile == 2 ? 16 * blocks + 2 : 32 * blocks + 8
         // V, Ỹ and dV of a chunk within 2 MiB (about an L2), at least one image.

@@ -216,7 +216,78 @@ private func storeColumns(
     }
 }
 
+/// Lanes k, k + 4 of each of `a`, `b`, `c`, `d`: column k of two 4-apart tiles in each of
+/// four tile rows (planes two F(4×4) tiles wide).
+@inline(__always)
+private func quad(_ a: V16, _ b: V16, _ c: V16, _ d: V16, _ k: Int) -> V8 {
+    V8(a[k], a[k + 4], b[k], b[k + 4], c[k], c[k + 4], d[k], d[k + 4])
+}
+
+/// Columns 4 and 5 of four tiles in each of two tile rows (lanes 0…3, 4…7), from their
+/// columns 0 and 1 (`c0`, `c1`): tile t's are tile t + 1's, except for the last tile of each
+/// row (lanes 3 and 7), which take lanes 0 and 1 of that row's tail (`ea`, `eb`).
+@inline(__always)
+private func nextColumns(_ c0: V8, _ c1: V8, _ ea: V8, _ eb: V8) -> (V8, V8) {
+    (
+        V8(c0[1], c0[2], c0[3], ea[0], c0[5], c0[6], c0[7], eb[0]),
+        V8(c1[1], c1[2], c1[3], ea[1], c1[5], c1[6], c1[7], eb[1])
+    )
+}
+
+/// Stores the six transformed points (i, 0…5) of a group of tiles: point ξ to
+/// `dst + ξ·stride`.
+@inline(__always)
+private func storePoints(
+    _ o: Six<V8>, _ dst: UnsafeMutablePointer<Float>, _ stride: Int, _ i: Int, _ n: Int
+) {
+    store(o.0, dst + 6 * i * stride, n)
+    store(o.1, dst + (6 * i + 1) * stride, n)
+    store(o.2, dst + (6 * i + 2) * stride, n)
+    store(o.3, dst + (6 * i + 3) * stride, n)
+    store(o.4, dst + (6 * i + 4) * stride, n)
+    store(o.5, dst + (6 * i + 5) * stride, n)
+}
+
+/// `p[0..<16] += v` (unaligned).
+@inline(__always)
+private func add16(_ v: V16, _ p: UnsafeMutablePointer<Float>) {
+    let raw = UnsafeMutableRawPointer(p)
+    raw.storeBytes(of: raw.loadUnaligned(as: V16.self) + v, as: V16.self)
+}
+
+/// `p[0..<8] += v` (unaligned).
+@inline(__always)
+private func add8(_ v: V8, _ p: UnsafeMutablePointer<Float>) {
+    let raw = UnsafeMutableRawPointer(p)
+    raw.storeBytes(of: raw.loadUnaligned(as: V8.self) + v, as: V8.self)
+}
+
 extension WinogradPlan {
+    /// Calls `body(ti, j0, n)` for every group of up to eight tiles that one 8-lane vector
+    /// holds: tiles ti·tilesW + j0 ..< + n, consecutive in V's tile order. Planes four or two
+    /// F(4×4) tiles wide put two or four tile rows in one vector (`rowsPerVector`), so their
+    /// lanes are full; others take eight tiles of one tile row at a time.
+    /// `rows` is `rowsPerVector`, passed as a constant so that each layout's loop is compiled
+    /// on its own.
+    @inline(__always)
+    func forEachVectorGroup(rows: Int, _ body: (_ ti: Int, _ j0: Int, _ n: Int) -> Void) {
+        if rows > 1 {
+            var ti = 0
+            while ti < tilesH {
+                body(ti, 0, min(rows, tilesH - ti) * tilesW)
+                ti += rows
+            }
+            return
+        }
+        for ti in 0..<tilesH {
+            var j0 = 0
+            while j0 < tilesW {
+                body(ti, j0, min(8, tilesW - j0))
+                j0 += 8
+            }
+        }
+    }
+
     /// V for images n0..<n0+nb (F(4×4)): V[ξ][c][t], ξ = 6i + j.
     @inline(never)
     func inputTransform4(
@@ -230,49 +301,137 @@ extension WinogradPlan {
             let (i, c) = (ic / g.c, ic % g.c)
             fillPlane(plane, from: input + ((n0 + i) * g.c + c) * g.h * g.w)
             let vc = v + c * tiles + i * tilesPerImage
-            for ti in 0..<tilesH {
-                var j0 = 0
-                while j0 < tilesW {
-                    let n = min(8, tilesW - j0)
-                    let raw = UnsafeRawPointer(plane + 4 * ti * planeW + 4 * j0)
-                    func row(_ r: Int, _ x: Int) -> V16 {
-                        raw.loadUnaligned(fromByteOffset: 4 * (r * planeW + x), as: V16.self)
-                    }
-                    func tail(_ r: Int) -> V8 {
-                        raw.loadUnaligned(fromByteOffset: 4 * (r * planeW + 32), as: V8.self)
-                    }
-                    // Bᵀ down the six rows on 32 contiguous columns (two halves) and the
-                    // 2-column tail (lanes 0 and 1 of an 8-wide load).
-                    let lo = bt6((row(0, 0), row(1, 0), row(2, 0), row(3, 0), row(4, 0), row(5, 0)))
-                    let hi = bt6(
-                        (row(0, 16), row(1, 16), row(2, 16), row(3, 16), row(4, 16), row(5, 16)))
-                    let e = bt6((tail(0), tail(1), tail(2), tail(3), tail(4), tail(5)))
-                    let dst = vc + ti * tilesW + j0
-                    // Then Bᵀ across, per transformed row: eight tiles per lane-wise step.
-                    func across(_ lo: V16, _ hi: V16, _ e: V8, _ r: Int) {
-                        let c0 = phase(lo, hi, 0)
-                        let c1 = phase(lo, hi, 1)
-                        let o = bt6(
-                            (
-                                c0, c1, phase(lo, hi, 2), phase(lo, hi, 3), nextTile(c0, e[0]),
-                                nextTile(c1, e[1])
-                            ))
-                        store(o.0, dst + 6 * r * ct, n)
-                        store(o.1, dst + (6 * r + 1) * ct, n)
-                        store(o.2, dst + (6 * r + 2) * ct, n)
-                        store(o.3, dst + (6 * r + 3) * ct, n)
-                        store(o.4, dst + (6 * r + 4) * ct, n)
-                        store(o.5, dst + (6 * r + 5) * ct, n)
-                    }
-                    across(lo.0, hi.0, e.0, 0)
-                    across(lo.1, hi.1, e.1, 1)
-                    across(lo.2, hi.2, e.2, 2)
-                    across(lo.3, hi.3, e.3, 3)
-                    across(lo.4, hi.4, e.4, 4)
-                    across(lo.5, hi.5, e.5, 5)
-                    j0 += 8
-                }
+            switch rowsPerVector {
+            case 4: inputPlaneQuads(vc, plane, ct)
+            case 2: inputPlanePairs(vc, plane, ct)
+            default: inputPlaneRows(vc, plane, ct)
             }
+        }
+    }
+
+    /// `inputTransform4` of one plane, eight tiles of one tile row per vector.
+    @inline(never)
+    func inputPlaneRows(
+        _ vc: UnsafeMutablePointer<Float>, _ plane: UnsafeMutablePointer<Float>, _ ct: Int
+    ) {
+        for ti in 0..<tilesH {
+            var j0 = 0
+            while j0 < tilesW {
+                let n = min(8, tilesW - j0)
+                let raw = UnsafeRawPointer(plane + 4 * ti * planeW + 4 * j0)
+                func row(_ r: Int, _ x: Int) -> V16 {
+                    raw.loadUnaligned(fromByteOffset: 4 * (r * planeW + x), as: V16.self)
+                }
+                func tail(_ r: Int) -> V8 {
+                    raw.loadUnaligned(fromByteOffset: 4 * (r * planeW + 32), as: V8.self)
+                }
+                // Bᵀ down the six rows on 32 contiguous columns (two halves) and the
+                // 2-column tail (lanes 0 and 1 of an 8-wide load).
+                let lo = bt6((row(0, 0), row(1, 0), row(2, 0), row(3, 0), row(4, 0), row(5, 0)))
+                let hi = bt6(
+                    (row(0, 16), row(1, 16), row(2, 16), row(3, 16), row(4, 16), row(5, 16)))
+                let e = bt6((tail(0), tail(1), tail(2), tail(3), tail(4), tail(5)))
+                let dst = vc + ti * tilesW + j0
+                // Then Bᵀ across, per transformed row: eight tiles per lane-wise step.
+                func across(_ lo: V16, _ hi: V16, _ e: V8, _ r: Int) {
+                    let c0 = phase(lo, hi, 0)
+                    let c1 = phase(lo, hi, 1)
+                    let o = bt6(
+                        (
+                            c0, c1, phase(lo, hi, 2), phase(lo, hi, 3), nextTile(c0, e[0]),
+                            nextTile(c1, e[1])
+                        ))
+                    store(o.0, dst + 6 * r * ct, n)
+                    store(o.1, dst + (6 * r + 1) * ct, n)
+                    store(o.2, dst + (6 * r + 2) * ct, n)
+                    store(o.3, dst + (6 * r + 3) * ct, n)
+                    store(o.4, dst + (6 * r + 4) * ct, n)
+                    store(o.5, dst + (6 * r + 5) * ct, n)
+                }
+                across(lo.0, hi.0, e.0, 0)
+                across(lo.1, hi.1, e.1, 1)
+                across(lo.2, hi.2, e.2, 2)
+                across(lo.3, hi.3, e.3, 3)
+                across(lo.4, hi.4, e.4, 4)
+                across(lo.5, hi.5, e.5, 5)
+                j0 += 8
+            }
+        }
+    }
+
+    /// `inputTransform4` of one plane four tiles wide: four tiles in each of two tile rows per
+    /// vector (16 columns and a tail from column 16 of each).
+    @inline(never)
+    func inputPlanePairs(
+        _ vc: UnsafeMutablePointer<Float>, _ plane: UnsafeMutablePointer<Float>, _ ct: Int
+    ) {
+        var ti = 0
+        while ti < tilesH {
+            let n = min(2, tilesH - ti) * tilesW
+            let raw = UnsafeRawPointer(plane + 4 * ti * planeW)
+            func row(_ r: Int) -> V16 {
+                raw.loadUnaligned(fromByteOffset: 4 * r * planeW, as: V16.self)
+            }
+            func tail(_ r: Int) -> V8 {
+                raw.loadUnaligned(fromByteOffset: 4 * (r * planeW + 16), as: V8.self)
+            }
+            let a = bt6((row(0), row(1), row(2), row(3), row(4), row(5)))
+            let b = bt6((row(4), row(5), row(6), row(7), row(8), row(9)))
+            let ea = bt6((tail(0), tail(1), tail(2), tail(3), tail(4), tail(5)))
+            let eb = bt6((tail(4), tail(5), tail(6), tail(7), tail(8), tail(9)))
+            let dst = vc + ti * tilesW
+            func across(_ a: V16, _ b: V16, _ ea: V8, _ eb: V8, _ r: Int) {
+                let c0 = phase(a, b, 0)
+                let c1 = phase(a, b, 1)
+                let (c4, c5) = nextColumns(c0, c1, ea, eb)
+                storePoints(bt6((c0, c1, phase(a, b, 2), phase(a, b, 3), c4, c5)), dst, ct, r, n)
+            }
+            across(a.0, b.0, ea.0, eb.0, 0)
+            across(a.1, b.1, ea.1, eb.1, 1)
+            across(a.2, b.2, ea.2, eb.2, 2)
+            across(a.3, b.3, ea.3, eb.3, 3)
+            across(a.4, b.4, ea.4, eb.4, 4)
+            across(a.5, b.5, ea.5, eb.5, 5)
+            ti += 2
+        }
+    }
+
+    /// `inputTransform4` of one plane two tiles wide: two tiles in each of four tile rows per
+    /// vector (columns 0…9 of each, in one 16-wide load).
+    @inline(never)
+    func inputPlaneQuads(
+        _ vc: UnsafeMutablePointer<Float>, _ plane: UnsafeMutablePointer<Float>, _ ct: Int
+    ) {
+        var ti = 0
+        while ti < tilesH {
+            let n = min(4, tilesH - ti) * tilesW
+            let raw = UnsafeRawPointer(plane + 4 * ti * planeW)
+            func down(_ y: Int) -> Six<V16> {
+                func row(_ r: Int) -> V16 {
+                    raw.loadUnaligned(fromByteOffset: 4 * (y + r) * planeW, as: V16.self)
+                }
+                return bt6((row(0), row(1), row(2), row(3), row(4), row(5)))
+            }
+            let a = down(0)
+            let b = down(4)
+            let c = down(8)
+            let d = down(12)
+            let dst = vc + ti * tilesW
+            func across(_ a: V16, _ b: V16, _ c: V16, _ d: V16, _ r: Int) {
+                let o = bt6(
+                    (
+                        quad(a, b, c, d, 0), quad(a, b, c, d, 1), quad(a, b, c, d, 2),
+                        quad(a, b, c, d, 3), quad(a, b, c, d, 4), quad(a, b, c, d, 5)
+                    ))
+                storePoints(o, dst, ct, r, n)
+            }
+            across(a.0, b.0, c.0, d.0, 0)
+            across(a.1, b.1, c.1, d.1, 1)
+            across(a.2, b.2, c.2, d.2, 2)
+            across(a.3, b.3, c.3, d.3, 3)
+            across(a.4, b.4, c.4, d.4, 4)
+            across(a.5, b.5, c.5, d.5, 5)
+            ti += 4
         }
     }
 
@@ -288,39 +447,79 @@ extension WinogradPlan {
             let (i, k) = (ik / g.k, ik % g.k)
             let out = output + ((n0 + i) * g.k + k) * g.p * g.q
             let mk = m + k * tiles + i * tilesPerImage
-            withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 24) { tmp in
-                for ti in 0..<tilesH {
-                    var j0 = 0
-                    while j0 < tilesW {
-                        let n = min(8, tilesW - j0)
-                        let src = mk + ti * tilesW + j0
-                        // Aᵀ down each column j of the tiles: tmp[4j + a] = row a.
-                        for j in 0..<6 {
-                            let s = at6(
-                                (
-                                    load(src + j * kt, n), load(src + (6 + j) * kt, n),
-                                    load(src + (12 + j) * kt, n), load(src + (18 + j) * kt, n),
-                                    load(src + (24 + j) * kt, n), load(src + (30 + j) * kt, n)
-                                ))
-                            tmp[4 * j] = s.0
-                            tmp[4 * j + 1] = s.1
-                            tmp[4 * j + 2] = s.2
-                            tmp[4 * j + 3] = s.3
+            switch rowsPerVector {
+            case 4: outputPlane4(out, mk, kt)
+            case 2: outputPlane2(out, mk, kt)
+            default: outputPlane1(out, mk, kt)
+            }
+        }
+    }
+
+    // One copy of `outputPlane` per layout (see `forEachVectorGroup`).
+    @inline(never)
+    func outputPlane1(_ out: UnsafeMutablePointer<Float>, _ mk: UnsafePointer<Float>, _ kt: Int) {
+        outputPlane(out, mk, kt, rows: 1)
+    }
+    @inline(never)
+    func outputPlane2(_ out: UnsafeMutablePointer<Float>, _ mk: UnsafePointer<Float>, _ kt: Int) {
+        outputPlane(out, mk, kt, rows: 2)
+    }
+    @inline(never)
+    func outputPlane4(_ out: UnsafeMutablePointer<Float>, _ mk: UnsafePointer<Float>, _ kt: Int) {
+        outputPlane(out, mk, kt, rows: 4)
+    }
+
+    /// `outputTransform4` of one output plane `out` from its tiles' M at `mk`.
+    @inline(__always)
+    func outputPlane(
+        _ out: UnsafeMutablePointer<Float>, _ mk: UnsafePointer<Float>, _ kt: Int, rows: Int
+    ) {
+        let g = shape
+        withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 24) { tmp in
+            forEachVectorGroup(rows: rows) { ti, j0, n in
+                let src = mk + ti * tilesW + j0
+                // Aᵀ down each column j of the tiles: tmp[4j + a] = row a.
+                for j in 0..<6 {
+                    let s = at6(
+                        (
+                            load(src + j * kt, n), load(src + (6 + j) * kt, n),
+                            load(src + (12 + j) * kt, n), load(src + (18 + j) * kt, n),
+                            load(src + (24 + j) * kt, n), load(src + (30 + j) * kt, n)
+                        ))
+                    tmp[4 * j] = s.0
+                    tmp[4 * j + 1] = s.1
+                    tmp[4 * j + 2] = s.2
+                    tmp[4 * j + 3] = s.3
+                }
+                // Then across each output row, written as 4n contiguous columns (or, for
+                // grouped tile rows, 16 or 8 columns in each of their rows).
+                for a in 0..<4 {
+                    let r = at6(
+                        (
+                            tmp[a], tmp[4 + a], tmp[8 + a], tmp[12 + a], tmp[16 + a],
+                            tmp[20 + a]
+                        ))
+                    let cols = interleave4(r.0, r.1, r.2, r.3)
+                    // Output row a of tile row ti + ρ, or nil past the tiles or P.
+                    func row(_ rho: Int) -> UnsafeMutablePointer<Float>? {
+                        let y = 4 * (ti + rho) + a
+                        return ti + rho < tilesH && y < g.p ? out + y * g.q + 4 * j0 : nil
+                    }
+                    switch rows {
+                    case 4:
+                        let width = min(8, g.q)
+                        if let p = row(0) { store(cols.0.lowHalf, p, width) }
+                        if let p = row(1) { store(cols.0.highHalf, p, width) }
+                        if let p = row(2) { store(cols.1.lowHalf, p, width) }
+                        if let p = row(3) { store(cols.1.highHalf, p, width) }
+                    case 2:
+                        let width = min(16, g.q)
+                        if let p = row(0) { storeColumns((cols.0, cols.0), p, width) }
+                        if let p = row(1) { storeColumns((cols.1, cols.1), p, width) }
+                    default:
+                        if let p = row(0) {
+                            storeColumns(cols, p, min(4 * n, g.q - 4 * j0))
                         }
-                        // Then across each output row, written as 4n contiguous columns.
-                        for a in 0..<4 {
-                            let y = 4 * ti + a
-                            if y >= g.p { break }
-                            let r = at6(
-                                (
-                                    tmp[a], tmp[4 + a], tmp[8 + a], tmp[12 + a], tmp[16 + a],
-                                    tmp[20 + a]
-                                ))
-                            let dst = out + y * g.q + 4 * j0
-                            storeColumns(
-                                interleave4(r.0, r.1, r.2, r.3), dst, min(4 * n, g.q - 4 * j0))
-                        }
-                        j0 += 8
                     }
                 }
             }
@@ -342,38 +541,86 @@ extension WinogradPlan {
             for y in 0..<g.p { copyRow(plane + y * planeW, src + y * g.q, g.q) }
             // Rows P..<planeH and columns Q..< are never written: still zero.
             let mk = m + k * tiles + i * tilesPerImage
-            for ti in 0..<tilesH {
-                var j0 = 0
-                while j0 < tilesW {
-                    let n = min(8, tilesW - j0)
-                    // Tiles do not overlap here: A down the four rows on 32 contiguous
-                    // columns, then a 4-way gather and A across.
-                    let raw = UnsafeRawPointer(plane + 4 * ti * planeW + 4 * j0)
-                    func row(_ r: Int, _ x: Int) -> V16 {
-                        raw.loadUnaligned(fromByteOffset: 4 * (r * planeW + x), as: V16.self)
-                    }
-                    let lo = a6(row(0, 0), row(1, 0), row(2, 0), row(3, 0))
-                    let hi = a6(row(0, 16), row(1, 16), row(2, 16), row(3, 16))
-                    let dst = mk + ti * tilesW + j0
-                    func across(_ lo: V16, _ hi: V16, _ r: Int) {
-                        let o = a6(
-                            phase(lo, hi, 0), phase(lo, hi, 1), phase(lo, hi, 2), phase(lo, hi, 3))
-                        store(o.0, dst + 6 * r * kt, n)
-                        store(o.1, dst + (6 * r + 1) * kt, n)
-                        store(o.2, dst + (6 * r + 2) * kt, n)
-                        store(o.3, dst + (6 * r + 3) * kt, n)
-                        store(o.4, dst + (6 * r + 4) * kt, n)
-                        store(o.5, dst + (6 * r + 5) * kt, n)
-                    }
-                    across(lo.0, hi.0, 0)
-                    across(lo.1, hi.1, 1)
-                    across(lo.2, hi.2, 2)
-                    across(lo.3, hi.3, 3)
-                    across(lo.4, hi.4, 4)
-                    across(lo.5, hi.5, 5)
-                    j0 += 8
-                }
+            switch rowsPerVector {
+            case 4: outputGradientPlaneQuads(mk, plane, kt)
+            default: outputGradientPlaneRows(mk, plane, kt)
             }
+        }
+    }
+
+    /// `outputGradientTransform4` of one plane: eight tiles of one tile row per vector, or
+    /// four in each of two tile rows (planes four tiles wide).
+    @inline(never)
+    func outputGradientPlaneRows(
+        _ mk: UnsafeMutablePointer<Float>, _ plane: UnsafeMutablePointer<Float>, _ kt: Int
+    ) {
+        let pairs = rowsPerVector == 2
+        forEachVectorGroup(rows: pairs ? 2 : 1) { ti, j0, n in
+            // Tiles do not overlap here: A down the four rows on 32 contiguous
+            // columns (or 16 columns of two tile rows), then a 4-way gather and A across.
+            let raw = UnsafeRawPointer(plane + 4 * ti * planeW + 4 * j0)
+            func row(_ r: Int, _ x: Int) -> V16 {
+                raw.loadUnaligned(fromByteOffset: 4 * (r * planeW + x), as: V16.self)
+            }
+            let lo = a6(row(0, 0), row(1, 0), row(2, 0), row(3, 0))
+            let hi =
+                pairs
+                ? a6(row(4, 0), row(5, 0), row(6, 0), row(7, 0))
+                : a6(row(0, 16), row(1, 16), row(2, 16), row(3, 16))
+            let dst = mk + ti * tilesW + j0
+            func across(_ lo: V16, _ hi: V16, _ r: Int) {
+                let o = a6(
+                    phase(lo, hi, 0), phase(lo, hi, 1), phase(lo, hi, 2), phase(lo, hi, 3))
+                store(o.0, dst + 6 * r * kt, n)
+                store(o.1, dst + (6 * r + 1) * kt, n)
+                store(o.2, dst + (6 * r + 2) * kt, n)
+                store(o.3, dst + (6 * r + 3) * kt, n)
+                store(o.4, dst + (6 * r + 4) * kt, n)
+                store(o.5, dst + (6 * r + 5) * kt, n)
+            }
+            across(lo.0, hi.0, 0)
+            across(lo.1, hi.1, 1)
+            across(lo.2, hi.2, 2)
+            across(lo.3, hi.3, 3)
+            across(lo.4, hi.4, 4)
+            across(lo.5, hi.5, 5)
+        }
+    }
+
+    /// `outputGradientTransform4` of one plane two tiles wide: two tiles in each of four tile
+    /// rows per vector.
+    @inline(never)
+    func outputGradientPlaneQuads(
+        _ mk: UnsafeMutablePointer<Float>, _ plane: UnsafeMutablePointer<Float>, _ kt: Int
+    ) {
+        var ti = 0
+        while ti < tilesH {
+            let n = min(4, tilesH - ti) * tilesW
+            let raw = UnsafeRawPointer(plane + 4 * ti * planeW)
+            func down(_ y: Int) -> Six<V16> {
+                func row(_ r: Int) -> V16 {
+                    raw.loadUnaligned(fromByteOffset: 4 * (y + r) * planeW, as: V16.self)
+                }
+                return a6(row(0), row(1), row(2), row(3))
+            }
+            let a = down(0)
+            let b = down(4)
+            let c = down(8)
+            let d = down(12)
+            let dst = mk + ti * tilesW
+            func across(_ a: V16, _ b: V16, _ c: V16, _ d: V16, _ r: Int) {
+                let o = a6(
+                    quad(a, b, c, d, 0), quad(a, b, c, d, 1), quad(a, b, c, d, 2),
+                    quad(a, b, c, d, 3))
+                storePoints(o, dst, kt, r, n)
+            }
+            across(a.0, b.0, c.0, d.0, 0)
+            across(a.1, b.1, c.1, d.1, 1)
+            across(a.2, b.2, c.2, d.2, 2)
+            across(a.3, b.3, c.3, d.3, 3)
+            across(a.4, b.4, c.4, d.4, 4)
+            across(a.5, b.5, c.5, d.5, 5)
+            ti += 4
         }
     }
 
@@ -391,39 +638,10 @@ extension WinogradPlan {
             let (i, c) = (ic / g.c, ic % g.c)
             plane.update(repeating: 0, count: planeH * planeW)
             let vc = dv + c * tiles + i * tilesPerImage
-            withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 36) { tmp in
-                for ti in 0..<tilesH {
-                    var j0 = 0
-                    while j0 < tilesW {
-                        let n = min(8, tilesW - j0)
-                        let src = vc + ti * tilesW + j0
-                        // B down each column j: tmp[6r + j] = row r.
-                        for j in 0..<6 {
-                            let s = b6(
-                                (
-                                    load(src + j * ct, n), load(src + (6 + j) * ct, n),
-                                    load(src + (12 + j) * ct, n), load(src + (18 + j) * ct, n),
-                                    load(src + (24 + j) * ct, n), load(src + (30 + j) * ct, n)
-                                ))
-                            tmp[j] = s.0
-                            tmp[6 + j] = s.1
-                            tmp[12 + j] = s.2
-                            tmp[18 + j] = s.3
-                            tmp[24 + j] = s.4
-                            tmp[30 + j] = s.5
-                        }
-                        // Then B across each of the six rows, added into the plane.
-                        for r in 0..<6 {
-                            let s = b6(
-                                (
-                                    tmp[6 * r], tmp[6 * r + 1], tmp[6 * r + 2], tmp[6 * r + 3],
-                                    tmp[6 * r + 4], tmp[6 * r + 5]
-                                ))
-                            addRow4(s, plane + (4 * ti + r) * planeW + 4 * j0, n)
-                        }
-                        j0 += 8
-                    }
-                }
+            switch rowsPerVector {
+            case 4: inputGradientPlane4(plane, vc, ct)
+            case 2: inputGradientPlane2(plane, vc, ct)
+            default: inputGradientPlane1(plane, vc, ct)
             }
             let dst = dInput + ((n0 + i) * g.c + c) * g.h * g.w
             for y in 0..<g.h {
@@ -433,21 +651,79 @@ extension WinogradPlan {
             }
         }
     }
+
+    // One copy of `inputGradientPlane` per layout (see `forEachVectorGroup`).
+    @inline(never)
+    func inputGradientPlane1(
+        _ plane: UnsafeMutablePointer<Float>, _ vc: UnsafePointer<Float>, _ ct: Int
+    ) {
+        inputGradientPlane(plane, vc, ct, rows: 1)
+    }
+    @inline(never)
+    func inputGradientPlane2(
+        _ plane: UnsafeMutablePointer<Float>, _ vc: UnsafePointer<Float>, _ ct: Int
+    ) {
+        inputGradientPlane(plane, vc, ct, rows: 2)
+    }
+    @inline(never)
+    func inputGradientPlane4(
+        _ plane: UnsafeMutablePointer<Float>, _ vc: UnsafePointer<Float>, _ ct: Int
+    ) {
+        inputGradientPlane(plane, vc, ct, rows: 4)
+    }
+
+    /// `inputGradientTransform4`'s B dV Bᵀ of one plane's tiles (dV at `vc`), added into the
+    /// zeroed scratch `plane`.
+    @inline(__always)
+    func inputGradientPlane(
+        _ plane: UnsafeMutablePointer<Float>, _ vc: UnsafePointer<Float>, _ ct: Int, rows: Int
+    ) {
+        withUnsafeTemporaryAllocation(of: V8.self, capacity: 36) { tmp in
+            forEachVectorGroup(rows: rows) { ti, j0, n in
+                let src = vc + ti * tilesW + j0
+                // B down each column j: tmp[6r + j] = row r.
+                for j in 0..<6 {
+                    let s = b6(
+                        (
+                            load(src + j * ct, n), load(src + (6 + j) * ct, n),
+                            load(src + (12 + j) * ct, n), load(src + (18 + j) * ct, n),
+                            load(src + (24 + j) * ct, n), load(src + (30 + j) * ct, n)
+                        ))
+                    tmp[j] = s.0
+                    tmp[6 + j] = s.1
+                    tmp[12 + j] = s.2
+                    tmp[18 + j] = s.3
+                    tmp[24 + j] = s.4
+                    tmp[30 + j] = s.5
+                }
+                // Then B across each of the six rows, added into the plane.
+                for r in 0..<6 {
+                    let s = b6(
+                        (
+                            tmp[6 * r], tmp[6 * r + 1], tmp[6 * r + 2], tmp[6 * r + 3],
+                            tmp[6 * r + 4], tmp[6 * r + 5]
+                        ))
+                    let p = plane + (4 * ti + r) * planeW + 4 * j0
+                    switch rows {
+                    case 4: addRows4(s, p, planeW, n)
+                    case 2: addRows2(s, p, planeW, n)
+                    default: addRow4(s, p, n)
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Adds one row of n 6-wide tiles (overlapping by 2) into the plane row at `p`: tile t covers
 /// p[4t..<4t+6], so p[4t] gets s.0[t] + s.4[t − 1] and p[4t + 1] gets s.1[t] + s.5[t − 1];
 /// the last tile's columns 4 and 5 spill past the 4n columns.
 @inline(__always)
-private func addRow4(_ s: Six<SIMD8<Float>>, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
+private func addRow4(_ s: Six<V8>, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
     if n == 8 || n == 4 {
         let sum = interleave4(s.0 + shiftUp(s.4), s.1 + shiftUp(s.5), s.2, s.3)
-        let raw = UnsafeMutableRawPointer(p)
-        raw.storeBytes(of: raw.loadUnaligned(as: V16.self) + sum.0, as: V16.self)
-        if n == 8 {
-            (raw + 64).storeBytes(
-                of: (raw + 64).loadUnaligned(as: V16.self) + sum.1, as: V16.self)
-        }
+        add16(sum.0, p)
+        if n == 8 { add16(sum.1, p + 16) }
         p[4 * n] += s.4[n - 1]
         p[4 * n + 1] += s.5[n - 1]
         return
@@ -459,5 +735,38 @@ private func addRow4(_ s: Six<SIMD8<Float>>, _ p: UnsafeMutablePointer<Float>, _
         p[4 * t + 3] += s.3[t]
         p[4 * t + 4] += s.4[t]
         p[4 * t + 5] += s.5[t]
+    }
+}
+
+/// `addRow4` for four tiles in each of two tile rows (lanes 0…3 and 4…7): the same row of
+/// both tile rows, `rowStride`·4 floats apart; n = 4 leaves the second alone.
+@inline(__always)
+private func addRows2(_ s: Six<V8>, _ p: UnsafeMutablePointer<Float>, _ rowStride: Int, _ n: Int) {
+    // Tile t + 1's columns 4, 5 overlap tile t's 0, 1 only within a tile row.
+    func shift(_ x: V8) -> V8 { V8(0, x[0], x[1], x[2], 0, x[4], x[5], x[6]) }
+    let sum = interleave4(s.0 + shift(s.4), s.1 + shift(s.5), s.2, s.3)
+    add16(sum.0, p)
+    p[16] += s.4[3]
+    p[17] += s.5[3]
+    if n > 4 {
+        let q = p + 4 * rowStride
+        add16(sum.1, q)
+        q[16] += s.4[7]
+        q[17] += s.5[7]
+    }
+}
+
+/// `addRow4` for two tiles in each of four tile rows (lanes 2ρ, 2ρ + 1): the same row of each
+/// tile row ρ present (2ρ < n), `rowStride`·4 floats apart.
+@inline(__always)
+private func addRows4(_ s: Six<V8>, _ p: UnsafeMutablePointer<Float>, _ rowStride: Int, _ n: Int) {
+    func shift(_ x: V8) -> V8 { V8(0, x[0], 0, x[2], 0, x[4], 0, x[6]) }
+    let sum = interleave4(s.0 + shift(s.4), s.1 + shift(s.5), s.2, s.3)
+    let pieces = (sum.0.lowHalf, sum.0.highHalf, sum.1.lowHalf, sum.1.highHalf)
+    for rho in 0..<4 where 2 * rho < n {
+        let q = p + 4 * rho * rowStride
+        add8(rho == 0 ? pieces.0 : rho == 1 ? pieces.1 : rho == 2 ? pieces.2 : pieces.3, q)
+        q[8] += s.4[2 * rho + 1]
+        q[9] += s.5[2 * rho + 1]
     }
 }

@@ -221,6 +221,12 @@ final class KernelWinogradTests: XCTestCase {
         ("32x32 C16 K16 N3 (chunks 2+1)", 3, 16, 32, 32, 16, 1),
         ("16x16 C5 K4 (half blocks of F(4))", 2, 5, 16, 16, 4, 1),
         ("35x37 pad1 (two 8-tile blocks of F(4))", 1, 2, 35, 37, 3, 1),
+        ("10x15 pad1 (F(4): two tile rows a vector, an odd count)", 2, 3, 10, 15, 4, 1),
+        ("7x6 pad1 (F(4): four tile rows a vector, two present)", 3, 4, 7, 6, 2, 1),
+        // Pad 0 at the widest input each layout allows: the last tile's columns 4 and 5 (the
+        // spill past a row's tiles) are real input columns, not padding.
+        ("11x18 pad0 (F(4): two tile rows a vector, spill inside)", 1, 2, 11, 18, 3, 0),
+        ("10x10 pad0 (F(4): four tile rows a vector, spill inside)", 2, 3, 10, 10, 3, 0),
     ].map {
         (
             $0.0,
@@ -282,6 +288,9 @@ final class KernelWinogradTests: XCTestCase {
                 checkAgainstDirect("F(\(tile)) \(name)", g, tile: tile, seed: UInt64(i))
             }
         }
+        // The cases cover every F(4×4) vector layout: one, two and four tile rows a vector.
+        let layouts = Set(Self.cases.map { WinogradPlan($0.1, tile: 4).rowsPerVector })
+        XCTAssertEqual(layouts, [1, 2, 4])
     }
 
     private func checkAgainstDirect(_ name: String, _ g: Conv2dShape, tile: Int, seed: UInt64) {
@@ -387,7 +396,7 @@ final class KernelWinogradTests: XCTestCase {
         for core in ["Cooperlake", "Haswell"] {
             let table = ConvAlgorithm.winogradWins(core: core)
             XCTAssertEqual(table[ConvAlgorithm.Key(c: 16, k: 16, side: 32)], 4, core)
-            XCTAssertEqual(table[ConvAlgorithm.Key(c: 40, k: 40, side: 8)], 2, core)
+            XCTAssertEqual(table[ConvAlgorithm.Key(c: 256, k: 256, side: 14)], 2, core)
             XCTAssertTrue(table.values.allSatisfy { $0 == 2 || $0 == 4 }, core)
         }
         ConvAlgorithm.conv3x3 = .im2col
