@@ -351,7 +351,8 @@ public enum KernelBenchmark {
     /// first), timed in thread CPU seconds (`threadCPUSeconds`; run it with 1 BLAS thread).
     /// Rows `winograd_<shape>`: value = im2col time ÷ the faster Winograd's time of forward +
     /// backward (> 1: Winograd wins), with each tile's ratio (`f2_speedup`, `f4_speedup`), its
-    /// forward and backward ratios and the times. Restores `ConvAlgorithm.conv3x3` afterwards.
+    /// forward and backward ratios (`f2_fwd_speedup`, …; the forward alone is what inference
+    /// runs) and the times. Restores `ConvAlgorithm.conv3x3` afterwards.
     public static func winogradCalibration(threads: Int, repeats: Int) -> [BenchResult] {
         BLASThreads.set(threads)
         KernelThreads.set(threads)
@@ -390,7 +391,8 @@ public enum KernelBenchmark {
             let total = (0..<3).map { f[$0] + b[$0] }
             let extra: [String: Double] = [
                 "f2_speedup": total[0] / total[1], "f4_speedup": total[0] / total[2],
-                "f4_fwd_speedup": f[0] / f[2], "f4_bwd_speedup": b[0] / b[2],
+                "f2_fwd_speedup": f[0] / f[1], "f4_fwd_speedup": f[0] / f[2],
+                "f2_bwd_speedup": b[0] / b[1], "f4_bwd_speedup": b[0] / b[2],
                 "im2col_ms": 1e3 * total[0], "f2_ms": 1e3 * total[1], "f4_ms": 1e3 * total[2],
                 "im2col_gflops": 3 * c.forwardFlops / total[0] / 1e9,
             ]

@@ -70,7 +70,8 @@ struct BenchKernelsCommand: ParsableCommand {
                 rows, json: output.json,
                 title: "bench kernels --winograd: threads=\(threads) repeats=\(repeats) (median)",
                 columns: [
-                    ("F(2)", "f2_speedup"), ("F(4)", "f4_speedup"), ("F(4) fwd", "f4_fwd_speedup"),
+                    ("F(2)", "f2_speedup"), ("F(4)", "f4_speedup"), ("F(2) fwd", "f2_fwd_speedup"),
+                    ("F(4) fwd", "f4_fwd_speedup"), ("F(2) bwd", "f2_bwd_speedup"),
                     ("F(4) bwd", "f4_bwd_speedup"), ("im2col ms", "im2col_ms"),
                     ("F(2) ms", "f2_ms"), ("F(4) ms", "f4_ms"), ("im2col GFLOP/s", "im2col_gflops"),
                 ])

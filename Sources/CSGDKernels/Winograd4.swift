@@ -115,62 +115,83 @@ private func gt6(_ u: Six<V8>) -> (V8, V8, V8) {
     return (u.0 / 4 - s12 + s34 / 24, d12 + d34 / 12, s34 / 6 - s12 + u.5)
 }
 
-/// U[ξ][k][c] = (G g Gᵀ)[ξ], ξ = 6i + j, for every filter g = weight[k, c].
+/// U[ξ][k][c] = (G g Gᵀ)[ξ], ξ = 6i + j, for every filter g = weight[k, c]; eight filters at
+/// a time, one per lane (U's filters are contiguous, so each point is one 8-wide store).
 @inline(never)
 func winograd4FilterTransform(
     _ u: UnsafeMutablePointer<Float>, _ weight: UnsafePointer<Float>, k: Int, c: Int
 ) {
     let kc = k * c
-    for kk in 0..<k {
-        for cc in 0..<c {
-            let g = weight + (kk * c + cc) * 9
-            // t = G g: six rows (lanes 0..2 = filter columns).
-            func row(_ r: Int) -> V8 { V8(g[3 * r], g[3 * r + 1], g[3 * r + 2], 0, 0, 0, 0, 0) }
-            let t = g6(row(0), row(1), row(2))
-            // U = t Gᵀ: G applied to t's columns, each a vector over the six rows i.
-            func column(_ s: Int) -> SIMD8<Float> {
-                SIMD8(t.0[s], t.1[s], t.2[s], t.3[s], t.4[s], t.5[s], 0, 0)
-            }
-            let uj = g6(column(0), column(1), column(2))
-            let base = u + kk * c + cc
-            for i in 0..<6 {
-                let row = base + 6 * i * kc
-                row[0] = uj.0[i]
-                row[kc] = uj.1[i]
-                row[2 * kc] = uj.2[i]
-                row[3 * kc] = uj.3[i]
-                row[4 * kc] = uj.4[i]
-                row[5 * kc] = uj.5[i]
-            }
+    var f0 = 0
+    while f0 < kc {
+        let n = min(8, kc - f0)
+        let w = weight + f0 * 9
+        // Entry e (= 3r + s) of the n filters, one per lane.
+        func entry(_ e: Int) -> V8 {
+            var v = V8()
+            for l in 0..<n { v[l] = w[9 * l + e] }
+            return v
         }
+        // t = G g, one filter column s at a time: t_s.i = t[i][s].
+        let t0 = g6(entry(0), entry(3), entry(6))
+        let t1 = g6(entry(1), entry(4), entry(7))
+        let t2 = g6(entry(2), entry(5), entry(8))
+        // U = t Gᵀ: row i of t through G gives points (i, 0…5).
+        func row(_ i: Int, _ a: V8, _ b: V8, _ c: V8) {
+            let r = g6(a, b, c)
+            let dst = u + 6 * i * kc + f0
+            store(r.0, dst, n)
+            store(r.1, dst + kc, n)
+            store(r.2, dst + 2 * kc, n)
+            store(r.3, dst + 3 * kc, n)
+            store(r.4, dst + 4 * kc, n)
+            store(r.5, dst + 5 * kc, n)
+        }
+        row(0, t0.0, t1.0, t2.0)
+        row(1, t0.1, t1.1, t2.1)
+        row(2, t0.2, t1.2, t2.2)
+        row(3, t0.3, t1.3, t2.3)
+        row(4, t0.4, t1.4, t2.4)
+        row(5, t0.5, t1.5, t2.5)
+        f0 += 8
     }
 }
 
-/// dW[k, c] += Gᵀ dU G (the adjoint of `winograd4FilterTransform`), dU laid out like U.
+/// dW[k, c] += Gᵀ dU G (the adjoint of `winograd4FilterTransform`), dU laid out like U; eight
+/// filters at a time.
 @inline(never)
 func winograd4FilterGradient(
     _ dWeight: UnsafeMutablePointer<Float>, _ du: UnsafePointer<Float>, k: Int, c: Int
 ) {
     let kc = k * c
-    for kk in 0..<k {
-        for cc in 0..<c {
-            let base = du + kk * c + cc
-            // Gᵀ over the rows i, each row a vector over j; then over j, vectors over r.
-            func row(_ i: Int) -> SIMD8<Float> {
-                var v = SIMD8<Float>()
-                for j in 0..<6 { v[j] = base[(6 * i + j) * kc] }
-                return v
-            }
-            let t = gt6((row(0), row(1), row(2), row(3), row(4), row(5)))
-            func column(_ j: Int) -> V8 { V8(t.0[j], t.1[j], t.2[j], 0, 0, 0, 0, 0) }
-            let w = gt6((column(0), column(1), column(2), column(3), column(4), column(5)))
-            let g = dWeight + (kk * c + cc) * 9
-            for r in 0..<3 {
-                g[3 * r] += w.0[r]
-                g[3 * r + 1] += w.1[r]
-                g[3 * r + 2] += w.2[r]
-            }
+    var f0 = 0
+    while f0 < kc {
+        let n = min(8, kc - f0)
+        func point(_ xi: Int) -> V8 { load(du + xi * kc + f0, n) }
+        // Gᵀ down each column j of dU: T_j.r = (Gᵀ dU)[r][j].
+        func down(_ j: Int) -> (V8, V8, V8) {
+            gt6(
+                (point(j), point(6 + j), point(12 + j), point(18 + j), point(24 + j), point(30 + j))
+            )
         }
+        let t = (down(0), down(1), down(2), down(3), down(4), down(5))
+        // Then across row r: dW[r][s] = (T G)[r][s].
+        let w0 = gt6((t.0.0, t.1.0, t.2.0, t.3.0, t.4.0, t.5.0))
+        let w1 = gt6((t.0.1, t.1.1, t.2.1, t.3.1, t.4.1, t.5.1))
+        let w2 = gt6((t.0.2, t.1.2, t.2.2, t.3.2, t.4.2, t.5.2))
+        for l in 0..<n {
+            let g = dWeight + (f0 + l) * 9
+            g[0] += w0.0[l]
+            g[1] += w0.1[l]
+            g[2] += w0.2[l]
+            g[3] += w1.0[l]
+            g[4] += w1.1[l]
+            g[5] += w1.2[l]
+            g[6] += w2.0[l]
+            g[7] += w2.1[l]
+            g[8] += w2.2[l]
+        }
+        f0 += 8
     }
 }
 
@@ -458,68 +479,73 @@ extension WinogradPlan {
     // One copy of `outputPlane` per layout (see `forEachVectorGroup`).
     @inline(never)
     func outputPlane1(_ out: UnsafeMutablePointer<Float>, _ mk: UnsafePointer<Float>, _ kt: Int) {
-        outputPlane(out, mk, kt, rows: 1)
+        withUnsafeTemporaryAllocation(of: V8.self, capacity: 24) { tmp in
+            outputPlane(out, mk, kt, tmp.baseAddress!, rows: 1)
+        }
     }
     @inline(never)
     func outputPlane2(_ out: UnsafeMutablePointer<Float>, _ mk: UnsafePointer<Float>, _ kt: Int) {
-        outputPlane(out, mk, kt, rows: 2)
+        withUnsafeTemporaryAllocation(of: V8.self, capacity: 24) { tmp in
+            outputPlane(out, mk, kt, tmp.baseAddress!, rows: 2)
+        }
     }
     @inline(never)
     func outputPlane4(_ out: UnsafeMutablePointer<Float>, _ mk: UnsafePointer<Float>, _ kt: Int) {
-        outputPlane(out, mk, kt, rows: 4)
+        withUnsafeTemporaryAllocation(of: V8.self, capacity: 24) { tmp in
+            outputPlane(out, mk, kt, tmp.baseAddress!, rows: 4)
+        }
     }
 
     /// `outputTransform4` of one output plane `out` from its tiles' M at `mk`.
     @inline(__always)
     func outputPlane(
-        _ out: UnsafeMutablePointer<Float>, _ mk: UnsafePointer<Float>, _ kt: Int, rows: Int
+        _ out: UnsafeMutablePointer<Float>, _ mk: UnsafePointer<Float>, _ kt: Int,
+        _ tmp: UnsafeMutablePointer<V8>, rows: Int
     ) {
         let g = shape
-        withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 24) { tmp in
-            forEachVectorGroup(rows: rows) { ti, j0, n in
-                let src = mk + ti * tilesW + j0
-                // Aᵀ down each column j of the tiles: tmp[4j + a] = row a.
-                for j in 0..<6 {
-                    let s = at6(
-                        (
-                            load(src + j * kt, n), load(src + (6 + j) * kt, n),
-                            load(src + (12 + j) * kt, n), load(src + (18 + j) * kt, n),
-                            load(src + (24 + j) * kt, n), load(src + (30 + j) * kt, n)
-                        ))
-                    tmp[4 * j] = s.0
-                    tmp[4 * j + 1] = s.1
-                    tmp[4 * j + 2] = s.2
-                    tmp[4 * j + 3] = s.3
+        forEachVectorGroup(rows: rows) { ti, j0, n in
+            let src = mk + ti * tilesW + j0
+            // Aᵀ down each column j of the tiles: tmp[4j + a] = row a.
+            for j in 0..<6 {
+                let s = at6(
+                    (
+                        load(src + j * kt, n), load(src + (6 + j) * kt, n),
+                        load(src + (12 + j) * kt, n), load(src + (18 + j) * kt, n),
+                        load(src + (24 + j) * kt, n), load(src + (30 + j) * kt, n)
+                    ))
+                tmp[4 * j] = s.0
+                tmp[4 * j + 1] = s.1
+                tmp[4 * j + 2] = s.2
+                tmp[4 * j + 3] = s.3
+            }
+            // Then across each output row, written as 4n contiguous columns (or, for
+            // grouped tile rows, 16 or 8 columns in each of their rows).
+            for a in 0..<4 {
+                let r = at6(
+                    (
+                        tmp[a], tmp[4 + a], tmp[8 + a], tmp[12 + a], tmp[16 + a],
+                        tmp[20 + a]
+                    ))
+                let cols = interleave4(r.0, r.1, r.2, r.3)
+                // Output row a of tile row ti + ρ, or nil past the tiles or P.
+                func row(_ rho: Int) -> UnsafeMutablePointer<Float>? {
+                    let y = 4 * (ti + rho) + a
+                    return ti + rho < tilesH && y < g.p ? out + y * g.q + 4 * j0 : nil
                 }
-                // Then across each output row, written as 4n contiguous columns (or, for
-                // grouped tile rows, 16 or 8 columns in each of their rows).
-                for a in 0..<4 {
-                    let r = at6(
-                        (
-                            tmp[a], tmp[4 + a], tmp[8 + a], tmp[12 + a], tmp[16 + a],
-                            tmp[20 + a]
-                        ))
-                    let cols = interleave4(r.0, r.1, r.2, r.3)
-                    // Output row a of tile row ti + ρ, or nil past the tiles or P.
-                    func row(_ rho: Int) -> UnsafeMutablePointer<Float>? {
-                        let y = 4 * (ti + rho) + a
-                        return ti + rho < tilesH && y < g.p ? out + y * g.q + 4 * j0 : nil
-                    }
-                    switch rows {
-                    case 4:
-                        let width = min(8, g.q)
-                        if let p = row(0) { store(cols.0.lowHalf, p, width) }
-                        if let p = row(1) { store(cols.0.highHalf, p, width) }
-                        if let p = row(2) { store(cols.1.lowHalf, p, width) }
-                        if let p = row(3) { store(cols.1.highHalf, p, width) }
-                    case 2:
-                        let width = min(16, g.q)
-                        if let p = row(0) { storeColumns((cols.0, cols.0), p, width) }
-                        if let p = row(1) { storeColumns((cols.1, cols.1), p, width) }
-                    default:
-                        if let p = row(0) {
-                            storeColumns(cols, p, min(4 * n, g.q - 4 * j0))
-                        }
+                switch rows {
+                case 4:
+                    let width = min(8, g.q)
+                    if let p = row(0) { store(cols.0.lowHalf, p, width) }
+                    if let p = row(1) { store(cols.0.highHalf, p, width) }
+                    if let p = row(2) { store(cols.1.lowHalf, p, width) }
+                    if let p = row(3) { store(cols.1.highHalf, p, width) }
+                case 2:
+                    let width = min(16, g.q)
+                    if let p = row(0) { storeColumns((cols.0, cols.0), p, width) }
+                    if let p = row(1) { storeColumns((cols.1, cols.1), p, width) }
+                default:
+                    if let p = row(0) {
+                        storeColumns(cols, p, min(4 * n, g.q - 4 * j0))
                     }
                 }
             }
@@ -657,58 +683,63 @@ extension WinogradPlan {
     func inputGradientPlane1(
         _ plane: UnsafeMutablePointer<Float>, _ vc: UnsafePointer<Float>, _ ct: Int
     ) {
-        inputGradientPlane(plane, vc, ct, rows: 1)
+        withUnsafeTemporaryAllocation(of: V8.self, capacity: 36) { tmp in
+            inputGradientPlane(plane, vc, ct, tmp.baseAddress!, rows: 1)
+        }
     }
     @inline(never)
     func inputGradientPlane2(
         _ plane: UnsafeMutablePointer<Float>, _ vc: UnsafePointer<Float>, _ ct: Int
     ) {
-        inputGradientPlane(plane, vc, ct, rows: 2)
+        withUnsafeTemporaryAllocation(of: V8.self, capacity: 36) { tmp in
+            inputGradientPlane(plane, vc, ct, tmp.baseAddress!, rows: 2)
+        }
     }
     @inline(never)
     func inputGradientPlane4(
         _ plane: UnsafeMutablePointer<Float>, _ vc: UnsafePointer<Float>, _ ct: Int
     ) {
-        inputGradientPlane(plane, vc, ct, rows: 4)
+        withUnsafeTemporaryAllocation(of: V8.self, capacity: 36) { tmp in
+            inputGradientPlane(plane, vc, ct, tmp.baseAddress!, rows: 4)
+        }
     }
 
     /// `inputGradientTransform4`'s B dV Bᵀ of one plane's tiles (dV at `vc`), added into the
     /// zeroed scratch `plane`.
     @inline(__always)
     func inputGradientPlane(
-        _ plane: UnsafeMutablePointer<Float>, _ vc: UnsafePointer<Float>, _ ct: Int, rows: Int
+        _ plane: UnsafeMutablePointer<Float>, _ vc: UnsafePointer<Float>, _ ct: Int,
+        _ tmp: UnsafeMutablePointer<V8>, rows: Int
     ) {
-        withUnsafeTemporaryAllocation(of: V8.self, capacity: 36) { tmp in
-            forEachVectorGroup(rows: rows) { ti, j0, n in
-                let src = vc + ti * tilesW + j0
-                // B down each column j: tmp[6r + j] = row r.
-                for j in 0..<6 {
-                    let s = b6(
-                        (
-                            load(src + j * ct, n), load(src + (6 + j) * ct, n),
-                            load(src + (12 + j) * ct, n), load(src + (18 + j) * ct, n),
-                            load(src + (24 + j) * ct, n), load(src + (30 + j) * ct, n)
-                        ))
-                    tmp[j] = s.0
-                    tmp[6 + j] = s.1
-                    tmp[12 + j] = s.2
-                    tmp[18 + j] = s.3
-                    tmp[24 + j] = s.4
-                    tmp[30 + j] = s.5
-                }
-                // Then B across each of the six rows, added into the plane.
-                for r in 0..<6 {
-                    let s = b6(
-                        (
-                            tmp[6 * r], tmp[6 * r + 1], tmp[6 * r + 2], tmp[6 * r + 3],
-                            tmp[6 * r + 4], tmp[6 * r + 5]
-                        ))
-                    let p = plane + (4 * ti + r) * planeW + 4 * j0
-                    switch rows {
-                    case 4: addRows4(s, p, planeW, n)
-                    case 2: addRows2(s, p, planeW, n)
-                    default: addRow4(s, p, n)
-                    }
+        forEachVectorGroup(rows: rows) { ti, j0, n in
+            let src = vc + ti * tilesW + j0
+            // B down each column j: tmp[6r + j] = row r.
+            for j in 0..<6 {
+                let s = b6(
+                    (
+                        load(src + j * ct, n), load(src + (6 + j) * ct, n),
+                        load(src + (12 + j) * ct, n), load(src + (18 + j) * ct, n),
+                        load(src + (24 + j) * ct, n), load(src + (30 + j) * ct, n)
+                    ))
+                tmp[j] = s.0
+                tmp[6 + j] = s.1
+                tmp[12 + j] = s.2
+                tmp[18 + j] = s.3
+                tmp[24 + j] = s.4
+                tmp[30 + j] = s.5
+            }
+            // Then B across each of the six rows, added into the plane.
+            for r in 0..<6 {
+                let s = b6(
+                    (
+                        tmp[6 * r], tmp[6 * r + 1], tmp[6 * r + 2], tmp[6 * r + 3],
+                        tmp[6 * r + 4], tmp[6 * r + 5]
+                    ))
+                let p = plane + (4 * ti + r) * planeW + 4 * j0
+                switch rows {
+                case 4: addRows4(s, p, planeW, n)
+                case 2: addRows2(s, p, planeW, n)
+                default: addRow4(s, p, n)
                 }
             }
         }
