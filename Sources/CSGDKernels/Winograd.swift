@@ -161,7 +161,7 @@ func winogradFilterGradient(
 
 /// Stores lanes 0..<n of `v` to `p[0..<n]`.
 @inline(__always)
-func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
+func storeLanes(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
     if n == 8 {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
     } else if n == 4 {  // 8×8 planes (4 tiles a row): one half-width store
@@ -173,7 +173,7 @@ func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
 
 /// Loads `p[0..<n]` into lanes 0..<n (zeros after).
 @inline(__always)
-func load(_ p: UnsafePointer<Float>, _ n: Int) -> SIMD8<Float> {
+func loadLanes(_ p: UnsafePointer<Float>, _ n: Int) -> SIMD8<Float> {
     if n == 8 { return UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
     if n == 4 {
         return SIMD8(
@@ -244,10 +244,10 @@ private func storeTransformedRow(
     _ a: SIMD16<Float>, _ b: SIMD16<Float>, _ c: SIMD16<Float>, _ dst: UnsafeMutablePointer<Float>,
     _ stride: Int, _ i: Int, _ n: Int
 ) {
-    store(evenLanes(a), dst + 4 * i * stride, n)
-    store(evenLanes(b), dst + (4 * i + 1) * stride, n)
-    store(evenLanes(c), dst + (4 * i + 2) * stride, n)
-    store(oddLanes(a), dst + (4 * i + 3) * stride, n)
+    storeLanes(evenLanes(a), dst + 4 * i * stride, n)
+    storeLanes(evenLanes(b), dst + (4 * i + 1) * stride, n)
+    storeLanes(evenLanes(c), dst + (4 * i + 2) * stride, n)
+    storeLanes(oddLanes(a), dst + (4 * i + 3) * stride, n)
 }
 
 /// Aᵀ down column `col` of eight tiles of M: the column's two output rows.
@@ -255,10 +255,10 @@ private func storeTransformedRow(
 private func atColumn(
     _ src: UnsafePointer<Float>, _ stride: Int, _ col: Int, _ n: Int
 ) -> (SIMD8<Float>, SIMD8<Float>) {
-    let a0 = load(src + col * stride, n)
-    let a1 = load(src + (4 + col) * stride, n)
-    let a2 = load(src + (8 + col) * stride, n)
-    let a3 = load(src + (12 + col) * stride, n)
+    let a0 = loadLanes(src + col * stride, n)
+    let a1 = loadLanes(src + (4 + col) * stride, n)
+    let a2 = loadLanes(src + (8 + col) * stride, n)
+    let a3 = loadLanes(src + (12 + col) * stride, n)
     return (a0 + a1 + a2, a1 - a2 - a3)
 }
 
@@ -269,10 +269,10 @@ private func storeRow(
     _ a: SIMD16<Float>, _ c: SIMD16<Float>, _ dst: UnsafeMutablePointer<Float>, _ stride: Int,
     _ r: Int, _ n: Int
 ) {
-    store(evenLanes(a), dst + 4 * r * stride, n)
-    store(evenLanes(a + c), dst + (4 * r + 1) * stride, n)
-    store(evenLanes(a - c), dst + (4 * r + 2) * stride, n)
-    store(evenLanes(-c), dst + (4 * r + 3) * stride, n)
+    storeLanes(evenLanes(a), dst + 4 * r * stride, n)
+    storeLanes(evenLanes(a + c), dst + (4 * r + 1) * stride, n)
+    storeLanes(evenLanes(a - c), dst + (4 * r + 2) * stride, n)
+    storeLanes(evenLanes(-c), dst + (4 * r + 3) * stride, n)
 }
 
 /// B down column `col` of eight tiles of dV: the column's four rows.
@@ -281,8 +281,8 @@ private func bColumn(
     _ src: UnsafePointer<Float>, _ stride: Int, _ col: Int, _ n: Int
 ) -> Quad {
     b(
-        load(src + col * stride, n), load(src + (4 + col) * stride, n),
-        load(src + (8 + col) * stride, n), load(src + (12 + col) * stride, n))
+        loadLanes(src + col * stride, n), loadLanes(src + (4 + col) * stride, n),
+        loadLanes(src + (8 + col) * stride, n), loadLanes(src + (12 + col) * stride, n))
 }
 
 /// Lanes 0, x0, …, x6: `x` moved up one lane (one shuffle).
@@ -318,6 +318,26 @@ extension WinogradPlan {
         let g = shape
         for y in 0..<g.h {
             copyRow(plane + (y + g.pad) * planeW + g.pad, src + y * g.w, g.w)
+        }
+    }
+
+    /// Copies one P×Q output-gradient plane to the scratch plane's top-left corner; the rest
+    /// stays zero (dy is zero beyond P×Q).
+    func fillOutputGradientPlane(
+        _ plane: UnsafeMutablePointer<Float>, from src: UnsafePointer<Float>
+    ) {
+        let g = shape
+        for y in 0..<g.p { copyRow(plane + y * planeW, src + y * g.q, g.q) }
+    }
+
+    /// `dst[H×W] +=` the scratch plane's interior at offset (pad, pad): the input-gradient
+    /// transforms' summed tiles, with what fell on the padding dropped.
+    func addPlaneInterior(_ plane: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>) {
+        let g = shape
+        for y in 0..<g.h {
+            let s = plane + (y + g.pad) * planeW + g.pad
+            let d = dst + y * g.w
+            for x in 0..<g.w { d[x] += s[x] }
         }
     }
 
@@ -426,7 +446,7 @@ extension WinogradPlan {
         forEachPlane(nb * g.k, scratch: plane) { ik, plane in
             let (i, k) = (ik / g.k, ik % g.k)
             let src = dOutput + ((n0 + i) * g.k + k) * g.p * g.q
-            for y in 0..<g.p { copyRow(plane + y * planeW, src + y * g.q, g.q) }
+            fillOutputGradientPlane(plane, from: src)
             let mk = m + k * tiles + i * tilesPerImage
             for ti in 0..<tilesH {
                 var j0 = 0
@@ -484,12 +504,7 @@ extension WinogradPlan {
                     j0 += 8
                 }
             }
-            let dst = dInput + ((n0 + i) * g.c + c) * g.h * g.w
-            for y in 0..<g.h {
-                let s = plane + (y + g.pad) * planeW + g.pad
-                let d = dst + y * g.w
-                for x in 0..<g.w { d[x] += s[x] }
-            }
+            addPlaneInterior(plane, to: dInput + ((n0 + i) * g.c + c) * g.h * g.w)
         }
     }
 

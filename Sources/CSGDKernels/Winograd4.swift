@@ -140,12 +140,12 @@ func winograd4FilterTransform(
         func row(_ i: Int, _ a: V8, _ b: V8, _ c: V8) {
             let r = g6(a, b, c)
             let dst = u + 6 * i * kc + f0
-            store(r.0, dst, n)
-            store(r.1, dst + kc, n)
-            store(r.2, dst + 2 * kc, n)
-            store(r.3, dst + 3 * kc, n)
-            store(r.4, dst + 4 * kc, n)
-            store(r.5, dst + 5 * kc, n)
+            storeLanes(r.0, dst, n)
+            storeLanes(r.1, dst + kc, n)
+            storeLanes(r.2, dst + 2 * kc, n)
+            storeLanes(r.3, dst + 3 * kc, n)
+            storeLanes(r.4, dst + 4 * kc, n)
+            storeLanes(r.5, dst + 5 * kc, n)
         }
         row(0, t0.0, t1.0, t2.0)
         row(1, t0.1, t1.1, t2.1)
@@ -167,7 +167,7 @@ func winograd4FilterGradient(
     var f0 = 0
     while f0 < kc {
         let n = min(8, kc - f0)
-        func point(_ xi: Int) -> V8 { load(du + xi * kc + f0, n) }
+        func point(_ xi: Int) -> V8 { loadLanes(du + xi * kc + f0, n) }
         // Gᵀ down each column j of dU: T_j.r = (Gᵀ dU)[r][j].
         func down(_ j: Int) -> (V8, V8, V8) {
             gt6(
@@ -261,12 +261,12 @@ private func nextColumns(_ c0: V8, _ c1: V8, _ ea: V8, _ eb: V8) -> (V8, V8) {
 private func storePoints(
     _ o: Six<V8>, _ dst: UnsafeMutablePointer<Float>, _ stride: Int, _ i: Int, _ n: Int
 ) {
-    store(o.0, dst + 6 * i * stride, n)
-    store(o.1, dst + (6 * i + 1) * stride, n)
-    store(o.2, dst + (6 * i + 2) * stride, n)
-    store(o.3, dst + (6 * i + 3) * stride, n)
-    store(o.4, dst + (6 * i + 4) * stride, n)
-    store(o.5, dst + (6 * i + 5) * stride, n)
+    storeLanes(o.0, dst + 6 * i * stride, n)
+    storeLanes(o.1, dst + (6 * i + 1) * stride, n)
+    storeLanes(o.2, dst + (6 * i + 2) * stride, n)
+    storeLanes(o.3, dst + (6 * i + 3) * stride, n)
+    storeLanes(o.4, dst + (6 * i + 4) * stride, n)
+    storeLanes(o.5, dst + (6 * i + 5) * stride, n)
 }
 
 /// `p[0..<16] += v` (unaligned).
@@ -362,12 +362,12 @@ extension WinogradPlan {
                             c0, c1, phase(lo, hi, 2), phase(lo, hi, 3), nextTile(c0, e[0]),
                             nextTile(c1, e[1])
                         ))
-                    store(o.0, dst + 6 * r * ct, n)
-                    store(o.1, dst + (6 * r + 1) * ct, n)
-                    store(o.2, dst + (6 * r + 2) * ct, n)
-                    store(o.3, dst + (6 * r + 3) * ct, n)
-                    store(o.4, dst + (6 * r + 4) * ct, n)
-                    store(o.5, dst + (6 * r + 5) * ct, n)
+                    storeLanes(o.0, dst + 6 * r * ct, n)
+                    storeLanes(o.1, dst + (6 * r + 1) * ct, n)
+                    storeLanes(o.2, dst + (6 * r + 2) * ct, n)
+                    storeLanes(o.3, dst + (6 * r + 3) * ct, n)
+                    storeLanes(o.4, dst + (6 * r + 4) * ct, n)
+                    storeLanes(o.5, dst + (6 * r + 5) * ct, n)
                 }
                 across(lo.0, hi.0, e.0, 0)
                 across(lo.1, hi.1, e.1, 1)
@@ -509,9 +509,9 @@ extension WinogradPlan {
             for j in 0..<6 {
                 let s = at6(
                     (
-                        load(src + j * kt, n), load(src + (6 + j) * kt, n),
-                        load(src + (12 + j) * kt, n), load(src + (18 + j) * kt, n),
-                        load(src + (24 + j) * kt, n), load(src + (30 + j) * kt, n)
+                        loadLanes(src + j * kt, n), loadLanes(src + (6 + j) * kt, n),
+                        loadLanes(src + (12 + j) * kt, n), loadLanes(src + (18 + j) * kt, n),
+                        loadLanes(src + (24 + j) * kt, n), loadLanes(src + (30 + j) * kt, n)
                     ))
                 tmp[4 * j] = s.0
                 tmp[4 * j + 1] = s.1
@@ -535,10 +535,10 @@ extension WinogradPlan {
                 switch rows {
                 case 4:
                     let width = min(8, g.q)
-                    if let p = row(0) { store(cols.0.lowHalf, p, width) }
-                    if let p = row(1) { store(cols.0.highHalf, p, width) }
-                    if let p = row(2) { store(cols.1.lowHalf, p, width) }
-                    if let p = row(3) { store(cols.1.highHalf, p, width) }
+                    if let p = row(0) { storeLanes(cols.0.lowHalf, p, width) }
+                    if let p = row(1) { storeLanes(cols.0.highHalf, p, width) }
+                    if let p = row(2) { storeLanes(cols.1.lowHalf, p, width) }
+                    if let p = row(3) { storeLanes(cols.1.highHalf, p, width) }
                 case 2:
                     let width = min(16, g.q)
                     if let p = row(0) { storeColumns((cols.0, cols.0), p, width) }
@@ -564,7 +564,7 @@ extension WinogradPlan {
         forEachPlane(nb * g.k, scratch: plane) { ik, plane in
             let (i, k) = (ik / g.k, ik % g.k)
             let src = dOutput + ((n0 + i) * g.k + k) * g.p * g.q
-            for y in 0..<g.p { copyRow(plane + y * planeW, src + y * g.q, g.q) }
+            fillOutputGradientPlane(plane, from: src)
             // Rows P..<planeH and columns Q..< are never written: still zero.
             let mk = m + k * tiles + i * tilesPerImage
             switch rowsPerVector {
@@ -597,12 +597,12 @@ extension WinogradPlan {
             func across(_ lo: V16, _ hi: V16, _ r: Int) {
                 let o = a6(
                     phase(lo, hi, 0), phase(lo, hi, 1), phase(lo, hi, 2), phase(lo, hi, 3))
-                store(o.0, dst + 6 * r * kt, n)
-                store(o.1, dst + (6 * r + 1) * kt, n)
-                store(o.2, dst + (6 * r + 2) * kt, n)
-                store(o.3, dst + (6 * r + 3) * kt, n)
-                store(o.4, dst + (6 * r + 4) * kt, n)
-                store(o.5, dst + (6 * r + 5) * kt, n)
+                storeLanes(o.0, dst + 6 * r * kt, n)
+                storeLanes(o.1, dst + (6 * r + 1) * kt, n)
+                storeLanes(o.2, dst + (6 * r + 2) * kt, n)
+                storeLanes(o.3, dst + (6 * r + 3) * kt, n)
+                storeLanes(o.4, dst + (6 * r + 4) * kt, n)
+                storeLanes(o.5, dst + (6 * r + 5) * kt, n)
             }
             across(lo.0, hi.0, 0)
             across(lo.1, hi.1, 1)
@@ -669,12 +669,7 @@ extension WinogradPlan {
             case 2: inputGradientPlane2(plane, vc, ct)
             default: inputGradientPlane1(plane, vc, ct)
             }
-            let dst = dInput + ((n0 + i) * g.c + c) * g.h * g.w
-            for y in 0..<g.h {
-                let s = plane + (y + g.pad) * planeW + g.pad
-                let d = dst + y * g.w
-                for x in 0..<g.w { d[x] += s[x] }
-            }
+            addPlaneInterior(plane, to: dInput + ((n0 + i) * g.c + c) * g.h * g.w)
         }
     }
 
@@ -717,9 +712,9 @@ extension WinogradPlan {
             for j in 0..<6 {
                 let s = b6(
                     (
-                        load(src + j * ct, n), load(src + (6 + j) * ct, n),
-                        load(src + (12 + j) * ct, n), load(src + (18 + j) * ct, n),
-                        load(src + (24 + j) * ct, n), load(src + (30 + j) * ct, n)
+                        loadLanes(src + j * ct, n), loadLanes(src + (6 + j) * ct, n),
+                        loadLanes(src + (12 + j) * ct, n), loadLanes(src + (18 + j) * ct, n),
+                        loadLanes(src + (24 + j) * ct, n), loadLanes(src + (30 + j) * ct, n)
                     ))
                 tmp[j] = s.0
                 tmp[6 + j] = s.1
