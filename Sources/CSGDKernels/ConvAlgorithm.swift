@@ -28,8 +28,7 @@ public enum Conv3x3Algorithm: String, CaseIterable, Sendable {
 public enum ConvAlgorithm {
     /// Set before building networks or starting threads; read on every conv call. The default
     /// comes from the environment variable `CSGD_CONV3X3` (im2col, winograd, winograd4 or
-    /// auto), else
-    /// `defaultConv3x3`.
+    /// auto), else `defaultConv3x3`.
     nonisolated(unsafe) public static var conv3x3: Conv3x3Algorithm = {
         if let name = getenvString("CSGD_CONV3X3"), let a = Conv3x3Algorithm(rawValue: name) {
             return a
@@ -53,30 +52,26 @@ public enum ConvAlgorithm {
 
     /// 3×3 stride-1 pad-1 shapes where a Winograd tile's fwd + bwd beat im2col's by more than
     /// the noise in `bench kernels --winograd` (thread CPU time, 1 thread; docs/performance.md,
-    /// measured 2026-11-26 with F(4×4) beside F(2×2)), mapped to the faster tile. Measured per
-    /// OpenBLAS core, since im2col's GEMMs are OpenBLAS's: its AVX-512 kernels (Cooperlake,
-    /// SkylakeX) run the 16-channel im2col GEMMs at ~35 GFLOP/s where its AVX2 (Haswell)
-    /// kernels reach ~52. With F(4×4) both cores pick the same tiles: F(4×4) everywhere on
-    /// ResNet-56 and its 5/8-pruned widths, F(2×2) at ResNet-50's 14×14, im2col at 512 @7×7
-    /// (F(2×2) 0.79–0.89). Cores not measured use the same table.
-    public static func winogradWins(core: String) -> [Key: Int] {
-        // im2col ÷ the chosen tile, Cooperlake / Haswell:
-        [
-            // ResNet-50 @224: F(4×4) 2.34 / 2.04 at 56×56, 2.19 / 1.82 at 28×28; F(2×2) 1.47 /
-            // 1.33 at 14×14 (F(4×4) 1.09 / 0.94).
-            Key(c: 64, k: 64, side: 56): 4, Key(c: 128, k: 128, side: 28): 4,
-            Key(c: 256, k: 256, side: 14): 2,
-            // ResNet-56: F(4×4) 2.18 / 1.31, 1.91 / 1.61, 1.50 / 1.36.
-            Key(c: 16, k: 16, side: 32): 4, Key(c: 32, k: 32, side: 16): 4,
-            Key(c: 64, k: 64, side: 8): 4,
-            // 5/8-pruned ResNet-56: F(4×4) 1.11 / 1.43, 1.59 / 1.51, 1.49 / 1.43.
-            Key(c: 10, k: 10, side: 32): 4, Key(c: 20, k: 20, side: 16): 4,
-            Key(c: 40, k: 40, side: 8): 4,
-        ]
-    }
-
-    /// The table for the OpenBLAS core this process runs.
-    public static let winogradWins = winogradWins(core: BLASThreads.coreName)
+    /// measured 2026-11-26 with F(4×4) beside F(2×2)), mapped to the faster tile. Measured on
+    /// both OpenBLAS cores this machine can run, since im2col's GEMMs are OpenBLAS's (its
+    /// AVX-512 Cooperlake kernels run the 16-channel im2col GEMMs at ~35 GFLOP/s, its AVX2
+    /// Haswell ones at ~52). Until F(4×4) the two needed different tables; now they pick the
+    /// same tile for every shape: F(4×4) everywhere on ResNet-56 and its 5/8-pruned widths,
+    /// F(2×2) at ResNet-50's 14×14, im2col at 512 @7×7 (F(2×2) 0.79–0.89). If a core ever
+    /// ranks them differently, key the table by `BLASThreads.coreName` again.
+    public static let winogradWins: [Key: Int] = [
+        // im2col ÷ the chosen tile, Cooperlake / Haswell.
+        // ResNet-50 @224: F(4×4) 2.34 / 2.04 at 56×56, 2.19 / 1.82 at 28×28; F(2×2) 1.47 /
+        // 1.33 at 14×14 (F(4×4) 1.09 / 0.94).
+        Key(c: 64, k: 64, side: 56): 4, Key(c: 128, k: 128, side: 28): 4,
+        Key(c: 256, k: 256, side: 14): 2,
+        // ResNet-56: F(4×4) 2.18 / 1.31, 1.91 / 1.61, 1.50 / 1.36.
+        Key(c: 16, k: 16, side: 32): 4, Key(c: 32, k: 32, side: 16): 4,
+        Key(c: 64, k: 64, side: 8): 4,
+        // 5/8-pruned ResNet-56: F(4×4) 1.11 / 1.43, 1.59 / 1.51, 1.49 / 1.43.
+        Key(c: 10, k: 10, side: 32): 4, Key(c: 20, k: 20, side: 16): 4,
+        Key(c: 40, k: 40, side: 8): 4,
+    ]
 
     /// The Winograd output tile (2 or 4) `shape` runs on under the current setting, nil for
     /// im2col.

@@ -7,20 +7,22 @@
 // transform points and GEMM flops per output, at a larger rounding error (the transforms
 // multiply by up to 8 and divide by 6 and 24; KernelWinogradTests bounds it exactly).
 //
-// Vector layout (eight tiles of one tile row per step, tile t in lane t):
-// - input side: the 1-D transform down the tile's six plane rows runs first, on 32 contiguous
-//   columns (every lane useful), then a 4-way lane gather (`phase`) gives column k of each of
-//   the eight tiles and the transform across runs lane-wise. Columns 4 and 5 of tile t are
-//   columns 0 and 1 of tile t + 1 (`nextTile`), plus a 2-wide tail for the last tile.
+// Vector layout (eight tiles per 8-lane vector: of one tile row, or, on planes four or two
+// tiles wide, of two or four tile rows — `forEachVectorGroup`; each layout is its own loop):
+// - input side: the 1-D transform down the tile's six plane rows runs first, on contiguous
+//   columns (every lane useful), then a lane gather (`phase`, `quad`) gives column k of each
+//   of the eight tiles and the transform across runs lane-wise. Columns 4 and 5 of a tile are
+//   columns 0 and 1 of the next (`nextTile`, `nextColumns`); the last tile of a row takes them
+//   from an 8-wide tail load.
 // - output side: both 1-D transforms lane-wise on eight tiles, the first pass through a small
 //   stack buffer (36 live vectors would spill), then a 4-way interleave writes 32 contiguous
 //   plane columns.
 
 import CSGDCore
 
-typealias Six<V> = (V, V, V, V, V, V)
-typealias V8 = SIMD8<Float>
-typealias V16 = SIMD16<Float>
+private typealias Six<V> = (V, V, V, V, V, V)
+private typealias V8 = SIMD8<Float>
+private typealias V16 = SIMD16<Float>
 
 // The 1-D transforms are written per concrete vector type, not generically over `SIMD`: in a
 // generic function the operators resolve to the protocol's element-by-element versions, which
@@ -204,8 +206,8 @@ private func phase(_ lo: V16, _ hi: V16, _ k: Int) -> V8 {
 
 /// Lanes c1, …, c7, x: tile t + 1's value for tile t, `x` for the last.
 @inline(__always)
-private func nextTile(_ c: SIMD8<Float>, _ x: Float) -> SIMD8<Float> {
-    SIMD8(c[1], c[2], c[3], c[4], c[5], c[6], c[7], x)
+private func nextTile(_ c: V8, _ x: Float) -> V8 {
+    V8(c[1], c[2], c[3], c[4], c[5], c[6], c[7], x)
 }
 
 /// Lanes a0 b0 c0 d0 a1 b1 c1 d1 … a7 b7 c7 d7 as two 16-lane halves: lane 4t + i from the
@@ -362,12 +364,7 @@ extension WinogradPlan {
                             c0, c1, phase(lo, hi, 2), phase(lo, hi, 3), nextTile(c0, e[0]),
                             nextTile(c1, e[1])
                         ))
-                    storeLanes(o.0, dst + 6 * r * ct, n)
-                    storeLanes(o.1, dst + (6 * r + 1) * ct, n)
-                    storeLanes(o.2, dst + (6 * r + 2) * ct, n)
-                    storeLanes(o.3, dst + (6 * r + 3) * ct, n)
-                    storeLanes(o.4, dst + (6 * r + 4) * ct, n)
-                    storeLanes(o.5, dst + (6 * r + 5) * ct, n)
+                    storePoints(o, dst, ct, r, n)
                 }
                 across(lo.0, hi.0, e.0, 0)
                 across(lo.1, hi.1, e.1, 1)
@@ -498,7 +495,7 @@ extension WinogradPlan {
 
     /// `outputTransform4` of one output plane `out` from its tiles' M at `mk`.
     @inline(__always)
-    func outputPlane(
+    fileprivate func outputPlane(
         _ out: UnsafeMutablePointer<Float>, _ mk: UnsafePointer<Float>, _ kt: Int,
         _ tmp: UnsafeMutablePointer<V8>, rows: Int
     ) {
@@ -565,7 +562,6 @@ extension WinogradPlan {
             let (i, k) = (ik / g.k, ik % g.k)
             let src = dOutput + ((n0 + i) * g.k + k) * g.p * g.q
             fillOutputGradientPlane(plane, from: src)
-            // Rows P..<planeH and columns Q..< are never written: still zero.
             let mk = m + k * tiles + i * tilesPerImage
             switch rowsPerVector {
             case 4: outputGradientPlaneQuads(mk, plane, kt)
@@ -597,12 +593,7 @@ extension WinogradPlan {
             func across(_ lo: V16, _ hi: V16, _ r: Int) {
                 let o = a6(
                     phase(lo, hi, 0), phase(lo, hi, 1), phase(lo, hi, 2), phase(lo, hi, 3))
-                storeLanes(o.0, dst + 6 * r * kt, n)
-                storeLanes(o.1, dst + (6 * r + 1) * kt, n)
-                storeLanes(o.2, dst + (6 * r + 2) * kt, n)
-                storeLanes(o.3, dst + (6 * r + 3) * kt, n)
-                storeLanes(o.4, dst + (6 * r + 4) * kt, n)
-                storeLanes(o.5, dst + (6 * r + 5) * kt, n)
+                storePoints(o, dst, kt, r, n)
             }
             across(lo.0, hi.0, 0)
             across(lo.1, hi.1, 1)
@@ -702,7 +693,7 @@ extension WinogradPlan {
     /// `inputGradientTransform4`'s B dV Bᵀ of one plane's tiles (dV at `vc`), added into the
     /// zeroed scratch `plane`.
     @inline(__always)
-    func inputGradientPlane(
+    fileprivate func inputGradientPlane(
         _ plane: UnsafeMutablePointer<Float>, _ vc: UnsafePointer<Float>, _ ct: Int,
         _ tmp: UnsafeMutablePointer<V8>, rows: Int
     ) {
