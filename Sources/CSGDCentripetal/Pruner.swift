@@ -73,7 +73,8 @@ public enum Pruner {
         func channelMap(_ t: TensorID) -> [[Int]] {
             var map: [[Int]] = []
             for s in topology.segments[t.index] {
-                if let g = s.group {
+                // A fixed group keeps every channel; its runs may be parts of it (a slice).
+                if let g = s.group, !topology.groups[g].isFixed {
                     map += sets[g].map { set in set.map { $0 + s.offset } }
                 } else {
                     map += (s.offset..<(s.offset + s.width)).map { [$0] }
@@ -165,7 +166,9 @@ public enum Pruner {
                     new.value(nb).update(from: old.value(b), count: l.outFeatures)
                 }
             case (.add, .add), (.concat, .concat), (.activation, .activation),
-                (.maxPool, .maxPool), (.avgPool, .avgPool), (.globalAvgPool, .globalAvgPool):
+                (.maxPool, .maxPool), (.avgPool, .avgPool), (.globalAvgPool, .globalAvgPool),
+                (.globalMaxPool, .globalMaxPool), (.channelScale, .channelScale),
+                (.channelSlice, .channelSlice), (.channelShuffle, .channelShuffle):
                 break
             default:
                 throw CSGDError("prune: layer \(li) changed kind after pruning")

@@ -73,7 +73,7 @@ public enum ONNXExport {
                 $0.version = Int64(opset)
             }
         ]
-        var writer = GraphWriter(network)
+        var writer = GraphWriter(network, opset: opset)
         m.graph = writer.graph()
         let architecture = try architectureJSON(network.architecture)
         m.metadataProps = [
@@ -102,11 +102,15 @@ private struct GraphWriter {
     var valueOf: [String]
     var nodes: [ONNXNodeProto] = []
     var usedNames: Set<String> = ["input", "logits"]
-    /// Scalar initializers the graph needs beyond the model's tensors (Clip bounds).
+    /// Scalar initializers the graph needs beyond the model's tensors (Clip bounds, GELU's).
     var constants: [Float: String] = [:]
+    /// int64 vector initializers (Slice bounds, Reshape shapes), by value.
+    var intConstants: [[Int]: String] = [:]
+    let opset: Int
 
-    init(_ network: Network) {
+    init(_ network: Network, opset: Int) {
         self.network = network
+        self.opset = opset
         valueOf = [String](repeating: "", count: network.graph.tensors.count)
         valueOf[network.graph.input.index] = "input"
     }
@@ -114,6 +118,12 @@ private struct GraphWriter {
     mutating func graph() -> ONNXGraphProto {
         for layer in graphIR.layers {
             emit(layer)
+        }
+        if valueOf[graphIR.logits.index] != "logits" {  // a conv classifier + pooling
+            nodes.append(
+                makeNode(
+                    "Flatten", unique("flatten"), [valueOf[graphIR.logits.index]], "logits",
+                    [int("axis", 1)]))
         }
         var g = ONNXGraphProto()
         g.name = network.architecture.model
@@ -129,6 +139,14 @@ private struct GraphWriter {
             }
             + constants.sorted { $0.value < $1.value }.map { value, name in
                 withUnsafePointer(to: value) { tensor(name, [], $0) }
+            }
+            + intConstants.sorted { $0.value < $1.value }.map { values, name in
+                ONNXTensorProto.with {
+                    $0.name = name
+                    $0.dims = [Int64(values.count)]
+                    $0.dataType = Int32(ONNXTensorProto.DataType.int64.rawValue)
+                    $0.int64Data = values.map(Int64.init)
+                }
             }
         let image = graphIR.tensors[graphIR.input.index]
         g.input = [valueInfo("input", [nil, image.c, image.h, image.w])]
@@ -168,6 +186,7 @@ private struct GraphWriter {
                     ints("kernel_shape", [g.kernel, g.kernel]),
                     ints("strides", [g.stride, g.stride]),
                     ints("pads", [g.pad, g.pad, g.pad, g.pad]),
+                    int("ceil_mode", g.ceilMode ? 1 : 0),
                 ])
         case .depthwiseConv(let l):
             // ONNX has no depthwise op: a Conv with one group per channel.
@@ -176,14 +195,37 @@ private struct GraphWriter {
                 l.name, l.input, l.output, l.weight, l.bias, kernel: (g.r, g.s), stride: g.stride,
                 pad: g.pad, groups: g.c)
         case .activation(let l):
-            let from = valueOf[l.input.index]
-            switch l.kind {
-            case .relu:
-                node("Relu", from + ".relu", [from], l.output, [])
-            case .relu6:
-                // Clip takes its bounds as inputs from opset 11 on (all we write).
-                node("Clip", from + ".relu6", [from, clipBound(0), clipBound(6)], l.output, [])
-            }
+            activation(l)
+        case .globalMaxPool(let l):
+            node("GlobalMaxPool", "maxpool", [valueOf[l.input.index]], l.output, [])
+        case .channelScale(let l):
+            let x = valueOf[l.input.index]
+            node("Mul", blockPrefix(of: x) + "gate", [x, valueOf[l.gate.index]], l.output, [])
+        case .channelSlice(let l):
+            let x = valueOf[l.input.index]
+            node(
+                "Slice", x + ".slice",
+                [
+                    x, intVector([l.start]), intVector([l.start + l.count]), intVector([1]),
+                    intVector([1]),
+                ], l.output, [])
+        case .channelShuffle(let l):
+            // view(N, g, C/g, H, W) → transpose(1, 2) → view(N, C, H, W), as torch writes it
+            // (0 in a Reshape target copies the batch dimension).
+            let x = valueOf[l.input.index]
+            let s = graphIR.tensors[l.input.index]
+            let split = unique(x + ".shuffle_view")
+            let moved = unique(x + ".shuffle_transpose")
+            nodes.append(
+                makeNode(
+                    "Reshape", split,
+                    [x, intVector([0, l.groups, l.channels / l.groups, s.h, s.w])],
+                    split, []))
+            nodes.append(
+                makeNode("Transpose", moved, [split], moved, [ints("perm", [0, 2, 1, 3, 4])]))
+            node(
+                "Reshape", x + ".shuffle", [moved, intVector([0, l.channels, s.h, s.w])], l.output,
+                [])
         case .concat(let l):
             node("Concat", "concat", l.inputs.map { valueOf[$0.index] }, l.output, [int("axis", 1)])
         case .avgPool(let l):
@@ -195,6 +237,7 @@ private struct GraphWriter {
                     ints("strides", [g.stride, g.stride]),
                     ints("pads", [g.pad, g.pad, g.pad, g.pad]),
                     int("count_include_pad", l.countIncludePad ? 1 : 0),
+                    int("ceil_mode", g.ceilMode ? 1 : 0),
                 ])
         case .globalAvgPool(let l):
             node("GlobalAveragePool", "avgpool", [valueOf[l.input.index]], l.output, [])
@@ -219,7 +262,8 @@ private struct GraphWriter {
         _ attributes: [ONNXAttributeProto], last: Bool = true
     ) {
         let nodeName = unique(name)
-        let value = (last && output == graphIR.logits) ? "logits" : nodeName
+        // The logits are [N, classes]: Gemm writes them; any other last op is flattened after.
+        let value = (last && output == graphIR.logits && op == "Gemm") ? "logits" : nodeName
         valueOf[output.index] = value
         nodes.append(makeNode(op, nodeName, inputs, value, attributes))
     }
@@ -240,11 +284,66 @@ private struct GraphWriter {
             ])
     }
 
-    /// The name of a scalar initializer holding `value` (created on first use).
-    private mutating func clipBound(_ value: Float) -> String {
+    /// An element-wise activation: its own ONNX op where the opset has one, else the
+    /// composition torch writes (SiLU as x · Sigmoid(x), GELU through Erf).
+    private mutating func activation(_ l: ActivationLayer) {
+        let from = valueOf[l.input.index]
+        switch l.kind {
+        case .relu: node("Relu", from + ".relu", [from], l.output, [])
+        case .relu6:
+            // Clip takes its bounds as inputs from opset 11 on (all we write).
+            node("Clip", from + ".relu6", [from, scalar(0), scalar(6)], l.output, [])
+        case .sigmoid: node("Sigmoid", from + ".sigmoid", [from], l.output, [])
+        case .hardSigmoid(let a, let b):
+            node(
+                "HardSigmoid", from + ".hardsigmoid", [from], l.output,
+                [float("alpha", a), float("beta", b)])
+        case .hardSwish where opset >= 14:
+            node("HardSwish", from + ".hardswish", [from], l.output, [])
+        case .hardSwish:
+            let g = intermediate(
+                "HardSigmoid", from + ".hardsigmoid", [from],
+                [float("alpha", 1 / 6), float("beta", 0.5)])
+            node("Mul", from + ".hardswish", [from, g], l.output, [])
+        case .silu:
+            let g = intermediate("Sigmoid", from + ".sigmoid", [from], [])
+            node("Mul", from + ".silu", [from, g], l.output, [])
+        case .leakyRelu(let a):
+            node("LeakyRelu", from + ".leakyrelu", [from], l.output, [float("alpha", a)])
+        case .gelu where opset >= 20:
+            node("Gelu", from + ".gelu", [from], l.output, [])
+        case .gelu:
+            let d = intermediate(
+                "Div", from + ".gelu_div", [from, scalar(Float(2).squareRoot())], [])
+            let e = intermediate("Erf", from + ".gelu_erf", [d], [])
+            let p = intermediate("Add", from + ".gelu_add", [e, scalar(1)], [])
+            let m = intermediate("Mul", from + ".gelu_mul", [from, p], [])
+            node("Mul", from + ".gelu", [m, scalar(0.5)], l.output, [])
+        }
+    }
+
+    /// Appends a node whose output is not a graph tensor; returns its value name.
+    private mutating func intermediate(
+        _ op: String, _ name: String, _ inputs: [String], _ attributes: [ONNXAttributeProto]
+    ) -> String {
+        let v = unique(name)
+        nodes.append(makeNode(op, v, inputs, v, attributes))
+        return v
+    }
+
+    /// The name of a scalar float initializer holding `value` (created on first use).
+    private mutating func scalar(_ value: Float) -> String {
         if let name = constants[value] { return name }
-        let name = unique("clip_bound_\(Int(value))")
+        let name = unique("const_\(constants.count)")
         constants[value] = name
+        return name
+    }
+
+    /// The name of an int64 vector initializer holding `values` (created on first use).
+    private mutating func intVector(_ values: [Int]) -> String {
+        if let name = intConstants[values] { return name }
+        let name = unique("shape_\(intConstants.count)")
+        intConstants[values] = name
         return name
     }
 

@@ -68,15 +68,7 @@ public enum ImportReport {
             let kind: String
             switch layer {
             case .conv(let l): kind = l.groups > 1 ? "grouped conv" : "conv"
-            case .depthwiseConv: kind = "depthwise conv"
-            case .batchNorm: kind = "batchnorm"
-            case .activation(let a): kind = a.kind == .relu ? "relu" : "relu6"
-            case .add: kind = "add"
-            case .concat: kind = "concat"
-            case .maxPool: kind = "maxpool"
-            case .avgPool: kind = "avgpool"
-            case .globalAvgPool: kind = "global avgpool"
-            case .linear: kind = "linear"
+            default: kind = layer.op.traits.summary
             }
             kinds[kind, default: 0] += 1
         }

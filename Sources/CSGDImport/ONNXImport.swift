@@ -56,12 +56,15 @@ public enum ONNXImport {
     public static let maxFileBytes = Int(Int32.max)
     /// Default-domain opsets accepted.
     public static let supportedOpsets = 9...21
-    /// Ops translated, for messages and the README.
-    public static let supportedOps = [
-        "Conv", "BatchNormalization", "Relu", "Clip(0,6)", "Add", "Concat", "MaxPool",
-        "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Gemm", "MatMul", "Identity",
-        "Dropout",
-    ]
+    /// Ops translated, for messages and the README: the op table's ONNX names, then the
+    /// views and no-ops read as aliases.
+    public static let supportedOps: [String] = {
+        var seen = Set<String>()
+        let names =
+            NodeSpec.Op.allCases.flatMap { $0.traits.onnx }
+            + ["Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"]
+        return names.filter { seen.insert($0).inserted }
+    }()
     /// Largest number of ONNX nodes (Constants and shape arithmetic included).
     static let maxNodes = 100_000
 
@@ -83,14 +86,18 @@ public enum ONNXImport {
         if opts.name == nil {
             opts.name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         }
-        return try translate(model, source: path, options: opts)
+        return try translate(model, source: path, options: opts, modelPath: path)
     }
 
-    /// Translates a parsed ONNX model; `source` names it in messages.
+    /// Translates a parsed ONNX model; `source` names it in messages, `modelPath` (the file it
+    /// was read from) locates its external data.
     public static func translate(
-        _ model: ONNXModelProto, source: String, options: ImportOptions = .init()
+        _ model: ONNXModelProto, source: String, options: ImportOptions = .init(),
+        modelPath: String? = nil
     ) throws -> ImportedModel {
-        var t = try Translator(model: model, source: source, options: options)
+        var t = try Translator(
+            model: model, source: source, options: options,
+            external: ExternalData(modelPath: modelPath, source: source))
         return try t.run()
     }
 }
@@ -118,6 +125,10 @@ enum Value {
     case shape([ShapeDim])
     /// A 0-D element of one.
     case shapeScalar(ShapeDim)
+    /// A spec tensor viewed as [N, groups, C / groups, H, W] (the first step of a shuffle).
+    case groupedView(Int, groups: Int)
+    /// That view with axes 1 and 2 swapped: [N, C / groups, groups, H, W].
+    case groupedTransposed(Int, groups: Int)
 }
 
 struct Translator {
@@ -139,11 +150,16 @@ struct Translator {
     /// Linear nodes from a MatMul that an Add may still give a bias: tensor → node index.
     var biaslessMatMul: [Int: Int] = [:]
     let eps = BatchNormConfig().eps
+    /// Initializers stored outside the .onnx file.
+    var external: ExternalData
 
-    init(model: ONNXModelProto, source: String, options: ImportOptions) throws {
+    init(
+        model: ONNXModelProto, source: String, options: ImportOptions, external: ExternalData
+    ) throws {
         self.model = model
         self.source = source
         self.options = options
+        self.external = external
         graph = model.graph
     }
 
@@ -204,14 +220,9 @@ struct Translator {
         guard case .tensor(let t, _) = out, t > 0 else {
             throw fail("the graph output '\(outName)' is not computed from the image")
         }
-        var spec = GraphSpec(nodes: nodes, output: t)
+        var spec = removeDeadNodes(GraphSpec(nodes: nodes, output: t))
         spec = fuseReLUs(spec)
         if options.unfoldBatchNorm { spec = unfoldBatchNorm(spec) }
-        if spec.nodes[spec.output - 1].op != .linear {
-            throw fail(
-                "the graph output '\(outName)' is not computed by a Gemm/MatMul (classifier); "
-                    + "csgd-dist imports classifiers whose output is the logits")
-        }
         let arch: Architecture
         do {
             arch = try Architecture.from(
@@ -323,10 +334,10 @@ struct Translator {
     // MARK: - constants
 
     /// Reads a float32 or int64/int32 tensor, checking its dims against its data first.
-    func constant(_ t: ONNXTensorProto, what: String) throws -> ConstantTensor {
-        if t.dataLocation == .external || !t.externalData.isEmpty {
-            throw fail(
-                "\(what) is stored in an external file; csgd-dist imports self-contained models")
+    mutating func constant(_ t: ONNXTensorProto, what: String) throws -> ConstantTensor {
+        let isExternal = t.dataLocation == .external || !t.externalData.isEmpty
+        if isExternal && (!t.rawData.isEmpty || !t.floatData.isEmpty || !t.int64Data.isEmpty) {
+            throw fail("\(what) is stored both in the file and in external data")
         }
         if t.dims.count > 8 { throw fail("\(what) has \(t.dims.count) dimensions") }
         var count = 1
@@ -342,7 +353,7 @@ struct Translator {
             count = p
             dims.append(Int(d))
         }
-        let raw = t.rawData
+        let raw = isExternal ? Data(try external.bytes(of: t, what: what)) : t.rawData
         switch t.dataType {
         case 1:
             if !raw.isEmpty && !t.floatData.isEmpty {
@@ -543,11 +554,28 @@ struct Translator {
             throw nodeError(n, i, "has attribute '\(a.name)' twice")
         }
         switch n.opType {
+        case "Add", "Sub", "Mul",
+            "Div" where isShapeArithmetic(n):
+            try shapeBinary(n, i)
         case "Conv": try conv(n, i)
         case "BatchNormalization": try batchNorm(n, i)
-        case "Relu":
-            let (t, flat) = try tensorInput(n, i)
-            define(n, i, .tensor(append(NodeSpec(op: .relu, inputs: [t]), shapes[t]), flat: flat))
+        case "Relu", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Gelu":
+            try activation(n, i)
+        case "Mul": try mul(n, i)
+        case "ReduceMean", "ReduceMax", "GlobalMaxPool": try globalPool(n, i)
+        case "Slice": try slice(n, i)
+        case "Split": try split(n, i)
+        case "Transpose": try transpose(n, i)
+        case "Squeeze",
+            "Unsqueeze" where isImageValue(n, i):
+            try squeeze(n, i)
+        case "Cast" where isShapeArithmetic(n):
+            // Integer casts inside shape arithmetic (torch writes them around `//`).
+            let to = intAttr(n, "to", 0)
+            guard [6, 7].contains(to), let v = try value(n, i, 0) else {
+                throw nodeError(n, i, "csgd-dist evaluates Cast only of shape values to integers")
+            }
+            define(n, i, v)
         case "Clip": try clip(n, i)
         case "Add": try add(n, i)
         case "Concat": try concat(n, i)
@@ -889,28 +917,30 @@ struct Translator {
         }
         let geo = try geometry(n, i, kernel: nil)
         let s = shapes[x]
-        let side = try outSide(n, i, s.h, geo)
-        if intAttr(n, "ceil_mode", 0) != 0 {
-            // Same output size either way (no partial window): the op is the floor-mode one.
-            let ceilSide = (s.h + 2 * geo.pad - geo.kernel + geo.stride - 1) / geo.stride + 1
-            if ceilSide != side {
-                throw nodeError(
-                    n, i,
-                    "ceil_mode 1 adds a partial window (\(ceilSide) vs \(side) outputs); "
-                        + "csgd-dist pools in floor mode")
-            }
-        }
         if geo.pad > geo.kernel / 2 {
             throw nodeError(n, i, "pad \(geo.pad) is more than half the kernel \(geo.kernel)")
+        }
+        // PyTorch's ceil_mode (a last, partial window) where it changes the output size.
+        let ceil = intAttr(n, "ceil_mode", 0) != 0
+        let side: Int
+        do {
+            side = try PoolShape(
+                n: 1, c: s.c, h: s.h, w: s.w, kernel: geo.kernel, stride: geo.stride, pad: geo.pad,
+                ceilMode: ceil
+            ).p
+        } catch let e as CSGDError {
+            throw nodeError(n, i, e.message)
         }
         let node: NodeSpec
         if n.opType == "MaxPool" {
             node = NodeSpec(
-                op: .maxPool, inputs: [x], kernel: geo.kernel, stride: geo.stride, pad: geo.pad)
+                op: .maxPool, inputs: [x], kernel: geo.kernel, stride: geo.stride, pad: geo.pad,
+                ceilMode: ceil ? true : nil)
         } else {
             node = NodeSpec(
                 op: .avgPool, inputs: [x], kernel: geo.kernel, stride: geo.stride, pad: geo.pad,
-                countIncludePad: intAttr(n, "count_include_pad", 0) != 0)
+                countIncludePad: intAttr(n, "count_include_pad", 0) != 0,
+                ceilMode: ceil ? true : nil)
         }
         define(n, i, .tensor(append(node, ActivationShape(c: s.c, h: side, w: side)), flat: false))
     }
@@ -969,6 +999,7 @@ struct Translator {
     }
 
     mutating func reshape(_ n: ONNXNodeProto, _ i: Int) throws {
+        if try shuffleReshape(n, i) { return }
         let (t, _) = try tensorInput(n, i)
         let features = shapes[t].count
         var dims: [ShapeDim]

@@ -7,6 +7,9 @@ import CSGDCore
 public struct PoolShape: Equatable, Sendable {
     public let n: Int, c: Int, h: Int, w: Int
     public let kernel: Int, stride: Int, pad: Int
+    /// PyTorch's `ceil_mode`: a last, partial window where the floor division drops one
+    /// (only if it starts inside the input or its left padding).
+    public let ceilMode: Bool
     /// Output height.
     public let p: Int
     /// Output width.
@@ -15,7 +18,9 @@ public struct PoolShape: Equatable, Sendable {
     /// Validates and derives the output size.
     /// - Throws: `CSGDError` for non-positive sizes, padding above half the kernel (PyTorch's
     ///   rule) or a window larger than the padded input.
-    public init(n: Int, c: Int, h: Int, w: Int, kernel: Int, stride: Int, pad: Int) throws {
+    public init(
+        n: Int, c: Int, h: Int, w: Int, kernel: Int, stride: Int, pad: Int, ceilMode: Bool = false
+    ) throws {
         if n < 1 || c < 1 || h < 1 || w < 1 || kernel < 1 || stride < 1 || pad < 0 {
             throw CSGDError("maxpool: sizes must be positive")
         }
@@ -30,13 +35,22 @@ public struct PoolShape: Equatable, Sendable {
         self.kernel = kernel
         self.stride = stride
         self.pad = pad
-        p = (h + 2 * pad - kernel) / stride + 1
-        q = (w + 2 * pad - kernel) / stride + 1
+        self.ceilMode = ceilMode
+        // torch's pooling_output_shape (dilation 1).
+        func side(_ x: Int) -> Int {
+            var o = (x + 2 * pad - kernel + (ceilMode ? stride - 1 : 0)) / stride + 1
+            if ceilMode && (o - 1) * stride >= x + pad { o -= 1 }
+            return o
+        }
+        p = side(h)
+        q = side(w)
     }
 
     /// Same geometry for another batch size.
     public func with(batch: Int) -> PoolShape {
-        try! PoolShape(n: batch, c: c, h: h, w: w, kernel: kernel, stride: stride, pad: pad)
+        try! PoolShape(
+            n: batch, c: c, h: h, w: w, kernel: kernel, stride: stride, pad: pad,
+            ceilMode: ceilMode)
     }
 }
 

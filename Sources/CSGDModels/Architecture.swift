@@ -74,10 +74,15 @@ public struct Architecture: Codable, Equatable, Sendable {
         preprocessing: Preprocessing? = nil
     ) throws -> Architecture {
         try spec.validate()
-        guard let classes = spec.nodes[spec.output - 1].outChannels,
-            spec.nodes[spec.output - 1].op == .linear
-        else {
-            throw CSGDError("model graph output must be a linear (classifier) node")
+        // A linear classifier names its classes; a conv classifier (+ pooling) has as many as
+        // its logits tensor has channels.
+        let last = spec.nodes[spec.output - 1]
+        let classes: Int
+        if last.op == .linear {
+            classes = last.outChannels!
+        } else {
+            let g = try spec.build(inputChannels: inputChannels, imageSize: imageSize)
+            classes = g.tensors[g.logits.index].c
         }
         let a = Architecture(
             model: model, inputChannels: inputChannels, imageSize: imageSize,

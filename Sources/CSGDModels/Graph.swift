@@ -68,15 +68,37 @@ public struct DepthwiseConvLayer: Sendable {
 
 /// An elementwise activation node.
 public struct ActivationLayer: Sendable {
-    /// Which activation.
-    public enum Kind: Sendable, Equatable {
-        /// max(x, 0).
-        case relu
-        /// min(max(x, 0), 6).
-        case relu6
-    }
+    /// Which activation (the kernels' `Activation`).
+    public typealias Kind = Activation
     public let input: TensorID, output: TensorID
     public let kind: Kind
+}
+
+/// A squeeze-excitation gate: `output[n, c, ·] = input[n, c, ·] · gate[n, c]`.
+public struct ChannelScaleLayer: Sendable {
+    public let input: TensorID, gate: TensorID, output: TensorID
+    public let channels: Int, hw: Int
+}
+
+/// Channels `start ..< start + count` of the input (`x[:, a:b]`, one output of a split).
+public struct ChannelSliceLayer: Sendable {
+    public let input: TensorID, output: TensorID
+    public let start: Int, count: Int
+    /// Channels of the input.
+    public let inputChannels: Int
+    public let hw: Int
+}
+
+/// ShuffleNet's channel shuffle: output channel `j·groups + i` is input `i·(C/groups) + j`.
+public struct ChannelShuffleLayer: Sendable {
+    public let input: TensorID, output: TensorID
+    public let channels: Int, groups: Int, hw: Int
+}
+
+/// Global max pooling to `[N, C, 1, 1]`.
+public struct GlobalMaxPoolLayer: Sendable {
+    public let input: TensorID, output: TensorID
+    public let channels: Int, hw: Int
 }
 
 /// Concatenation along channels: input j lands at channel offset `offsets[j]`.
@@ -149,6 +171,10 @@ public enum Layer: Sendable {
     case maxPool(MaxPoolLayer)
     case avgPool(AvgPoolLayer)
     case globalAvgPool(GlobalAvgPoolLayer)
+    case globalMaxPool(GlobalMaxPoolLayer)
+    case channelScale(ChannelScaleLayer)
+    case channelSlice(ChannelSliceLayer)
+    case channelShuffle(ChannelShuffleLayer)
     case linear(LinearLayer)
 
     /// Tensors this layer reads.
@@ -163,6 +189,10 @@ public enum Layer: Sendable {
         case .maxPool(let l): return [l.input]
         case .avgPool(let l): return [l.input]
         case .globalAvgPool(let l): return [l.input]
+        case .globalMaxPool(let l): return [l.input]
+        case .channelScale(let l): return [l.input, l.gate]
+        case .channelSlice(let l): return [l.input]
+        case .channelShuffle(let l): return [l.input]
         case .linear(let l): return [l.input]
         }
     }
@@ -179,6 +209,10 @@ public enum Layer: Sendable {
         case .maxPool(let l): return l.output
         case .avgPool(let l): return l.output
         case .globalAvgPool(let l): return l.output
+        case .globalMaxPool(let l): return l.output
+        case .channelScale(let l): return l.output
+        case .channelSlice(let l): return l.output
+        case .channelShuffle(let l): return l.output
         case .linear(let l): return l.output
         }
     }
@@ -285,7 +319,7 @@ public struct GraphBuilder {
         return y
     }
 
-    /// Appends a ReLU or ReLU6 and returns its output tensor.
+    /// Appends an element-wise activation and returns its output tensor.
     public mutating func activation(_ x: TensorID, _ kind: ActivationLayer.Kind) -> TensorID {
         let y = newTensor(shape(x))
         layers.append(.activation(ActivationLayer(input: x, output: y, kind: kind)))
@@ -321,11 +355,13 @@ public struct GraphBuilder {
 
     /// Appends an average pool.
     public mutating func avgPool(
-        _ x: TensorID, kernel: Int, stride: Int, pad: Int, countIncludePad: Bool
+        _ x: TensorID, kernel: Int, stride: Int, pad: Int, countIncludePad: Bool,
+        ceilMode: Bool = false
     ) throws -> TensorID {
         let s = shape(x)
         let g = try PoolShape(
-            n: 1, c: s.c, h: s.h, w: s.w, kernel: kernel, stride: stride, pad: pad)
+            n: 1, c: s.c, h: s.h, w: s.w, kernel: kernel, stride: stride, pad: pad,
+            ceilMode: ceilMode)
         let y = newTensor(ActivationShape(c: s.c, h: g.p, w: g.q))
         layers.append(
             .avgPool(
@@ -362,12 +398,13 @@ public struct GraphBuilder {
     }
 
     /// Appends a max pool.
-    public mutating func maxPool(_ x: TensorID, kernel: Int, stride: Int, pad: Int) throws
-        -> TensorID
-    {
+    public mutating func maxPool(
+        _ x: TensorID, kernel: Int, stride: Int, pad: Int, ceilMode: Bool = false
+    ) throws -> TensorID {
         let s = shape(x)
         let g = try PoolShape(
-            n: 1, c: s.c, h: s.h, w: s.w, kernel: kernel, stride: stride, pad: pad)
+            n: 1, c: s.c, h: s.h, w: s.w, kernel: kernel, stride: stride, pad: pad,
+            ceilMode: ceilMode)
         let y = newTensor(ActivationShape(c: s.c, h: g.p, w: g.q))
         layers.append(.maxPool(MaxPoolLayer(input: x, output: y, shape: g)))
         return y
@@ -379,6 +416,61 @@ public struct GraphBuilder {
         let y = newTensor(ActivationShape(c: s.c, h: 1, w: 1))
         layers.append(
             .globalAvgPool(GlobalAvgPoolLayer(input: x, output: y, channels: s.c, hw: s.h * s.w)))
+        return y
+    }
+
+    /// Appends global max pooling.
+    public mutating func globalMaxPool(_ x: TensorID) -> TensorID {
+        let s = shape(x)
+        let y = newTensor(ActivationShape(c: s.c, h: 1, w: 1))
+        layers.append(
+            .globalMaxPool(GlobalMaxPoolLayer(input: x, output: y, channels: s.c, hw: s.h * s.w)))
+        return y
+    }
+
+    /// Appends a squeeze-excitation gate `x · gate`, `gate` being C×1×1 for x's C channels.
+    public mutating func channelScale(_ x: TensorID, gate: TensorID) throws -> TensorID {
+        let s = shape(x)
+        let g = shape(gate)
+        if g != ActivationShape(c: s.c, h: 1, w: 1) {
+            throw CSGDError(
+                "channel gate: the gate is \(g.c)×\(g.h)×\(g.w), the gated tensor needs "
+                    + "\(s.c)×1×1")
+        }
+        let y = newTensor(s)
+        layers.append(
+            .channelScale(
+                ChannelScaleLayer(input: x, gate: gate, output: y, channels: s.c, hw: s.h * s.w)))
+        return y
+    }
+
+    /// Appends a channel slice `x[:, start ..< start + count]`.
+    public mutating func channelSlice(_ x: TensorID, start: Int, count: Int) throws -> TensorID {
+        let s = shape(x)
+        if start < 0 || count < 1 || start + count > s.c {
+            throw CSGDError(
+                "channel slice \(start)..<\(start + count) is outside the input's \(s.c) channels")
+        }
+        let y = newTensor(ActivationShape(c: count, h: s.h, w: s.w))
+        layers.append(
+            .channelSlice(
+                ChannelSliceLayer(
+                    input: x, output: y, start: start, count: count, inputChannels: s.c,
+                    hw: s.h * s.w)))
+        return y
+    }
+
+    /// Appends a channel shuffle in `groups` groups (`groups` divides the channels).
+    public mutating func channelShuffle(_ x: TensorID, groups: Int) throws -> TensorID {
+        let s = shape(x)
+        if groups < 1 || s.c % groups != 0 {
+            throw CSGDError("channel shuffle: \(groups) groups do not divide \(s.c) channels")
+        }
+        let y = newTensor(s)
+        layers.append(
+            .channelShuffle(
+                ChannelShuffleLayer(
+                    input: x, output: y, channels: s.c, groups: groups, hw: s.h * s.w)))
         return y
     }
 

@@ -28,6 +28,18 @@ public struct NodeSpec: Codable, Equatable, Sendable {
         case relu
         /// min(max(x, 0), 6) (ONNX Clip(0, 6)).
         case relu6
+        /// 1 / (1 + e^(−x)).
+        case sigmoid
+        /// max(0, min(1, alpha·x + beta)) (PyTorch's Hardsigmoid: alpha 1/6, beta 1/2).
+        case hardSigmoid
+        /// x · sigmoid(x) (SiLU, Swish).
+        case silu
+        /// x · hardsigmoid(x) (PyTorch's Hardswish).
+        case hardSwish
+        /// x for x > 0, else alpha·x.
+        case leakyRelu
+        /// x · Φ(x) (exact, erf form).
+        case gelu
         /// Elementwise sum of two tensors of one shape, optional fused ReLU.
         case add
         /// Concatenation along channels, in input order.
@@ -38,6 +50,14 @@ public struct NodeSpec: Codable, Equatable, Sendable {
         case avgPool
         /// Mean over H×W, to C×1×1.
         case globalAvgPool
+        /// Max over H×W, to C×1×1.
+        case globalMaxPool
+        /// Squeeze-excitation gate: input 0 (C×H×W) times input 1 (C×1×1), per channel.
+        case channelScale
+        /// Channels `start ..< start + outChannels` of the input.
+        case channelSlice
+        /// ShuffleNet's channel shuffle in `groups` groups.
+        case channelShuffle
         /// Fully connected over the flattened input (C·H·W features, PyTorch's flatten order).
         case linear
     }
@@ -66,12 +86,21 @@ public struct NodeSpec: Codable, Equatable, Sendable {
     public var relu: Bool?
     /// Whether average pooling counts padded zeros in the divisor.
     public var countIncludePad: Bool?
+    /// PyTorch's `ceil_mode` of a pool (a last, partial window).
+    public var ceilMode: Bool?
+    /// First channel of a channel slice.
+    public var start: Int?
+    /// LeakyRelu's negative slope; HardSigmoid's alpha.
+    public var alpha: Float?
+    /// HardSigmoid's beta.
+    public var beta: Float?
 
     /// A node; attributes not relevant to `op` stay nil.
     public init(
         op: Op, name: String = "", inputs: [Int], outChannels: Int? = nil, kernel: Int? = nil,
         stride: Int? = nil, pad: Int? = nil, groups: Int? = nil, bias: Bool? = nil,
-        relu: Bool? = nil, countIncludePad: Bool? = nil
+        relu: Bool? = nil, countIncludePad: Bool? = nil, ceilMode: Bool? = nil,
+        start: Int? = nil, alpha: Float? = nil, beta: Float? = nil
     ) {
         self.op = op
         self.name = name
@@ -84,6 +113,10 @@ public struct NodeSpec: Codable, Equatable, Sendable {
         self.bias = bias
         self.relu = relu
         self.countIncludePad = countIncludePad
+        self.ceilMode = ceilMode
+        self.start = start
+        self.alpha = alpha
+        self.beta = beta
     }
 
     /// Whether this node has an entry in `Architecture.widths` (dense and grouped convs).
@@ -143,16 +176,15 @@ public struct GraphSpec: Codable, Equatable, Sendable {
             for t in n.inputs where t < 0 || t > i {
                 throw CSGDError("\(at): input tensor \(t) is not produced before this node")
             }
-            let arity: ClosedRange<Int>
-            switch n.op {
-            case .add: arity = 2...2
-            case .concat: arity = 1...Limits.concatInputs
-            default: arity = 1...1
+            let traits = n.op.traits
+            if !traits.arity.contains(n.inputs.count) {
+                throw CSGDError("\(at): takes \(traits.arity) inputs, has \(n.inputs.count)")
             }
-            if !arity.contains(n.inputs.count) {
-                throw CSGDError("\(at): takes \(arity) inputs, has \(n.inputs.count)")
+            func finite(_ v: Float?, _ field: String) throws {
+                if let v, !(v.isFinite && abs(v) <= 1e6) {
+                    throw CSGDError("\(at): \(field) \(v) is not a finite number within ±1e6")
+                }
             }
-            let hasParameters: Bool
             switch n.op {
             case .conv:
                 try need(n.outChannels, "outChannels", 1...Architecture.Limits.width)
@@ -160,26 +192,25 @@ public struct GraphSpec: Codable, Equatable, Sendable {
                 try need(n.stride, "stride", 1...Limits.stride)
                 try need(n.pad, "pad", 0...Limits.kernel)
                 try need(n.groups ?? 1, "groups", 1...Architecture.Limits.width)
-                hasParameters = true
-            case .depthwiseConv:
+            case .depthwiseConv, .maxPool, .avgPool:
                 try need(n.kernel, "kernel", 1...Limits.kernel)
                 try need(n.stride, "stride", 1...Limits.stride)
                 try need(n.pad, "pad", 0...Limits.kernel)
-                hasParameters = true
-            case .maxPool, .avgPool:
-                try need(n.kernel, "kernel", 1...Limits.kernel)
-                try need(n.stride, "stride", 1...Limits.stride)
-                try need(n.pad, "pad", 0...Limits.kernel)
-                hasParameters = false
             case .linear:
                 try need(n.outChannels, "outChannels", 1...Architecture.Limits.numClasses)
-                hasParameters = true
-            case .batchNorm:
-                hasParameters = true
-            case .relu, .relu6, .add, .concat, .globalAvgPool:
-                hasParameters = false
+            case .channelSlice:
+                try need(n.start, "start", 0...Architecture.Limits.width * 16)
+                try need(n.outChannels, "outChannels", 1...Architecture.Limits.width * 16)
+            case .channelShuffle:
+                try need(n.groups, "groups", 1...Architecture.Limits.width)
+            case .hardSigmoid, .leakyRelu:
+                try finite(n.alpha, "alpha")
+                try finite(n.beta, "beta")
+            case .batchNorm, .relu, .relu6, .sigmoid, .silu, .hardSwish, .gelu, .add, .concat,
+                .globalAvgPool, .globalMaxPool, .channelScale:
+                break
             }
-            if hasParameters {
+            if traits.hasParameters {
                 let valid = n.name.unicodeScalars.allSatisfy {
                     ($0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil))
                         || "._-/:".unicodeScalars.contains($0)
@@ -209,9 +240,9 @@ public struct GraphSpec: Codable, Equatable, Sendable {
         inputChannels: Int, imageSize: Int, widths: [Int]? = nil, numClasses: Int? = nil
     ) throws -> Graph {
         try validate()
-        if numClasses != nil && nodes[output - 1].op != .linear {
-            throw CSGDError("model graph output is not a linear (classifier) node")
-        }
+        // Only a linear classifier can be re-initialised for other classes; a conv classifier
+        // (+ pooling) must already have them.
+        let classesFixed = numClasses != nil && nodes[output - 1].op != .linear
         let widths = widths ?? nominalWidths
         let needed = nodes.filter(\.hasWidth).count
         if widths.count != needed {
@@ -239,17 +270,24 @@ public struct GraphSpec: Codable, Equatable, Sendable {
                         n.name, x[0], kernel: n.kernel!, stride: n.stride!, pad: n.pad!,
                         bias: n.bias ?? false)
                 case .batchNorm: y = b.batchNorm(n.name, x[0], relu: n.relu ?? false)
-                case .relu: y = b.activation(x[0], .relu)
-                case .relu6: y = b.activation(x[0], .relu6)
+                case .relu, .relu6, .sigmoid, .hardSigmoid, .silu, .hardSwish, .leakyRelu, .gelu:
+                    y = b.activation(x[0], n.activation!)
                 case .add: y = try b.add(x[0], x[1], relu: n.relu ?? false)
                 case .concat: y = try b.concat(x)
                 case .maxPool:
-                    y = try b.maxPool(x[0], kernel: n.kernel!, stride: n.stride!, pad: n.pad!)
+                    y = try b.maxPool(
+                        x[0], kernel: n.kernel!, stride: n.stride!, pad: n.pad!,
+                        ceilMode: n.ceilMode ?? false)
                 case .avgPool:
                     y = try b.avgPool(
                         x[0], kernel: n.kernel!, stride: n.stride!, pad: n.pad!,
-                        countIncludePad: n.countIncludePad ?? true)
+                        countIncludePad: n.countIncludePad ?? true, ceilMode: n.ceilMode ?? false)
                 case .globalAvgPool: y = b.globalAvgPool(x[0])
+                case .globalMaxPool: y = b.globalMaxPool(x[0])
+                case .channelScale: y = try b.channelScale(x[0], gate: x[1])
+                case .channelSlice:
+                    y = try b.channelSlice(x[0], start: n.start!, count: n.outChannels!)
+                case .channelShuffle: y = try b.channelShuffle(x[0], groups: n.groups!)
                 case .linear:
                     let features = i == output - 1 ? numClasses ?? n.outChannels! : n.outChannels!
                     y = b.linear(n.name, x[0], outFeatures: features, bias: n.bias ?? true)
@@ -263,6 +301,11 @@ public struct GraphSpec: Codable, Equatable, Sendable {
         let s = b.shape(logits)
         if s.h != 1 || s.w != 1 {
             throw CSGDError("model graph output is \(s.c)×\(s.h)×\(s.w), expected classes×1×1")
+        }
+        if classesFixed && s.c != numClasses {
+            throw CSGDError(
+                "model graph output has \(s.c) classes and is not a linear (classifier) node, "
+                    + "so it cannot be given \(numClasses!)")
         }
         return b.finish(logits: logits)
     }

@@ -192,11 +192,25 @@ public final class Network {
                     nc: batch * l.channels, hw: l.hw)
             case .activation(let l):
                 let n = batch * graph.tensors[l.output.index].count
-                let (y, x) = (v[l.output.index].pointer, v[l.input.index].pointer)
-                switch l.kind {
-                case .relu: reluForward(output: y, input: x, count: n)
-                case .relu6: relu6Forward(output: y, input: x, count: n)
-                }
+                activationForward(
+                    l.kind, output: v[l.output.index].pointer, input: v[l.input.index].pointer,
+                    count: n)
+            case .globalMaxPool(let l):
+                globalMaxPoolForward(
+                    output: v[l.output.index].pointer, argmax: arena.argmax[li]!,
+                    input: v[l.input.index].pointer, nc: batch * l.channels, hw: l.hw)
+            case .channelScale(let l):
+                channelScaleForward(
+                    output: v[l.output.index].pointer, input: v[l.input.index].pointer,
+                    gate: v[l.gate.index].pointer, nc: batch * l.channels, hw: l.hw)
+            case .channelSlice(let l):
+                channelSliceForward(
+                    output: v[l.output.index].pointer, input: v[l.input.index].pointer,
+                    start: l.start, count: l.count, channels: l.inputChannels, n: batch, hw: l.hw)
+            case .channelShuffle(let l):
+                channelShuffleForward(
+                    output: v[l.output.index].pointer, input: v[l.input.index].pointer,
+                    channels: l.channels, groups: l.groups, n: batch, hw: l.hw)
             case .concat(let l):
                 let y = v[l.output.index].pointer
                 let total = graph.tensors[l.output.index].c
@@ -357,12 +371,38 @@ public final class Network {
             case .activation(let l):
                 let dy = take(l.output)
                 if let dx = grad(l.input) {
-                    let n = batch * graph.tensors[l.output.index].count
-                    let y = v[l.output.index].pointer
-                    switch l.kind {
-                    case .relu: reluBackward(dInput: dx, dOutput: dy, output: y, count: n)
-                    case .relu6: relu6Backward(dInput: dx, dOutput: dy, output: y, count: n)
-                    }
+                    activationBackward(
+                        l.kind, dInput: dx, dOutput: dy, input: v[l.input.index].pointer,
+                        output: v[l.output.index].pointer,
+                        count: batch * graph.tensors[l.output.index].count)
+                }
+            case .globalMaxPool(let l):
+                let dy = take(l.output)
+                if let dx = grad(l.input) {
+                    globalMaxPoolBackward(
+                        dInput: dx, dOutput: dy, argmax: arena.argmax[li]!,
+                        nc: batch * l.channels, hw: l.hw)
+                }
+            case .channelScale(let l):
+                let dy = take(l.output)
+                // Both gradients accumulate, so a tensor gating itself needs no special case.
+                channelScaleBackward(
+                    dInput: grad(l.input), dGate: grad(l.gate), dOutput: dy,
+                    input: v[l.input.index].pointer, gate: v[l.gate.index].pointer,
+                    nc: batch * l.channels, hw: l.hw)
+            case .channelSlice(let l):
+                let dy = take(l.output)
+                if let dx = grad(l.input) {
+                    channelSliceBackward(
+                        dInput: dx, dOutput: dy, start: l.start, count: l.count,
+                        channels: l.inputChannels, n: batch, hw: l.hw)
+                }
+            case .channelShuffle(let l):
+                let dy = take(l.output)
+                if let dx = grad(l.input) {
+                    channelShuffleBackward(
+                        dInput: dx, dOutput: dy, channels: l.channels, groups: l.groups, n: batch,
+                        hw: l.hw)
                 }
             case .concat(let l):
                 let dy = take(l.output)
@@ -499,6 +539,8 @@ public final class Network {
             case .maxPool(let l):
                 let n = batch * graph.tensors[l.output.index].count
                 a.argmax[li] = .allocate(capacity: n)
+            case .globalMaxPool(let l):
+                a.argmax[li] = .allocate(capacity: batch * l.channels)
             default: break
             }
         }

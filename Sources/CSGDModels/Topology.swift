@@ -15,6 +15,7 @@
 // No per-depth table is written by hand.
 
 import CSGDCore
+import CSGDKernels
 
 /// A conv layer as C-SGD sees it.
 public struct ConvNode: Sendable {
@@ -113,6 +114,17 @@ public struct ChannelSegment: Equatable, Sendable {
     public let offset: Int
     /// Channels in the run.
     public let width: Int
+    /// Whether the run is the whole space (a slice or shuffle cuts spaces into parts, which
+    /// Topology holds fixed).
+    public let isWhole: Bool
+
+    /// A run of channels.
+    public init(group: Int?, offset: Int, width: Int, isWhole: Bool = true) {
+        self.group = group
+        self.offset = offset
+        self.width = width
+        self.isWhole = isWhole
+    }
 }
 
 /// A channel space written by one conv, or by several convs whose outputs are added.
@@ -121,8 +133,12 @@ public struct ChannelGroup: Sendable {
     public let index: Int
     /// Number of channels.
     public let width: Int
-    /// Convs writing the space, in conv order; the first is the pacesetter.
+    /// Convs writing the space, in conv order; the first is the pacesetter. Includes the
+    /// `gates`.
     public let producers: [Int]
+    /// Producers that compute a squeeze-excitation gate of the space (one value per channel
+    /// and image): coupled to its clusters, not a residual branch.
+    public let gates: [Int]
     /// Every read of the space by a conv or linear layer, with its channel offset.
     public let reads: [ChannelRead]
     /// Layers reading the space (one entry per read).
@@ -134,8 +150,8 @@ public struct ChannelGroup: Sendable {
     public var pacesetter: Int { producers[0] }
     /// Convs that copy the pacesetter's clusters.
     public var followers: ArraySlice<Int> { producers.dropFirst() }
-    /// Whether the space is a residual stream (more than one producer).
-    public var isResidual: Bool { producers.count > 1 }
+    /// Whether the space is a residual stream (more than one producer besides its gates).
+    public var isResidual: Bool { producers.count - gates.count > 1 }
     /// Whether a producer reads the network's input image (the stem conv).
     public let isStem: Bool
     /// Why the space may not be pruned (read or written by a grouped conv, added to the image,
@@ -170,53 +186,80 @@ public struct Topology: Sendable {
     ///   (different concat structures), or a linear layer's inputs are not whole per channel.
     public init(graph: Graph) throws {
         var spaces = SpaceSet()
-        var segs = [[(space: Int, offset: Int, width: Int)]](
-            repeating: [], count: graph.tensors.count)
+        var segs = [[Run]](repeating: [], count: graph.tensors.count)
         let inputC = graph.tensors[graph.input.index].c
-        let image = spaces.add(fixed: "the input image")
-        segs[graph.input.index] = [(image, 0, inputC)]
+        let image = spaces.add(fixed: "the input image", width: inputC)
+        segs[graph.input.index] = [Run(space: image, offset: 0, width: inputC, start: 0)]
         var convSpace: [Int: Int] = [:]  // layer index → space of its output
         var concatenated: [Int] = []
+        var gateSpaces = Set<Int>()  // spaces of squeeze-excitation gates
+        func fixAll(_ runs: [Run], _ why: String) { for r in runs { spaces.fix(r.space, why) } }
         for (li, layer) in graph.layers.enumerated() {
             let out = layer.output.index
             switch layer {
             case .conv(let l):
                 let grouped = l.groups > 1 ? "read or written by grouped conv \(l.name)" : nil
-                let s = spaces.add(fixed: grouped)
+                let s = spaces.add(fixed: grouped, width: l.shape.k)
                 convSpace[li] = s
-                if let grouped { for seg in segs[l.input.index] { spaces.fix(seg.space, grouped) } }
-                segs[out] = [(s, 0, l.shape.k)]
+                if let grouped { fixAll(segs[l.input.index], grouped) }
+                segs[out] = [Run(space: s, offset: 0, width: l.shape.k, start: 0)]
             case .linear(let l):
-                segs[out] = [
-                    (spaces.add(fixed: "outputs of linear layer \(l.name)"), 0, l.outFeatures)
-                ]
+                let s = spaces.add(fixed: "outputs of linear layer \(l.name)", width: l.outFeatures)
+                segs[out] = [Run(space: s, offset: 0, width: l.outFeatures, start: 0)]
             case .add(let l):
                 let a = segs[l.a.index]
                 let b = segs[l.b.index]
-                let aligned =
-                    a.count == b.count
-                    && zip(a, b).allSatisfy { $0.offset == $1.offset && $0.width == $1.width }
-                if !aligned {
-                    func describe(_ s: [(space: Int, offset: Int, width: Int)]) -> String {
-                        s.map { String($0.width) }.joined(separator: "+")
-                    }
+                if !Run.aligned(a, b) {
                     throw CSGDError(
                         "model graph node \(li) (add): its inputs are concatenations of "
-                            + "different channel runs (\(describe(a)) vs \(describe(b))); C-SGD "
-                            + "cannot tie their channels")
+                            + "different channel runs (\(Run.describe(a)) vs \(Run.describe(b))); "
+                            + "C-SGD cannot tie their channels")
                 }
                 for (x, y) in zip(a, b) { spaces.union(x.space, y.space) }
                 segs[out] = a
             case .concat(let l):
-                var runs: [(space: Int, offset: Int, width: Int)] = []
+                var runs: [Run] = []
                 for (j, t) in l.inputs.enumerated() {
-                    for s in segs[t.index] {
-                        runs.append((s.space, l.offsets[j] + s.offset, s.width))
-                        concatenated.append(s.space)
+                    for r in segs[t.index] {
+                        runs.append(
+                            Run(
+                                space: r.space, offset: l.offsets[j] + r.offset, width: r.width,
+                                start: r.start))
+                        concatenated.append(r.space)
                     }
                 }
                 segs[out] = runs
-            case .batchNorm, .activation, .maxPool, .avgPool, .globalAvgPool, .depthwiseConv:
+            case .channelScale(let l):
+                // The gate's rows belong to the gated channels' clusters: one space, so the
+                // gate's producer is clustered (and pruned) with the gated space's producers.
+                let x = segs[l.input.index]
+                let g = segs[l.gate.index]
+                if Run.aligned(x, g) {
+                    for (a, b) in zip(x, g) {
+                        gateSpaces.insert(b.space)
+                        spaces.union(a.space, b.space)
+                    }
+                } else {
+                    let why = "gated by a gate of another channel structure (layer \(li))"
+                    fixAll(x, why)
+                    fixAll(g, why)
+                }
+                segs[out] = x
+            case .channelSlice(let l):
+                // Held fixed: the slice's bounds are channel numbers of the unpruned net.
+                let runs = segs[l.input.index]
+                fixAll(runs, "cut by a channel slice (layer \(li))")
+                segs[out] = Run.slice(runs, l.start, l.count)
+            case .channelShuffle(let l):
+                let runs = segs[l.input.index]
+                fixAll(runs, "permuted by a channel shuffle (layer \(li))")
+                segs[out] = (0..<l.channels).flatMap { c in
+                    Run.slice(
+                        runs, shuffledSource(c, channels: l.channels, groups: l.groups), 1
+                    ).map { Run(space: $0.space, offset: c, width: 1, start: $0.start) }
+                }
+            case .batchNorm, .activation, .maxPool, .avgPool, .globalAvgPool, .globalMaxPool,
+                .depthwiseConv:
                 segs[out] = segs[layer.inputs[0].index]
             }
         }
@@ -226,6 +269,7 @@ public struct Topology: Sendable {
         // Groups: the spaces convs write, in order of first producer.
         var groupOfRoot: [Int: Int] = [:]
         var producers: [[Int]] = []
+        var gates: [[Int]] = []
         var convLayers: [(layerIndex: Int, layer: ConvLayer)] = []
         for (li, layer) in graph.layers.enumerated() {
             guard case .conv(let l) = layer else { continue }
@@ -233,14 +277,19 @@ public struct Topology: Sendable {
             if groupOfRoot[root] == nil {
                 groupOfRoot[root] = producers.count
                 producers.append([])
+                gates.append([])
             }
             producers[groupOfRoot[root]!].append(convLayers.count)
+            if gateSpaces.contains(convSpace[li]!) {
+                gates[groupOfRoot[root]!].append(convLayers.count)
+            }
             convLayers.append((li, l))
         }
         let tensorSegments = segs.map { runs in
             runs.map {
                 ChannelSegment(
-                    group: groupOfRoot[spaces.find($0.space)], offset: $0.offset, width: $0.width)
+                    group: groupOfRoot[spaces.find($0.space)], offset: $0.offset, width: $0.width,
+                    isWhole: $0.start == 0 && $0.width == spaces.width($0.space))
             }
         }
         var convOrdinal: [Int: Int] = [:]
@@ -272,7 +321,7 @@ public struct Topology: Sendable {
                 if let b = l.bias {
                     couple(g, .parameter(b), .vector, offset: 0, rowLength: 1, rows: k, layer: li)
                 }
-                for s in tensorSegments[l.input.index] {
+                for s in tensorSegments[l.input.index] where s.isWhole {
                     if let g = s.group {
                         reads[g].append(
                             ChannelRead(consumer: .conv(convOrdinal[li]!), channelOffset: s.offset))
@@ -285,7 +334,7 @@ public struct Topology: Sendable {
                     throw CSGDError(
                         "\(l.name): input features are not a whole number per channel")
                 }
-                for s in tensorSegments[l.input.index] {
+                for s in tensorSegments[l.input.index] where s.isWhole {
                     if let g = s.group {
                         reads[g].append(
                             ChannelRead(
@@ -294,7 +343,7 @@ public struct Topology: Sendable {
                     }
                 }
             case .batchNorm(let l):
-                for s in tensorSegments[l.input.index] {
+                for s in tensorSegments[l.input.index] where s.isWhole {
                     guard let g = s.group else { continue }
                     let c = l.channels
                     couple(
@@ -311,7 +360,7 @@ public struct Topology: Sendable {
                         rows: c, layer: li)
                 }
             case .depthwiseConv(let l):
-                for s in tensorSegments[l.input.index] {
+                for s in tensorSegments[l.input.index] where s.isWhole {
                     guard let g = s.group else { continue }
                     let c = l.shape.k
                     couple(
@@ -323,7 +372,9 @@ public struct Topology: Sendable {
                             layer: li)
                     }
                 }
-            case .add, .concat, .activation, .maxPool, .avgPool, .globalAvgPool: break
+            case .add, .concat, .activation, .maxPool, .avgPool, .globalAvgPool, .globalMaxPool,
+                .channelScale, .channelSlice, .channelShuffle:
+                break
             }
         }
         // The BN reading each conv's output directly (kept for callers that want "its" BN).
@@ -352,8 +403,8 @@ public struct Topology: Sendable {
         groups = producers.enumerated().map { gi, prods in
             let root = rootOfGroup[gi]
             return ChannelGroup(
-                index: gi, width: nodes[prods[0]].width, producers: prods, reads: reads[gi],
-                coupled: coupled[gi],
+                index: gi, width: nodes[prods[0]].width, producers: prods, gates: gates[gi],
+                reads: reads[gi], coupled: coupled[gi],
                 isStem: prods.contains { p in
                     segs[convLayers[p].layer.input.index].contains {
                         spaces.find($0.space) == imageRoot
@@ -369,12 +420,17 @@ public struct Topology: Sendable {
 private struct SpaceSet {
     private var parent: [Int] = []
     private var reason: [String?] = []
+    private var widths: [Int] = []
 
-    mutating func add(fixed: String?) -> Int {
+    mutating func add(fixed: String?, width: Int) -> Int {
         parent.append(parent.count)
         reason.append(fixed)
+        widths.append(width)
         return parent.count - 1
     }
+
+    /// Channels of space `x` as created (every member of a set has the same width).
+    func width(_ x: Int) -> Int { widths[x] }
 
     mutating func find(_ x: Int) -> Int {
         var x = x
@@ -398,4 +454,36 @@ private struct SpaceSet {
     }
 
     mutating func fixedReason(_ x: Int) -> String? { reason[find(x)] }
+}
+
+/// A run of a tensor's channels: channels `start ..< start + width` of `space`, at `offset` in
+/// the tensor.
+private struct Run {
+    var space: Int
+    var offset: Int
+    var width: Int
+    var start: Int
+
+    /// Whether two tensors' runs line up one to one (same offsets, widths and starts).
+    static func aligned(_ a: [Run], _ b: [Run]) -> Bool {
+        a.count == b.count
+            && zip(a, b).allSatisfy {
+                $0.offset == $1.offset && $0.width == $1.width && $0.start == $1.start
+            }
+    }
+
+    /// The runs covering channels `from ..< from + count`, renumbered from 0.
+    static func slice(_ runs: [Run], _ from: Int, _ count: Int) -> [Run] {
+        runs.compactMap { r in
+            let lo = max(r.offset, from)
+            let hi = min(r.offset + r.width, from + count)
+            if lo >= hi { return nil }
+            return Run(
+                space: r.space, offset: lo - from, width: hi - lo, start: r.start + lo - r.offset)
+        }
+    }
+
+    static func describe(_ runs: [Run]) -> String {
+        runs.map { String($0.width) }.joined(separator: "+")
+    }
 }
