@@ -163,18 +163,24 @@ let package = Package(
         // Helpers shared by the test targets (not part of the product).
         .target(
             name: "CSGDTestSupport", dependencies: ["CSGDCore"], path: "Tests/CSGDTestSupport"),
+        .target(
+            name: "CSGDTestGraphs", dependencies: ["CSGDModels"], path: "Tests/CSGDTestGraphs"),
         .testTarget(name: "CSGDCoreTests", dependencies: ["CSGDCore", "CSGDTestSupport"]),
         .testTarget(name: "CSGDKernelsTests", dependencies: ["CSGDCore", "CSGDKernels"]),
         .testTarget(
             name: "CSGDModelsTests",
-            dependencies: ["CSGDCore", "CSGDKernels", "CSGDModels", "CSGDTestSupport"]),
+            dependencies: [
+                "CSGDCore", "CSGDKernels", "CSGDModels", "CSGDTestSupport", "CSGDTestGraphs",
+            ]),
         .testTarget(
             name: "CSGDDataTests",
             dependencies: ["CSGDCore", "CSGDData", "CZlib", "CSGDTestSupport"]
         ),
         .testTarget(
             name: "CSGDCentripetalTests",
-            dependencies: ["CSGDCore", "CSGDModels", "CSGDCentripetal", "CSGDData"]),
+            dependencies: [
+                "CSGDCore", "CSGDModels", "CSGDCentripetal", "CSGDData", "CSGDTestGraphs",
+            ]),
         .testTarget(name: "CSGDDistributedTests", dependencies: ["CSGDCore", "CSGDDistributed"]),
         .testTarget(
             name: "CSGDTrainingTests",
@@ -205,6 +211,7 @@ let package = Package(
             dependencies: [
                 "CSGDCore", "CSGDData", "CSGDModels", "CSGDRunFiles", "CSGDONNX", "CSGDImport",
                 "CSGDCentripetal", "CSGDDistributed", "CSGDTraining", "CSGDTestSupport",
+                "CSGDExport", "CSGDTestGraphs",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             exclude: ["Fixtures"]),

@@ -129,6 +129,10 @@ enum Value {
     case groupedView(Int, groups: Int)
     /// That view with axes 1 and 2 swapped: [N, C / groups, groups, H, W].
     case groupedTransposed(Int, groups: Int)
+    /// A step of GELU's erf form, x · 0.5 · (1 + erf(x / √2)), as torch and opsets < 20
+    /// write it: 1 = x / √2, 2 = erf(·), 3 = 1 + ·, 4 = x · (·); the last Mul by 0.5 makes
+    /// the node.
+    case geluStep(Int, flat: Bool, step: Int)
 }
 
 struct Translator {
@@ -554,20 +558,20 @@ struct Translator {
             throw nodeError(n, i, "has attribute '\(a.name)' twice")
         }
         switch n.opType {
-        case "Add", "Sub", "Mul",
-            "Div" where isShapeArithmetic(n):
+        // `where` binds to the last pattern only, so one pattern with the list in the guard.
+        case let op where ["Add", "Sub", "Mul", "Div"].contains(op) && isShapeArithmetic(n):
             try shapeBinary(n, i)
         case "Conv": try conv(n, i)
         case "BatchNormalization": try batchNorm(n, i)
         case "Relu", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Gelu":
             try activation(n, i)
         case "Mul": try mul(n, i)
+        case "Div", "Erf": try geluStep(n, i)
         case "ReduceMean", "ReduceMax", "GlobalMaxPool": try globalPool(n, i)
         case "Slice": try slice(n, i)
         case "Split": try split(n, i)
         case "Transpose": try transpose(n, i)
-        case "Squeeze",
-            "Unsqueeze" where isImageValue(n, i):
+        case let op where ["Squeeze", "Unsqueeze"].contains(op) && isImageValue(n, i):
             try squeeze(n, i)
         case "Cast" where isShapeArithmetic(n):
             // Integer casts inside shape arithmetic (torch writes them around `//`).
@@ -811,6 +815,8 @@ struct Translator {
         guard let a = try value(n, i, 0), let b = try value(n, i, 1) else {
             throw nodeError(n, i, "needs two inputs")
         }
+        if case .geluStep = a { return try geluStep(n, i) }
+        if case .geluStep = b { return try geluStep(n, i) }
         switch (a, b) {
         case (.tensor(let ta, let fa), .tensor(let tb, let fb)):
             if shapes[ta] != shapes[tb] || fa != fb {

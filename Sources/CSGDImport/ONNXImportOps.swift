@@ -79,6 +79,62 @@ extension Translator {
         define(n, i, .tensor(append(node, shapes[t]), flat: flat))
     }
 
+    /// The float scalar constant at input `k`, if that input is one.
+    func floatScalar(_ n: ONNXNodeProto, _ k: Int) -> Float? {
+        guard k < n.input.count, case .constant(let c)? = values[n.input[k]], c.count == 1,
+            let f = c.floats
+        else { return nil }
+        return f[0]
+    }
+
+    /// Div, Erf and the Add / Mul steps of GELU's erf form (see `Value.geluStep`); each step
+    /// must read the previous one and the constants must be GELU's, else the node is refused.
+    mutating func geluStep(_ n: ONNXNodeProto, _ i: Int) throws {
+        func refuse() -> CSGDError {
+            nodeError(
+                n, i,
+                "csgd-dist imports \(n.opType) only inside GELU's erf form "
+                    + "x·0.5·(1 + erf(x/√2))")
+        }
+        let a = try value(n, i, 0)
+        switch (n.opType, a) {
+        case ("Div", .tensor(let x, let flat)?):
+            guard let c = floatScalar(n, 1), abs(c - Float(2).squareRoot()) < 1e-5 else {
+                throw refuse()
+            }
+            define(n, i, .geluStep(x, flat: flat, step: 1))
+        case ("Erf", .geluStep(let x, let flat, 1)?):
+            define(n, i, .geluStep(x, flat: flat, step: 2))
+        case ("Add", _):
+            for k in 0..<2 {
+                if case .geluStep(let x, let flat, 2)? = try value(n, i, k),
+                    floatScalar(n, 1 - k) == 1
+                {
+                    define(n, i, .geluStep(x, flat: flat, step: 3))
+                    return
+                }
+            }
+            throw refuse()
+        case ("Mul", _):
+            let b = try value(n, i, 1)
+            for (p, q, k) in [(a, b, 1), (b, a, 0)] {
+                if case .geluStep(let x, let flat, 3)? = p, case .tensor(x, _)? = q {
+                    define(n, i, .geluStep(x, flat: flat, step: 4))
+                    return
+                }
+                if case .geluStep(let x, let flat, 4)? = p, floatScalar(n, k) == 0.5 {
+                    define(
+                        n, i,
+                        .tensor(append(NodeSpec(op: .gelu, inputs: [x]), shapes[x]), flat: flat))
+                    return
+                }
+            }
+            throw refuse()
+        default:
+            throw refuse()
+        }
+    }
+
     /// Mul: x · Sigmoid(x) (SiLU), x · HardSigmoid(x) (HardSwish), or a feature map times a
     /// per-channel gate (squeeze-excitation). Nothing else is a Mul csgd-dist can prune
     /// through, so anything else is refused.
@@ -86,6 +142,10 @@ extension Translator {
         guard let a = try value(n, i, 0), let b = try value(n, i, 1) else {
             throw nodeError(n, i, "needs two inputs")
         }
+        let isGeluStep = [a, b].contains {
+            if case .geluStep = $0 { return true } else { return false }
+        }
+        if isGeluStep { return try geluStep(n, i) }
         guard case .tensor(let ta, let fa) = a, case .tensor(let tb, let fb) = b else {
             throw nodeError(
                 n, i,

@@ -301,10 +301,10 @@ final class ONNXImportTests: XCTestCase {
 
     func testRefusedOpsNameTheNodeTheOpAndWhereItSits() throws {
         var m = baseModel()
-        m.graph.node[2] = node("Sigmoid", "Sigmoid_12", ["b"], ["r"])
+        m.graph.node[2] = node("Tanh", "Tanh_12", ["b"], ["r"])
         assertCSGDError(
             [
-                "m.onnx", "node 'Sigmoid_12' (Sigmoid) after '/bn/BatchNormalization'",
+                "m.onnx", "node 'Tanh_12' (Tanh) after '/bn/BatchNormalization'",
                 "unsupported op", "Conv",
             ]) { _ = try translate(m) }
 
@@ -341,12 +341,11 @@ final class ONNXImportTests: XCTestCase {
         refused({ $0.graph.node[5].attribute[2].f = 2 }, ["(Gemm)", "alpha"])
         refused({ $0.graph.node[4].attribute[0].i = 2 }, ["(Flatten)", "axis"])
         refused(
-            {
-                $0.graph.node[3].attribute.append(
-                    node("", "", [], [], int: ["ceil_mode": 1]).attribute[0]);
-                $0.graph.node[3].attribute[0].ints = [3, 3]
-            },
-            ["(MaxPool)", "ceil_mode"])
+            { $0.graph.node[2] = self.node("Mul", "/mul", ["b", "bn.bias"], ["r"]) },
+            ["(Mul)", "constant"])
+        refused(
+            { $0.graph.node[2] = self.node("Transpose", "/t", ["b"], ["r"]) },
+            ["(Transpose)", "channel shuffle"])
         refused({ $0.graph.node[3].output.append("indices") }, ["(MaxPool)", "Indices"])
         refused(
             {
@@ -418,8 +417,8 @@ final class ONNXImportTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let cases: [(String, (inout ONNXModelProto) -> Void, String)] = [
             (
-                "unknown-op", { $0.graph.node[2] = self.node("Sigmoid", "S", ["b"], ["r"]) },
-                "Sigmoid"
+                "unknown-op", { $0.graph.node[2] = self.node("Tanh", "S", ["b"], ["r"]) },
+                "Tanh"
             ),
             (
                 "missing-initializer",

@@ -1,0 +1,62 @@
+import CSGDCentripetal
+import CSGDCore
+import CSGDModels
+import CSGDTestGraphs
+import XCTest
+
+/// The channel rules of the modern ops: a squeeze-excitation gate's producing conv is coupled
+/// to the gated space (a gate, not a residual branch), its hidden width is a space of its own,
+/// slices and shuffles hold the spaces they cut fixed, a conv classifier's space is fixed — and
+/// once clusters collapse, the pruned net is the same function.
+extension GraphPruningTests {
+    func testSqueezeExcitationGateIsCoupledToTheGatedChannels() throws {
+        let (net, t) = try network(ModernOpGraphs.squeezeExcitation().nodes)
+        let expanded = group(t, "b.expand")
+        XCTAssertEqual(expanded.producers.map { t.convs[$0].name }, ["b.expand", "b.se.expand"])
+        XCTAssertEqual(expanded.gates.map { t.convs[$0].name }, ["b.se.expand"])
+        XCTAssertFalse(expanded.isResidual)
+        XCTAssertTrue(expanded.isBlockInternal)
+        XCTAssertEqual(reads(t, expanded), ["b.se.reduce@0", "b.project@0"])
+        // The gate's rows (kernel and bias) are pulled with the gated channels' filters.
+        XCTAssertTrue(coupled(expanded).contains("b.se.expand.weight@0"))
+        XCTAssertTrue(coupled(expanded).contains("b.se.expand.bias@0"))
+        XCTAssertTrue(group(t, "b.se.reduce").isBlockInternal)
+        // The head's Sigmoid-gated SE couples the same way; the stem is a residual stream.
+        XCTAssertEqual(group(t, "head").gates.map { t.convs[$0].name }, ["head.se.expand"])
+        XCTAssertTrue(group(t, "stem").isResidual)
+        let thin = try checkExact(net, t, target: .ratio(0.5))
+        // stem, b.expand, se.reduce, se.expand (= b.expand), project (= stem), head, …
+        XCTAssertEqual(thin.architecture.widths, [4, 8, 2, 8, 4, 6, 3, 6])
+        // `internal:` prunes the expanded channels, both SE hidden widths and the head.
+        let plan = try Clustering.plan(
+            network: net, topology: t, target: .internalRatio(0.5), method: .even, seed: 1)
+        XCTAssertEqual(plan.prunedWidths(t), [8, 8, 2, 8, 8, 6, 3, 6])
+    }
+
+    func testSlicedAndShuffledSpacesAreFixedAndTheRestPrunesExactly() throws {
+        let spec = ModernOpGraphs.shuffle()
+        let arch = try Architecture.from(spec: spec, model: "t", inputChannels: 3, imageSize: 8)
+        let net = try Network(architecture: arch)
+        net.initialize(seed: 4)
+        randomizePerChannelTensors(net, seed: 5)
+        let t = try Topology(graph: net.graph)
+        XCTAssertTrue(group(t, "stem").fixedReason!.contains("channel slice"), "\(t.groups)")
+        XCTAssertTrue(group(t, "b.pw2").fixedReason!.contains("channel shuffle"))
+        XCTAssertTrue(group(t, "classifier").fixedReason!.contains("network output"))
+        XCTAssertFalse(group(t, "b.pw1").isFixed)
+        XCTAssertFalse(group(t, "head").isFixed)
+        // The slice's runs are parts of the stem's space, marked as such.
+        let sliced = t.segments[4]
+        XCTAssertEqual(sliced.map(\.isWhole), [false])
+        let thin = try checkExact(net, t, target: .ratio(0.5))
+        XCTAssertEqual(thin.architecture.widths, [8, 3, 4, 5, 5])
+    }
+
+    /// Every op of the table appears in some graph whose prune is checked exact here.
+    func testEveryOpHasAnExactPruneCase() throws {
+        var used = Set<NodeSpec.Op>()
+        for spec in [denseNet(), mobileNet()] { used.formUnion(spec.map(\.op)) }
+        for (_, spec) in ModernOpGraphs.all { used.formUnion(spec.nodes.map(\.op)) }
+        XCTAssertEqual(NodeSpec.Op.allCases.filter { !used.contains($0) }, [])
+    }
+}

@@ -1,0 +1,119 @@
+import CSGDCore
+import CSGDKernels
+import CSGDModels
+import CSGDTestGraphs
+import XCTest
+
+/// Backward of every op of the op table against finite differences, and the check that no op
+/// escapes it: an op added to the table without a graph here fails `testEveryOpIsChecked`.
+extension NetworkGradientTests {
+    func testSqueezeExcitationGraphBackwardMatchesFiniteDifferences() throws {
+        let a = try Architecture.from(
+            spec: ModernOpGraphs.squeezeExcitation(), model: "se", inputChannels: 3, imageSize: 8)
+        try checkNetwork(a, batch: 3, awayFromKinks: true)
+    }
+
+    func testShuffleGraphBackwardMatchesFiniteDifferences() throws {
+        let a = try Architecture.from(
+            spec: ModernOpGraphs.shuffle(), model: "shuffle", inputChannels: 3, imageSize: 8)
+        XCTAssertEqual(a.numClasses, 5)  // a conv classifier's channels
+        let g = try a.graph()
+        // The ceil-mode pools add a partial window: 8 → 4 (floor 3) and 4 → 3 (floor 2).
+        let pooled = g.layers.compactMap { l -> Int? in
+            switch l {
+            case .maxPool(let p): return p.shape.p
+            case .avgPool(let p): return p.shape.p
+            default: return nil
+            }
+        }
+        XCTAssertEqual(pooled, [4, 3])
+        // Whole-net finite differences step across max-pool ties on these 8×8 maps (measured:
+        // 1–10 % off with the max pool, exact with an average pool in its place), so the net
+        // is checked with a ceil-mode average pool there and the max pool's ceil windows by
+        // `testCeilModeMaxPoolBackwardMatchesFiniteDifferences`.
+        var nodes = ModernOpGraphs.shuffle().nodes
+        let at = nodes.firstIndex { $0.op == .maxPool }!
+        nodes[at] = NodeSpec(
+            op: .avgPool, inputs: nodes[at].inputs, kernel: 3, stride: 2, pad: 0,
+            countIncludePad: true, ceilMode: true)
+        let smooth = try Architecture.from(
+            spec: GraphSpec(nodes: nodes, output: nodes.count), model: "shuffle",
+            inputChannels: 3, imageSize: 8)
+        try checkNetwork(smooth, batch: 3, awayFromKinks: true)
+    }
+
+    /// Ceil-mode max pooling, element by element: random distinct inputs keep every window's
+    /// maximum unique under a 1e-3 step.
+    func testCeilModeMaxPoolBackwardMatchesFiniteDifferences() throws {
+        let g = try PoolShape(n: 1, c: 2, h: 7, w: 7, kernel: 3, stride: 2, pad: 1, ceilMode: true)
+        XCTAssertEqual(g.p, 4)  // floor mode: 4 as well with pad 1; ceil adds none here …
+        let g2 = try PoolShape(n: 1, c: 2, h: 8, w: 8, kernel: 3, stride: 2, pad: 0, ceilMode: true)
+        XCTAssertEqual(g2.p, 4)  // … but here floor mode gives 3
+        var rng = Rng(seed: 9)
+        let x = (0..<(2 * 64)).map { _ in rng.nextGaussian() }
+        let dy = (0..<(2 * 16)).map { _ in rng.nextGaussian() }
+        func loss(_ x: [Float]) -> Double {
+            var y = [Float](repeating: 0, count: 2 * 16)
+            var am = [Int32](repeating: 0, count: 2 * 16)
+            maxPoolForward(output: &y, argmax: &am, input: x, shape: g2)
+            return zip(y, dy).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        var y = [Float](repeating: 0, count: 2 * 16)
+        var am = [Int32](repeating: 0, count: 2 * 16)
+        maxPoolForward(output: &y, argmax: &am, input: x, shape: g2)
+        var dx = [Float](repeating: 0, count: x.count)
+        maxPoolBackward(dInput: &dx, dOutput: dy, argmax: am, shape: g2)
+        for i in x.indices {
+            var p = x
+            var m = x
+            p[i] += 1e-3
+            m[i] -= 1e-3
+            XCTAssertEqual(Double(dx[i]), (loss(p) - loss(m)) / 2e-3, accuracy: 1e-3, "x[\(i)]")
+        }
+        // The partial last window (rows/cols 6, 7) reaches the last row and column.
+        XCTAssertTrue(
+            (0..<8).contains { dx[7 * 8 + $0] != 0 } || (0..<8).contains { dx[$0 * 8 + 7] != 0 })
+    }
+
+    func testEveryOpIsChecked() throws {
+        var used = Set(Self.everyOpSpec().nodes.map(\.op))
+        for (_, spec) in ModernOpGraphs.all { used.formUnion(spec.nodes.map(\.op)) }
+        // The ResNets' finite-difference tests cover max pooling.
+        used.insert(.maxPool)
+        let missing = NodeSpec.Op.allCases.filter { !used.contains($0) }
+        XCTAssertEqual(missing, [], "ops without a finite-difference check")
+    }
+
+    /// Each activation's backward against a central difference in Double, away from kinks.
+    func testActivationSlopesMatchFiniteDifferences() {
+        let kinds: [Activation] = [
+            .relu, .relu6, .sigmoid, .torchHardSigmoid, .hardSigmoid(alpha: 0.2, beta: 0.5), .silu,
+            .hardSwish, .leakyRelu(alpha: 0.1), .gelu,
+        ]
+        var rng = Rng(seed: 3)
+        let xs = (0..<64).map { _ in 4 * rng.nextGaussian() }
+        for act in kinds {
+            var y = [Float](repeating: 0, count: xs.count)
+            activationForward(act, output: &y, input: xs, count: xs.count)
+            var dx = [Float](repeating: 0.5, count: xs.count)  // backward accumulates
+            let dy = [Float](repeating: 1, count: xs.count)
+            activationBackward(act, dInput: &dx, dOutput: dy, input: xs, output: y, count: xs.count)
+            for (i, x) in xs.enumerated() {
+                let h: Float = 1e-3
+                if [0, 6, -3, 3, -2.5, 2.5].contains(where: { abs(x - $0) < 2 * h }) { continue }
+                let fd =
+                    (Double(activationValue(act, x + h)) - Double(activationValue(act, x - h)))
+                    / Double(2 * h)
+                XCTAssertEqual(
+                    Double(dx[i] - 0.5), fd, accuracy: 2e-3 * max(1, abs(fd)), "\(act) at \(x)")
+                XCTAssertEqual(y[i], activationValue(act, x))
+            }
+        }
+        // Known values (PyTorch's definitions).
+        XCTAssertEqual(activationValue(.hardSwish, 1), 1 * 4 / 6, accuracy: 1e-7)
+        XCTAssertEqual(activationValue(.silu, 0), 0)
+        XCTAssertEqual(activationValue(.gelu, 1), 0.8413447, accuracy: 1e-6)
+        XCTAssertEqual(activationValue(.leakyRelu(alpha: 0.1), -2), -0.2, accuracy: 1e-7)
+        XCTAssertEqual(activationValue(.torchHardSigmoid, 4), 1)
+    }
+}

@@ -1,0 +1,80 @@
+// Small graphs that use every op of the op table beyond the ResNet/VGG/DenseNet set, shared by
+// the finite-difference, pruning and export→import tests (and the every-op coverage check).
+
+import CSGDModels
+
+/// Hand-built specs over a 3×8×8 image (tensor numbers in the comments).
+public enum ModernOpGraphs {
+    static func conv(
+        _ name: String, _ x: Int, _ k: Int, kernel: Int = 3, bias: Bool? = nil
+    ) -> NodeSpec {
+        NodeSpec(
+            op: .conv, name: name, inputs: [x], outChannels: k, kernel: kernel, stride: 1,
+            pad: kernel / 2, bias: bias)
+    }
+    static func bn(_ name: String, _ x: Int, relu: Bool = false) -> NodeSpec {
+        NodeSpec(op: .batchNorm, name: name, inputs: [x], relu: relu ? true : nil)
+    }
+    static func op(_ op: NodeSpec.Op, _ xs: Int...) -> NodeSpec { NodeSpec(op: op, inputs: xs) }
+
+    /// A MobileNetV3/EfficientNet block: expand → SiLU → depthwise → HardSwish →
+    /// squeeze-excitation (global pool → 1×1 conv → LeakyReLU → 1×1 conv → HardSigmoid → gate)
+    /// → project → residual add, then a second, Sigmoid-gated SE on the head and a classifier.
+    public static func squeezeExcitation() -> GraphSpec {
+        GraphSpec(
+            nodes: [
+                conv("stem", 0, 8), bn("stem.bn", 1, relu: true),  // t2 [8]
+                conv("b.expand", 2, 16, kernel: 1), bn("b.bn1", 3), op(.silu, 4),  // t5 [16]
+                NodeSpec(
+                    op: .depthwiseConv, name: "b.dw", inputs: [5], kernel: 3, stride: 1, pad: 1),
+                bn("b.bn2", 6), op(.hardSwish, 7),  // t8
+                op(.globalAvgPool, 8),  // t9 [16, 1, 1]
+                conv("b.se.reduce", 9, 4, kernel: 1, bias: true),  // t10
+                NodeSpec(op: .leakyRelu, inputs: [10], alpha: 0.1),  // t11
+                conv("b.se.expand", 11, 16, kernel: 1, bias: true),  // t12
+                NodeSpec(op: .hardSigmoid, inputs: [12], alpha: 1 / 6, beta: 0.5),  // t13
+                op(.channelScale, 8, 13),  // t14 [16]
+                conv("b.project", 14, 8, kernel: 1), bn("b.bn3", 15),  // t16 [8]
+                op(.add, 2, 16),  // t17
+                conv("head", 17, 12, kernel: 1), bn("head.bn", 18), op(.gelu, 19),  // t20 [12]
+                op(.globalMaxPool, 20),  // t21
+                conv("head.se.reduce", 21, 6, kernel: 1, bias: true), op(.relu, 22),  // t23
+                conv("head.se.expand", 23, 12, kernel: 1, bias: true), op(.sigmoid, 24),  // t25
+                op(.channelScale, 20, 25),  // t26 [12]
+                op(.globalAvgPool, 26),  // t27
+                NodeSpec(op: .linear, name: "fc", inputs: [27], outChannels: 5),  // t28
+            ], output: 28)
+    }
+
+    /// A ShuffleNetV2 unit: split in halves, one half through 1×1 → depthwise → 1×1, concat,
+    /// shuffle; then ceil-mode pools and a 1×1 conv classifier (SqueezeNet style).
+    public static func shuffle() -> GraphSpec {
+        GraphSpec(
+            nodes: [
+                conv("stem", 0, 8), bn("stem.bn", 1, relu: true),  // t2 [8]
+                NodeSpec(op: .channelSlice, inputs: [2], outChannels: 4, start: 0),  // t3 [4]
+                NodeSpec(op: .channelSlice, inputs: [2], outChannels: 4, start: 4),  // t4 [4]
+                conv("b.pw1", 4, 6, kernel: 1), bn("b.bn1", 5, relu: true),  // t6 [6]
+                NodeSpec(
+                    op: .depthwiseConv, name: "b.dw", inputs: [6], kernel: 3, stride: 1, pad: 1),
+                bn("b.bn2", 7),  // t8
+                conv("b.pw2", 8, 4, kernel: 1), bn("b.bn3", 9, relu: true),  // t10 [4]
+                op(.concat, 3, 10),  // t11 [8]
+                NodeSpec(op: .channelShuffle, inputs: [11], groups: 2),  // t12
+                NodeSpec(
+                    op: .maxPool, inputs: [12], kernel: 3, stride: 2, pad: 0, ceilMode: true),
+                // t13 [8, 4, 4] (floor mode: 3×3)
+                conv("head", 13, 10, kernel: 1), bn("head.bn", 14, relu: true),  // t15 [10]
+                NodeSpec(
+                    op: .avgPool, inputs: [15], kernel: 3, stride: 2, pad: 1,
+                    countIncludePad: false, ceilMode: true),  // t16 [10, 3, 3] (floor: 2×2)
+                conv("classifier", 16, 5, kernel: 1, bias: true),  // t17 [5, 3, 3]
+                op(.globalAvgPool, 17),  // t18 [5, 1, 1]: the logits
+            ], output: 18)
+    }
+
+    /// Both graphs.
+    public static var all: [(name: String, spec: GraphSpec)] {
+        [("squeeze-excitation", squeezeExcitation()), ("shuffle", shuffle())]
+    }
+}
