@@ -168,7 +168,8 @@ public enum Pruner {
             case (.add, .add), (.concat, .concat), (.activation, .activation),
                 (.maxPool, .maxPool), (.avgPool, .avgPool), (.globalAvgPool, .globalAvgPool),
                 (.globalMaxPool, .globalMaxPool), (.channelScale, .channelScale),
-                (.channelSlice, .channelSlice), (.channelShuffle, .channelShuffle):
+                (.channelSlice, .channelSlice), (.channelShuffle, .channelShuffle), (.pad, .pad),
+                (.upsample, .upsample):
                 break
             default:
                 throw CSGDError("prune: layer \(li) changed kind after pruning")

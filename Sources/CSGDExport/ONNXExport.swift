@@ -104,8 +104,10 @@ private struct GraphWriter {
     var usedNames: Set<String> = ["input", "logits"]
     /// Scalar initializers the graph needs beyond the model's tensors (Clip bounds, GELU's).
     var constants: [Float: String] = [:]
-    /// int64 vector initializers (Slice bounds, Reshape shapes), by value.
+    /// int64 vector initializers (Slice bounds, Reshape shapes, pads), by value.
     var intConstants: [[Int]: String] = [:]
+    /// float vector initializers (Resize scales), by value.
+    var floatConstants: [[Float]: String] = [:]
     let opset: Int
 
     init(_ network: Network, opset: Int) {
@@ -139,6 +141,9 @@ private struct GraphWriter {
             }
             + constants.sorted { $0.value < $1.value }.map { value, name in
                 withUnsafePointer(to: value) { tensor(name, [], $0) }
+            }
+            + floatConstants.sorted { $0.value < $1.value }.map { values, name in
+                values.withUnsafeBufferPointer { tensor(name, [values.count], $0.baseAddress!) }
             }
             + intConstants.sorted { $0.value < $1.value }.map { values, name in
                 ONNXTensorProto.with {
@@ -209,6 +214,23 @@ private struct GraphWriter {
                     x, intVector([l.start]), intVector([l.start + l.count]), intVector([1]),
                     intVector([1]),
                 ], l.output, [])
+        case .pad(let l):
+            let x = valueOf[l.input.index]
+            node(
+                "Pad", x + ".pad",
+                [x, intVector([0, 0, l.top, l.left, 0, 0, l.bottom, l.right]), scalar(0)],
+                l.output, [])
+        case .upsample(let l):
+            // torch's nearest Upsample: asymmetric coordinates, floor.
+            let x = valueOf[l.input.index]
+            let f = Float(l.factor)
+            node(
+                "Resize", x + ".upsample", [x, "", floatVector([1, 1, f, f])], l.output,
+                [
+                    string("mode", "nearest"),
+                    string("coordinate_transformation_mode", "asymmetric"),
+                    string("nearest_mode", "floor"),
+                ])
         case .channelShuffle(let l):
             // view(N, g, C/g, H, W) → transpose(1, 2) → view(N, C, H, W), as torch writes it
             // (0 in a Reshape target copies the batch dimension).
@@ -339,6 +361,14 @@ private struct GraphWriter {
         return name
     }
 
+    /// The name of a float vector initializer holding `values` (created on first use).
+    private mutating func floatVector(_ values: [Float]) -> String {
+        if let name = floatConstants[values] { return name }
+        let name = unique("scales_\(floatConstants.count)")
+        floatConstants[values] = name
+        return name
+    }
+
     /// The name of an int64 vector initializer holding `values` (created on first use).
     private mutating func intVector(_ values: [Int]) -> String {
         if let name = intConstants[values] { return name }
@@ -398,6 +428,14 @@ private struct GraphWriter {
             $0.name = name
             $0.type = .int
             $0.i = Int64(value)
+        }
+    }
+
+    private func string(_ name: String, _ value: String) -> ONNXAttributeProto {
+        ONNXAttributeProto.with {
+            $0.name = name
+            $0.type = .string
+            $0.s = Data(value.utf8)
         }
     }
 

@@ -559,8 +559,8 @@ struct Translator {
         }
         switch n.opType {
         // `where` binds to the last pattern only, so one pattern with the list in the guard.
-        case let op where ["Add", "Sub", "Mul", "Div"].contains(op) && isShapeArithmetic(n):
-            try shapeBinary(n, i)
+        case let op where Translator.foldedOps.contains(op) && isKnownArithmetic(n):
+            try fold(n, i)
         case "Conv": try conv(n, i)
         case "BatchNormalization": try batchNorm(n, i)
         case "Relu", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Gelu":
@@ -573,13 +573,8 @@ struct Translator {
         case "Transpose": try transpose(n, i)
         case let op where ["Squeeze", "Unsqueeze"].contains(op) && isImageValue(n, i):
             try squeeze(n, i)
-        case "Cast" where isShapeArithmetic(n):
-            // Integer casts inside shape arithmetic (torch writes them around `//`).
-            let to = intAttr(n, "to", 0)
-            guard [6, 7].contains(to), let v = try value(n, i, 0) else {
-                throw nodeError(n, i, "csgd-dist evaluates Cast only of shape values to integers")
-            }
-            define(n, i, v)
+        case "Pad": try pad(n, i)
+        case "Resize", "Upsample": try upsample(n, i)
         case "Clip": try clip(n, i)
         case "Add": try add(n, i)
         case "Concat": try concat(n, i)
@@ -650,9 +645,9 @@ struct Translator {
     // MARK: conv, batchnorm
 
     /// Square kernel, equal strides, symmetric pads, dilation 1, explicit padding.
-    func geometry(_ n: ONNXNodeProto, _ i: Int, kernel: [Int]?) throws -> (
-        kernel: Int, stride: Int, pad: Int
-    ) {
+    func geometry(_ n: ONNXNodeProto, _ i: Int, kernel: [Int]?, unpadded: Bool = false) throws
+        -> (kernel: Int, stride: Int, pad: Int)
+    {
         let ks = intsAttr(n, "kernel_shape") ?? kernel ?? []
         if let k = kernel, k != ks {
             throw nodeError(n, i, "kernel_shape \(ks) disagrees with the weight's \(k)")
@@ -667,7 +662,7 @@ struct Translator {
         guard st.count == 2, st[0] == st[1], (1...GraphSpec.Limits.stride).contains(st[0]) else {
             throw nodeError(n, i, "strides \(st); csgd-dist imports equal strides")
         }
-        let pads = intsAttr(n, "pads") ?? [0, 0, 0, 0]
+        let pads = unpadded ? [0, 0, 0, 0] : intsAttr(n, "pads") ?? [0, 0, 0, 0]
         guard pads.count == 4, Set(pads).count == 1, (0...GraphSpec.Limits.kernel).contains(pads[0])
         else {
             throw nodeError(n, i, "pads \(pads); csgd-dist imports the same padding on every side")
@@ -694,9 +689,10 @@ struct Translator {
     }
 
     mutating func conv(_ n: ONNXNodeProto, _ i: Int) throws {
-        let (x, flat) = try tensorInput(n, i)
+        let (x0, flat) = try tensorInput(n, i)
+        var x = x0
         if flat { throw nodeError(n, i, "input is 2-D, Conv needs [N, C, H, W]") }
-        let s = shapes[x]
+        var s = shapes[x]
         guard let wc = try constantInput(n, i, 1, "weight") else {
             throw nodeError(n, i, "no weight input")
         }
@@ -705,7 +701,20 @@ struct Translator {
         }
         let groups = intAttr(n, "group", 1)
         let k = wc.dims[0]
-        let geo = try geometry(n, i, kernel: [wc.dims[2], wc.dims[3]])
+        // Asymmetric pads (TF "same", PyTorch's padding="same" with even kernels): a zero-pad
+        // node, then the conv unpadded.
+        let autoPad = attr(n, "auto_pad").map { String(decoding: $0.s, as: UTF8.self) } ?? "NOTSET"
+        if let p = intsAttr(n, "pads"), p.count == 4, Set(p).count > 1, autoPad == "NOTSET" {
+            let (top, left, bottom, right) = (p[0], p[1], p[2], p[3])
+            if p.contains(where: { $0 < 0 || $0 > GraphSpec.Limits.kernel })
+                || top + bottom != left + right
+            {
+                throw nodeError(n, i, "pads \(p); csgd-dist pads the same total on both axes")
+            }
+            s = ActivationShape(c: s.c, h: s.h + top + bottom, w: s.w + left + right)
+            x = append(NodeSpec(op: .pad, inputs: [x], pads: [top, left, bottom, right]), s)
+        }
+        let geo = try geometry(n, i, kernel: [wc.dims[2], wc.dims[3]], unpadded: x != x0)
         if groups < 1 || groups > s.c || s.c % groups != 0 || k % groups != 0 {
             throw nodeError(
                 n, i, "group \(groups) does not divide \(s.c) input and \(k) output channels")
@@ -900,6 +909,16 @@ struct Translator {
         }
         // Shape arithmetic: 1-D int vectors along axis 0.
         if axis != 0 && axis != -1 { throw nodeError(n, i, "axis \(axis) on a shape vector") }
+        // Known float vectors (Resize scales): a constant.
+        let parts = vs.map { known($0) }
+        if parts.allSatisfy({ $0 != nil && $0!.dims.count == 1 }),
+            parts.contains(where: { !$0!.isInt })
+        {
+            let all = parts.flatMap { $0!.values }
+            define(
+                n, i, .constant(ConstantTensor(dims: [all.count], floats: all.map { Float($0) })))
+            return
+        }
         var dims: [ShapeDim] = []
         for (k, v) in vs.enumerated() {
             switch v {
@@ -996,8 +1015,8 @@ struct Translator {
             }
             switch try value(n, i, 0) {
             case .shapeScalar(let d)?: define(n, i, .shape([d]))
-            case .constant(let c)? where c.dims.isEmpty && c.ints != nil:
-                define(n, i, .constant(ConstantTensor(dims: [1], ints: c.ints)))
+            case .constant(let c)? where c.dims.isEmpty && (c.ints != nil || c.floats != nil):
+                define(n, i, .constant(ConstantTensor(dims: [1], floats: c.floats, ints: c.ints)))
             default:
                 throw nodeError(n, i, "csgd-dist evaluates Unsqueeze only of a shape scalar")
             }
@@ -1017,6 +1036,12 @@ struct Translator {
             throw nodeError(n, i, "the target shape is neither a constant nor x.size() arithmetic")
         }
         let allowZero = intAttr(n, "allowzero", 0) != 0
+        if dims.count == 3, dims[1] == .known(1), shapes[t].h == 1, shapes[t].w == 1 {
+            throw nodeError(
+                n, i,
+                "views pooled channels as a sequence [N, 1, C] (an ECA gate: a Conv1d sliding "
+                    + "over the channel axis); csgd-dist does not import channel-mixing gates")
+        }
         // [N, -1], [N, F], [-1, F], [0, -1], [0, F] and, from a fixed-batch export, [B, -1].
         var ok = false
         if dims.count == 2 {

@@ -391,6 +391,12 @@ extension Translator {
     }
 
     mutating func transpose(_ n: ONNXNodeProto, _ i: Int) throws {
+        if case .tensor? = try value(n, i, 0), intsAttr(n, "perm") == [0, 2, 3, 1] {
+            throw nodeError(
+                n, i,
+                "a channels-last permute (ConvNeXt's LayerNorm over channels, then Linear "
+                    + "layers on [N, H, W, C]); csgd-dist does not import LayerNorm blocks")
+        }
         guard case .groupedView(let t, let g)? = try value(n, i, 0),
             intsAttr(n, "perm") == [0, 2, 1, 3, 4]
         else {
@@ -402,53 +408,338 @@ extension Translator {
         define(n, i, .groupedTransposed(t, groups: g))
     }
 
-    /// Whether every input of `n` is a shape value or an integer constant.
-    func isShapeArithmetic(_ n: ONNXNodeProto) -> Bool {
-        !n.input.isEmpty
-            && n.input.allSatisfy { name in
-                switch values[name] {
-                case .shape?, .shapeScalar?: return true
-                case .constant(let c)?: return c.ints != nil
-                default: return false
-                }
-            }
+    /// Ops evaluated when all their inputs are known (shape arithmetic of traced exports:
+    /// `x.chunk`, a shuffle's `C // g`, TF "same" padding's `ceil(ih / s)`).
+    static let foldedOps: Set<String> = [
+        "Add", "Sub", "Mul", "Div", "Ceil", "Floor", "Cast", "Clip", "Neg", "Max", "Min",
+        "Shape", "Gather", "ConstantOfShape", "Reshape", "Slice", "Transpose", "Concat",
+        "Unsqueeze", "Squeeze",
+    ]
+
+    /// A small tensor whose values are known at import: shape values and constants.
+    struct Known {
+        var dims: [Int]
+        var values: [Double]
+        var isInt: Bool
     }
 
-    /// A known integer of a shape value or constant with one element.
-    func knownInt(_ v: Value?) -> Int? {
+    /// The known value of `v`, if it has one (no batch dimension, at most 64 values).
+    func known(_ v: Value?) -> Known? {
         switch v {
-        case .shapeScalar(.known(let x))?: return x
-        case .shape(let d)? where d.count == 1:
-            if case .known(let x) = d[0] { return x }
+        case .constant(let c)? where c.count <= 64:
+            if let f = c.floats {
+                return Known(dims: c.dims, values: f.map(Double.init), isInt: false)
+            }
+            if let i = c.ints {
+                return Known(dims: c.dims, values: i.map(Double.init), isInt: true)
+            }
             return nil
-        case .constant(let c)? where c.count == 1: return c.ints.map { Int(clamping: $0[0]) }
+        case .shape(let d)?:
+            var out: [Double] = []
+            for x in d {
+                guard case .known(let v) = x else { return nil }
+                out.append(Double(v))
+            }
+            return Known(dims: [d.count], values: out, isInt: true)
+        case .shapeScalar(.known(let x))?: return Known(dims: [], values: [Double(x)], isInt: true)
         default: return nil
         }
     }
 
-    /// Add / Sub / Mul / Div of known shape values (`C // 2` in `x.chunk(2, 1)`, a shuffle's
-    /// `C // groups`).
-    mutating func shapeBinary(_ n: ONNXNodeProto, _ i: Int) throws {
-        guard let a = knownInt(try value(n, i, 0)), let b = knownInt(try value(n, i, 1)),
-            abs(a) <= 1 << 40, abs(b) <= 1 << 40
+    /// `v` as an Int, saturated to Int64's range (torch writes INT64_MAX as "to the end").
+    static func saturating(_ v: Double) -> Int {
+        v >= 9.2e18 ? Int(Int64.max) : v <= -9.2e18 ? Int(Int64.min) : Int(v)
+    }
+
+    /// Whether every non-empty input of `n` is known.
+    func isKnownArithmetic(_ n: ONNXNodeProto) -> Bool {
+        let inputs = n.input.filter { !$0.isEmpty }
+        return !inputs.isEmpty && inputs.allSatisfy { known(values[$0]) != nil }
+    }
+
+    /// Evaluates an element-wise op on known values (numpy broadcasting of a scalar or equal
+    /// shapes) into a constant.
+    mutating func fold(_ n: ONNXNodeProto, _ i: Int) throws {
+        let args = try n.input.indices.map { k -> Known? in
+            n.input[k].isEmpty ? nil : known(try value(n, i, k))
+        }
+        guard let a = args.first ?? nil else { throw nodeError(n, i, "no input") }
+        func binary(_ f: (Double, Double) -> Double) throws -> Known {
+            guard args.count == 2, let b = args[1] else {
+                throw nodeError(n, i, "needs two inputs")
+            }
+            let count = max(a.values.count, b.values.count)
+            if !(a.values.count == count || a.values.count == 1)
+                || !(b.values.count == count || b.values.count == 1)
+            {
+                throw nodeError(n, i, "shapes \(a.dims) and \(b.dims) do not broadcast")
+            }
+            let v = (0..<count).map {
+                f(a.values[a.values.count == 1 ? 0 : $0], b.values[b.values.count == 1 ? 0 : $0])
+            }
+            return Known(
+                dims: a.values.count >= b.values.count ? a.dims : b.dims, values: v,
+                isInt: a.isInt && b.isInt)
+        }
+        var r: Known
+        switch n.opType {
+        case "Shape", "Gather", "ConstantOfShape", "Reshape", "Slice", "Transpose", "Concat",
+            "Unsqueeze", "Squeeze":
+            r = try foldLayout(n, i, args)
+        case "Add": r = try binary(+)
+        case "Sub": r = try binary(-)
+        case "Mul": r = try binary(*)
+        case "Max": r = try binary { max($0, $1) }
+        case "Min": r = try binary { min($0, $1) }
+        case "Div":
+            let ints = a.isInt && (args.count > 1 ? args[1]?.isInt ?? false : false)
+            // ONNX integer division truncates toward zero.
+            r = try binary { b, c in c == 0 ? .nan : (ints ? (b / c).rounded(.towardZero) : b / c) }
+        case "Ceil":
+            r = Known(dims: a.dims, values: a.values.map { $0.rounded(.up) }, isInt: a.isInt)
+        case "Floor":
+            r = Known(dims: a.dims, values: a.values.map { $0.rounded(.down) }, isInt: a.isInt)
+        case "Neg": r = Known(dims: a.dims, values: a.values.map { -$0 }, isInt: a.isInt)
+        case "Clip":
+            let lo = args.count > 1 ? args[1]?.values.first ?? -.infinity : -.infinity
+            let hi = args.count > 2 ? args[2]?.values.first ?? .infinity : .infinity
+            r = Known(dims: a.dims, values: a.values.map { min(max($0, lo), hi) }, isInt: a.isInt)
+        default:  // Cast
+            let to = intAttr(n, "to", 0)
+            switch to {
+            case 1, 11: r = Known(dims: a.dims, values: a.values, isInt: false)
+            case 6, 7:
+                r = Known(
+                    dims: a.dims, values: a.values.map { $0.rounded(.towardZero) }, isInt: true)
+            default: throw nodeError(n, i, "Cast to type \(to) of a shape value")
+            }
+        }
+        if let bad = r.values.first(where: { !$0.isFinite }) {
+            throw nodeError(n, i, "shape arithmetic gives \(bad)")
+        }
+        define(
+            n, i,
+            .constant(
+                ConstantTensor(
+                    dims: r.dims, floats: r.isInt ? nil : r.values.map { Float($0) },
+                    ints: r.isInt ? r.values.map { Int64(Self.saturating($0)) } : nil)))
+    }
+
+    /// The layout ops of traced shape arithmetic on known values (torch's lowering of
+    /// `F.pad` with computed pads: Shape, ConstantOfShape, Reshape, a reversing Slice,
+    /// Transpose, Concat).
+    func foldLayout(_ n: ONNXNodeProto, _ i: Int, _ args: [Known?]) throws -> Known {
+        let a = args[0]!
+        func arg(_ k: Int) throws -> Known {
+            guard k < args.count, let v = args[k] else {
+                throw nodeError(n, i, "input \(k) must be a known constant")
+            }
+            return v
+        }
+        func count(_ dims: [Int]) -> Int { dims.reduce(1, *) }
+        switch n.opType {
+        case "Shape":
+            return Known(dims: [a.dims.count], values: a.dims.map(Double.init), isInt: true)
+        case "ConstantOfShape":
+            let dims = a.values.map(Self.saturating)
+            if dims.contains(where: { $0 < 0 || $0 > 64 }) || count(dims) > 64 {
+                throw nodeError(n, i, "shape \(dims) is not a small constant")
+            }
+            let fill =
+                attr(n, "value").flatMap { t -> Double? in
+                    if !t.t.int64Data.isEmpty { return Double(t.t.int64Data[0]) }
+                    if !t.t.floatData.isEmpty { return Double(t.t.floatData[0]) }
+                    if t.t.rawData.count == 8 {
+                        return Double(
+                            t.t.rawData.withUnsafeBytes { $0.loadUnaligned(as: Int64.self) })
+                    }
+                    if t.t.rawData.count == 4 {
+                        return Double(
+                            t.t.rawData.withUnsafeBytes { $0.loadUnaligned(as: Float.self) })
+                    }
+                    return nil
+                } ?? 0
+            let isInt = attr(n, "value").map { $0.t.dataType != 1 } ?? false
+            return Known(
+                dims: dims, values: Array(repeating: fill, count: count(dims)), isInt: isInt)
+        case "Gather":
+            let idx = try arg(1)
+            if intAttr(n, "axis", 0) != 0 || a.dims.count != 1 {
+                throw nodeError(n, i, "csgd-dist gathers only from a 1-D known vector")
+            }
+            let v = try idx.values.map { x -> Double in
+                let j =
+                    Self.saturating(x) < 0
+                    ? Self.saturating(x) + a.values.count : Self.saturating(x)
+                if j < 0 || j >= a.values.count { throw nodeError(n, i, "index \(x) out of range") }
+                return a.values[j]
+            }
+            return Known(dims: idx.dims, values: v, isInt: a.isInt)
+        case "Reshape":
+            var dims = try arg(1).values.map(Self.saturating)
+            for (k, d) in dims.enumerated() where d == 0 {
+                dims[k] = k < a.dims.count ? a.dims[k] : 0
+            }
+            if let u = dims.firstIndex(of: -1) {
+                let others = dims.enumerated().filter { $0.offset != u }.map(\.element)
+                if others.contains(where: { $0 < 1 || $0 > 64 }) {
+                    throw nodeError(n, i, "cannot reshape \(a.dims) to \(dims)")
+                }
+                let rest = others.reduce(1, *)
+                if rest <= 0 || a.values.count % rest != 0 {
+                    throw nodeError(n, i, "cannot reshape \(a.dims) to \(dims)")
+                }
+                dims[u] = a.values.count / rest
+            }
+            if dims.contains(where: { $0 < 0 || $0 > 64 }) || count(dims) != a.values.count {
+                throw nodeError(n, i, "cannot reshape \(a.dims) to \(dims)")
+            }
+            return Known(dims: dims, values: a.values, isInt: a.isInt)
+        case "Transpose":
+            let perm = intsAttr(n, "perm") ?? Array((0..<a.dims.count).reversed())
+            if a.dims.count != 2 || perm != [1, 0] {
+                throw nodeError(n, i, "csgd-dist transposes only 2-D known matrices")
+            }
+            let (r, c) = (a.dims[0], a.dims[1])
+            let v = (0..<(r * c)).map { k in a.values[(k % r) * c + k / r] }
+            return Known(dims: [c, r], values: v, isInt: a.isInt)
+        case "Concat":
+            if a.dims.count != 1 {
+                throw nodeError(n, i, "csgd-dist concatenates 1-D known vectors")
+            }
+            let parts = try (0..<args.count).map { try arg($0) }
+            let v = parts.flatMap(\.values)
+            return Known(dims: [v.count], values: v, isInt: parts.allSatisfy(\.isInt))
+        case "Unsqueeze", "Squeeze":
+            // Only the scalar ⇄ 1-element vector views shape arithmetic uses.
+            if a.values.count != 1 { throw nodeError(n, i, "\(n.opType) of a known vector") }
+            return Known(dims: n.opType == "Unsqueeze" ? [1] : [], values: a.values, isInt: a.isInt)
+        default:  // Slice along one axis, any step (a reversal of rows).
+            let starts = try arg(1).values.map(Self.saturating)
+            let ends = try arg(2).values.map(Self.saturating)
+            let axes = args.count > 3 ? args[3]?.values.map(Self.saturating) ?? [0] : [0]
+            let steps = args.count > 4 ? args[4]?.values.map(Self.saturating) ?? [1] : [1]
+            guard starts.count == 1, ends.count == 1, axes.count == 1, steps.count == 1,
+                steps[0] != 0
+            else { throw nodeError(n, i, "csgd-dist slices known values along one axis") }
+            let rank = a.dims.count
+            let axis = axes[0] < 0 ? axes[0] + rank : axes[0]
+            if axis < 0 || axis >= rank { throw nodeError(n, i, "axis \(axes[0])") }
+            let len = a.dims[axis]
+            let step = steps[0]
+            func clamp(_ v: Int, _ lo: Int, _ hi: Int) -> Int {
+                min(max(v < 0 ? (v < -len ? lo : v + len) : v, lo), hi)
+            }
+            let (lo, hi) = step > 0 ? (0, len) : (-1, len - 1)
+            let start = clamp(starts[0], lo, hi)
+            let end = clamp(ends[0], lo, hi)
+            var picks: [Int] = []
+            var k = start
+            while step > 0 ? k < end : k > end {
+                picks.append(k)
+                k += step
+            }
+            let inner = a.dims[(axis + 1)...].reduce(1, *)
+            let outer = a.dims[..<axis].reduce(1, *)
+            var v: [Double] = []
+            for o in 0..<outer {
+                for p in picks {
+                    v += a.values[((o * len + p) * inner)..<((o * len + p + 1) * inner)]
+                }
+            }
+            var dims = a.dims
+            dims[axis] = picks.count
+            return Known(dims: dims, values: v, isInt: a.isInt)
+        }
+    }
+
+    // MARK: spatial
+
+    /// Pad with zeros on H and W (constant mode): a pad node, or nothing when all pads are 0.
+    mutating func pad(_ n: ONNXNodeProto, _ i: Int) throws {
+        let (t, flat) = try tensorInput(n, i)
+        if flat { throw nodeError(n, i, "pads a flattened tensor") }
+        let mode = attr(n, "mode").map { String(decoding: $0.s, as: UTF8.self) } ?? "constant"
+        if mode != "constant" {
+            throw nodeError(n, i, "mode '\(mode)'; csgd-dist imports zero (constant) padding")
+        }
+        let fromInputs = opset >= 11
+        guard let p = try ints(n, i, input: 1, attribute: "pads", fromInputs: fromInputs),
+            p.count == 8
+        else { throw nodeError(n, i, "needs 8 constant pads for an [N, C, H, W] tensor") }
+        let value: Double =
+            fromInputs
+            ? (known(try value(n, i, 2))?.values.first ?? 0) : Double(floatAttr(n, "value", 0))
+        if n.input.count > 3, !n.input[3].isEmpty {
+            throw nodeError(n, i, "the axes input is not supported")
+        }
+        // ONNX order: [x1_begin, x2_begin, x3_begin, x4_begin, x1_end, …].
+        let (top, left, bottom, right) = (p[2], p[3], p[6], p[7])
+        if value != 0 || p[0] != 0 || p[1] != 0 || p[4] != 0 || p[5] != 0
+            || [top, left, bottom, right].contains(where: { $0 < 0 || $0 > GraphSpec.Limits.kernel }
+            )
+            || top + bottom != left + right
+        {
+            throw nodeError(
+                n, i,
+                "pads \(p) value \(value); csgd-dist imports zero padding of H and W (0...\(GraphSpec.Limits.kernel), the same total on both)"
+            )
+        }
+        if top + bottom == 0 {
+            define(n, i, .tensor(t, flat: false))
+            return
+        }
+        let s = shapes[t]
+        define(
+            n, i,
+            .tensor(
+                append(
+                    NodeSpec(op: .pad, inputs: [t], pads: [top, left, bottom, right]),
+                    ActivationShape(c: s.c, h: s.h + top + bottom, w: s.w + left + right)),
+                flat: false))
+    }
+
+    /// Resize / Upsample in nearest mode by one integer factor on H and W, with torch's
+    /// coordinates (asymmetric, floor): nearest upsampling.
+    mutating func upsample(_ n: ONNXNodeProto, _ i: Int) throws {
+        let (t, flat) = try tensorInput(n, i)
+        if flat { throw nodeError(n, i, "resizes a flattened tensor") }
+        func text(_ name: String, _ def: String) -> String {
+            attr(n, name).map { String(decoding: $0.s, as: UTF8.self) } ?? def
+        }
+        let mode = text("mode", "nearest")
+        let coords = text("coordinate_transformation_mode", "half_pixel")
+        let rounding = text("nearest_mode", "round_prefer_floor")
+        let legacy = n.opType == "Upsample" || opset < 11
+        if mode != "nearest" || (!legacy && (coords != "asymmetric" || rounding != "floor")) {
+            throw nodeError(
+                n, i,
+                "mode \(mode), coordinates \(coords), rounding \(rounding); csgd-dist imports "
+                    + "nearest upsampling as torch writes it (asymmetric, floor)")
+        }
+        let s = shapes[t]
+        var factors: [Double] = []
+        if let scales = known(try value(n, i, legacy ? 1 : 2)), scales.values.count == 4 {
+            factors = scales.values
+        } else if !legacy, let sizes = known(try value(n, i, 3)), sizes.values.count == 4 {
+            factors = [1, 1, sizes.values[2] / Double(s.h), sizes.values[3] / Double(s.w)]
+        } else if legacy, let f = attr(n, "scales"), f.floats.count == 4 {
+            factors = f.floats.map(Double.init)
+        }
+        guard factors.count == 4, factors[0] == 1, factors[1] == 1, factors[2] == factors[3],
+            factors[2] >= 1, factors[2] == factors[2].rounded(),
+            factors[2] <= Double(GraphSpec.Limits.stride)
         else {
             throw nodeError(
-                n, i, "csgd-dist evaluates \(n.opType) only on known shape values (x.size(1) // g)")
+                n, i, "scales \(factors); csgd-dist imports one integer factor on H and W")
         }
-        let r: Int
-        switch n.opType {
-        case "Add": r = a + b
-        case "Sub": r = a - b
-        case "Mul": r = a * b
-        default:
-            if b == 0 { throw nodeError(n, i, "divides a shape value by 0") }
-            r = Int((Double(a) / Double(b)).rounded(.down))
-        }
-        if case .shapeScalar? = try value(n, i, 0) {
-            define(n, i, .shapeScalar(.known(r)))
-        } else {
-            define(n, i, .shape([.known(r)]))
-        }
+        let f = Int(factors[2])
+        define(
+            n, i,
+            .tensor(
+                append(
+                    NodeSpec(op: .upsample, inputs: [t], stride: f),
+                    ActivationShape(c: s.c, h: s.h * f, w: s.w * f)), flat: false))
     }
 
     // MARK: rewrites

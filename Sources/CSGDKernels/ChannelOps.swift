@@ -125,3 +125,68 @@ public func globalMaxPoolBackward(
 ) {
     for p in 0..<nc { dInput[p * hw + Int(argmax[p])] += dOutput[p] }
 }
+
+// MARK: - spatial: zero padding and nearest upsampling
+
+/// Zero padding of `input[planes, h, w]` by `top`, `left`, `bottom`, `right` rows/columns
+/// (an asymmetric "same" padding before a conv); `output` is
+/// `[planes, h + top + bottom, w + left + right]`.
+public func padForward(
+    output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, planes: Int, h: Int,
+    w: Int, top: Int, left: Int, bottom: Int, right: Int
+) {
+    let (oh, ow) = (h + top + bottom, w + left + right)
+    output.update(repeating: 0, count: planes * oh * ow)
+    for p in 0..<planes {
+        for r in 0..<h {
+            (output + (p * oh + r + top) * ow + left).update(
+                from: input + (p * h + r) * w, count: w)
+        }
+    }
+}
+
+/// Padding backward: ACCUMULATES the interior of `dOutput` into `dInput`.
+public func padBackward(
+    dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>, planes: Int, h: Int,
+    w: Int, top: Int, left: Int, bottom: Int, right: Int
+) {
+    let (oh, ow) = (h + top + bottom, w + left + right)
+    for p in 0..<planes {
+        for r in 0..<h {
+            let dy = dOutput + (p * oh + r + top) * ow + left
+            let dx = dInput + (p * h + r) * w
+            for c in 0..<w { dx[c] += dy[c] }
+        }
+    }
+}
+
+/// Nearest upsampling by an integer `factor` (PyTorch's `Upsample(scale_factor=s,
+/// mode="nearest")`): `output[p, i, j] = input[p, i / s, j / s]`.
+public func upsampleForward(
+    output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, planes: Int, h: Int,
+    w: Int, factor s: Int
+) {
+    let (oh, ow) = (h * s, w * s)
+    parallelForEach(planes, elementsEach: oh * ow) { p in
+        for i in 0..<oh {
+            let x = input + (p * h + i / s) * w
+            let y = output + (p * oh + i) * ow
+            for j in 0..<ow { y[j] = x[j / s] }
+        }
+    }
+}
+
+/// Upsampling backward: ACCUMULATES the sum of each s×s block of `dOutput` into its source.
+public func upsampleBackward(
+    dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>, planes: Int, h: Int,
+    w: Int, factor s: Int
+) {
+    let (oh, ow) = (h * s, w * s)
+    parallelForEach(planes, elementsEach: oh * ow) { p in
+        for i in 0..<oh {
+            let dx = dInput + (p * h + i / s) * w
+            let dy = dOutput + (p * oh + i) * ow
+            for j in 0..<ow { dx[j / s] += dy[j] }
+        }
+    }
+}

@@ -95,6 +95,22 @@ public struct ChannelShuffleLayer: Sendable {
     public let channels: Int, groups: Int, hw: Int
 }
 
+/// Zero padding of the spatial sides (an asymmetric "same" padding before a conv).
+public struct PadLayer: Sendable {
+    public let input: TensorID, output: TensorID
+    /// Input shape.
+    public let shape: ActivationShape
+    public let top: Int, left: Int, bottom: Int, right: Int
+}
+
+/// Nearest upsampling by an integer factor.
+public struct UpsampleLayer: Sendable {
+    public let input: TensorID, output: TensorID
+    /// Input shape.
+    public let shape: ActivationShape
+    public let factor: Int
+}
+
 /// Global max pooling to `[N, C, 1, 1]`.
 public struct GlobalMaxPoolLayer: Sendable {
     public let input: TensorID, output: TensorID
@@ -175,6 +191,8 @@ public enum Layer: Sendable {
     case channelScale(ChannelScaleLayer)
     case channelSlice(ChannelSliceLayer)
     case channelShuffle(ChannelShuffleLayer)
+    case pad(PadLayer)
+    case upsample(UpsampleLayer)
     case linear(LinearLayer)
 
     /// Tensors this layer reads.
@@ -193,6 +211,8 @@ public enum Layer: Sendable {
         case .channelScale(let l): return [l.input, l.gate]
         case .channelSlice(let l): return [l.input]
         case .channelShuffle(let l): return [l.input]
+        case .pad(let l): return [l.input]
+        case .upsample(let l): return [l.input]
         case .linear(let l): return [l.input]
         }
     }
@@ -213,6 +233,8 @@ public enum Layer: Sendable {
         case .channelScale(let l): return l.output
         case .channelSlice(let l): return l.output
         case .channelShuffle(let l): return l.output
+        case .pad(let l): return l.output
+        case .upsample(let l): return l.output
         case .linear(let l): return l.output
         }
     }
@@ -471,6 +493,34 @@ public struct GraphBuilder {
             .channelShuffle(
                 ChannelShuffleLayer(
                     input: x, output: y, channels: s.c, groups: groups, hw: s.h * s.w)))
+        return y
+    }
+
+    /// Appends zero padding of the spatial sides.
+    public mutating func pad(_ x: TensorID, top: Int, left: Int, bottom: Int, right: Int) throws
+        -> TensorID
+    {
+        let s = shape(x)
+        if [top, left, bottom, right].contains(where: { $0 < 0 || $0 > GraphSpec.Limits.kernel }) {
+            throw CSGDError("pad: sides must be in 0...\(GraphSpec.Limits.kernel)")
+        }
+        let y = newTensor(ActivationShape(c: s.c, h: s.h + top + bottom, w: s.w + left + right))
+        layers.append(
+            .pad(
+                PadLayer(
+                    input: x, output: y, shape: s, top: top, left: left, bottom: bottom,
+                    right: right)))
+        return y
+    }
+
+    /// Appends nearest upsampling by `factor`.
+    public mutating func upsample(_ x: TensorID, factor: Int) throws -> TensorID {
+        let s = shape(x)
+        if factor < 1 || factor > GraphSpec.Limits.stride {
+            throw CSGDError("upsample: factor \(factor) is out of 1...\(GraphSpec.Limits.stride)")
+        }
+        let y = newTensor(ActivationShape(c: s.c, h: s.h * factor, w: s.w * factor))
+        layers.append(.upsample(UpsampleLayer(input: x, output: y, shape: s, factor: factor)))
         return y
     }
 

@@ -58,6 +58,10 @@ public struct NodeSpec: Codable, Equatable, Sendable {
         case channelSlice
         /// ShuffleNet's channel shuffle in `groups` groups.
         case channelShuffle
+        /// Zero padding by `pads` = [top, left, bottom, right].
+        case pad
+        /// Nearest upsampling by the integer factor `stride`.
+        case upsample
         /// Fully connected over the flattened input (C·H·W features, PyTorch's flatten order).
         case linear
     }
@@ -94,13 +98,15 @@ public struct NodeSpec: Codable, Equatable, Sendable {
     public var alpha: Float?
     /// HardSigmoid's beta.
     public var beta: Float?
+    /// Zero padding [top, left, bottom, right] of a pad node.
+    public var pads: [Int]?
 
     /// A node; attributes not relevant to `op` stay nil.
     public init(
         op: Op, name: String = "", inputs: [Int], outChannels: Int? = nil, kernel: Int? = nil,
         stride: Int? = nil, pad: Int? = nil, groups: Int? = nil, bias: Bool? = nil,
         relu: Bool? = nil, countIncludePad: Bool? = nil, ceilMode: Bool? = nil,
-        start: Int? = nil, alpha: Float? = nil, beta: Float? = nil
+        start: Int? = nil, alpha: Float? = nil, beta: Float? = nil, pads: [Int]? = nil
     ) {
         self.op = op
         self.name = name
@@ -117,6 +123,7 @@ public struct NodeSpec: Codable, Equatable, Sendable {
         self.start = start
         self.alpha = alpha
         self.beta = beta
+        self.pads = pads
     }
 
     /// Whether this node has an entry in `Architecture.widths` (dense and grouped convs).
@@ -203,6 +210,11 @@ public struct GraphSpec: Codable, Equatable, Sendable {
                 try need(n.outChannels, "outChannels", 1...Architecture.Limits.width * 16)
             case .channelShuffle:
                 try need(n.groups, "groups", 1...Architecture.Limits.width)
+            case .upsample:
+                try need(n.stride, "stride", 1...Limits.stride)
+            case .pad:
+                guard let p = n.pads, p.count == 4 else { throw CSGDError("\(at): needs 4 pads") }
+                for v in p { try need(v, "pads", 0...Limits.kernel) }
             case .hardSigmoid, .leakyRelu:
                 try finite(n.alpha, "alpha")
                 try finite(n.beta, "beta")
@@ -288,6 +300,10 @@ public struct GraphSpec: Codable, Equatable, Sendable {
                 case .channelSlice:
                     y = try b.channelSlice(x[0], start: n.start!, count: n.outChannels!)
                 case .channelShuffle: y = try b.channelShuffle(x[0], groups: n.groups!)
+                case .pad:
+                    let p = n.pads!
+                    y = try b.pad(x[0], top: p[0], left: p[1], bottom: p[2], right: p[3])
+                case .upsample: y = try b.upsample(x[0], factor: n.stride!)
                 case .linear:
                     let features = i == output - 1 ? numClasses ?? n.outChannels! : n.outChannels!
                     y = b.linear(n.name, x[0], outFeatures: features, bias: n.bias ?? true)

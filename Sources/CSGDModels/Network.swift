@@ -207,6 +207,15 @@ public final class Network {
                 channelSliceForward(
                     output: v[l.output.index].pointer, input: v[l.input.index].pointer,
                     start: l.start, count: l.count, channels: l.inputChannels, n: batch, hw: l.hw)
+            case .pad(let l):
+                padForward(
+                    output: v[l.output.index].pointer, input: v[l.input.index].pointer,
+                    planes: batch * l.shape.c, h: l.shape.h, w: l.shape.w, top: l.top,
+                    left: l.left, bottom: l.bottom, right: l.right)
+            case .upsample(let l):
+                upsampleForward(
+                    output: v[l.output.index].pointer, input: v[l.input.index].pointer,
+                    planes: batch * l.shape.c, h: l.shape.h, w: l.shape.w, factor: l.factor)
             case .channelShuffle(let l):
                 channelShuffleForward(
                     output: v[l.output.index].pointer, input: v[l.input.index].pointer,
@@ -396,6 +405,20 @@ public final class Network {
                     channelSliceBackward(
                         dInput: dx, dOutput: dy, start: l.start, count: l.count,
                         channels: l.inputChannels, n: batch, hw: l.hw)
+                }
+            case .pad(let l):
+                let dy = take(l.output)
+                if let dx = grad(l.input) {
+                    padBackward(
+                        dInput: dx, dOutput: dy, planes: batch * l.shape.c, h: l.shape.h,
+                        w: l.shape.w, top: l.top, left: l.left, bottom: l.bottom, right: l.right)
+                }
+            case .upsample(let l):
+                let dy = take(l.output)
+                if let dx = grad(l.input) {
+                    upsampleBackward(
+                        dInput: dx, dOutput: dy, planes: batch * l.shape.c, h: l.shape.h,
+                        w: l.shape.w, factor: l.factor)
                 }
             case .channelShuffle(let l):
                 let dy = take(l.output)

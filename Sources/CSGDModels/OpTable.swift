@@ -80,6 +80,8 @@ extension NodeSpec.Op {
         case .channelSlice: return row(.slice, ["Slice", "Split"], "channel slice")
         case .channelShuffle:
             return row(.permute, ["Reshape", "Transpose", "Reshape"], "channel shuffle")
+        case .pad: return row(.passThrough, ["Pad"], "pad")
+        case .upsample: return row(.passThrough, ["Resize", "Upsample"], "nearest upsample")
         case .linear: return row(parameters: true, .fixedSpace, ["Gemm", "MatMul"], "linear")
         }
     }
@@ -100,7 +102,7 @@ extension NodeSpec {
         case .gelu: return .gelu
         case .conv, .depthwiseConv, .batchNorm, .add, .concat, .maxPool, .avgPool,
             .globalAvgPool, .globalMaxPool, .channelScale, .channelSlice, .channelShuffle,
-            .linear:
+            .pad, .upsample, .linear:
             return nil
         }
     }
@@ -139,6 +141,8 @@ extension Layer {
         case .channelScale: return .channelScale
         case .channelSlice: return .channelSlice
         case .channelShuffle: return .channelShuffle
+        case .pad: return .pad
+        case .upsample: return .upsample
         case .linear: return .linear
         }
     }

@@ -182,8 +182,8 @@ public struct Topology: Sendable {
     public let segments: [[ChannelSegment]]
 
     /// Derives the topology of `graph`.
-    /// - Throws: `CSGDError` naming the node when an add's inputs are not channel-aligned
-    ///   (different concat structures), or a linear layer's inputs are not whole per channel.
+    /// - Throws: `CSGDError` naming the node when a linear layer's inputs are not whole per
+    ///   channel.
     public init(graph: Graph) throws {
         var spaces = SpaceSet()
         var segs = [[Run]](repeating: [], count: graph.tensors.count)
@@ -209,13 +209,18 @@ public struct Topology: Sendable {
             case .add(let l):
                 let a = segs[l.a.index]
                 let b = segs[l.b.index]
-                if !Run.aligned(a, b) {
-                    throw CSGDError(
-                        "model graph node \(li) (add): its inputs are concatenations of "
-                            + "different channel runs (\(Run.describe(a)) vs \(Run.describe(b))); "
-                            + "C-SGD cannot tie their channels")
+                if Run.aligned(a, b) {
+                    for (x, y) in zip(a, b) { spaces.union(x.space, y.space) }
+                } else {
+                    // Channel c of one side meets a channel of another space on the other
+                    // (a shortcut added to a concatenation, or to part of a sliced tensor):
+                    // no clustering ties them, so every space on both sides keeps its width.
+                    let why =
+                        "added to channels of another structure (\(Run.describe(a)) vs "
+                        + "\(Run.describe(b)), layer \(li))"
+                    fixAll(a, why)
+                    fixAll(b, why)
                 }
-                for (x, y) in zip(a, b) { spaces.union(x.space, y.space) }
                 segs[out] = a
             case .concat(let l):
                 var runs: [Run] = []
@@ -259,7 +264,7 @@ public struct Topology: Sendable {
                     ).map { Run(space: $0.space, offset: c, width: 1, start: $0.start) }
                 }
             case .batchNorm, .activation, .maxPool, .avgPool, .globalAvgPool, .globalMaxPool,
-                .depthwiseConv:
+                .depthwiseConv, .pad, .upsample:
                 segs[out] = segs[layer.inputs[0].index]
             }
         }
@@ -373,7 +378,7 @@ public struct Topology: Sendable {
                     }
                 }
             case .add, .concat, .activation, .maxPool, .avgPool, .globalAvgPool, .globalMaxPool,
-                .channelScale, .channelSlice, .channelShuffle:
+                .channelScale, .channelSlice, .channelShuffle, .pad, .upsample:
                 break
             }
         }

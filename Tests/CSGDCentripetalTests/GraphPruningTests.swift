@@ -239,16 +239,23 @@ final class GraphPruningTests: XCTestCase {
             }, 16)
     }
 
-    func testAddOfDifferentlyConcatenatedTensorsIsRefusedNamingIt() throws {
-        let spec = GraphSpec(
-            nodes: [
-                conv("a", 0, 4), conv("b", 0, 4), op(.concat, 1, 2), conv("c", 0, 8),
-                op(.add, 3, 4), op(.globalAvgPool, 5), fc(6),
-            ], output: 7)
-        let arch = try Architecture.from(spec: spec, model: "t", inputChannels: 3, imageSize: 8)
-        XCTAssertThrowsError(try Topology(graph: try arch.graph())) {
-            XCTAssertTrue("\($0)".contains("node 4 (add)"), "\($0)")
+    /// A shortcut added to a concatenation (GhostNet, MixNet): the channels meet channels of
+    /// other spaces, so every space of both sides is held fixed, naming the add; the rest of
+    /// the net still prunes exactly.
+    func testAddOfDifferentlyConcatenatedTensorsHoldsBothSidesFixed() throws {
+        let (net, t) = try network([
+            conv("a", 0, 4), conv("b", 0, 4), op(.concat, 1, 2), conv("c", 0, 8),
+            op(.add, 3, 4),  // t5 [8]
+            conv("d", 5, 6), bn("d.bn", 6, relu: true), op(.globalAvgPool, 7), fc(8),
+        ])
+        for name in ["a", "b", "c"] {
+            XCTAssertTrue(
+                group(t, name).fixedReason?.contains("4+4 vs 8, layer 4") == true,
+                "\(group(t, name).fixedReason ?? "prunable")")
         }
+        XCTAssertFalse(group(t, "d").isFixed)
+        let thin = try checkExact(net, t, target: .ratio(0.5))
+        XCTAssertEqual(thin.architecture.widths, [4, 4, 8, 3])
     }
 
     func testShortRoundFromTrainedStatisticsMergesThemAndPrunesExactly() throws {
