@@ -52,6 +52,17 @@ extension GraphPruningTests {
         XCTAssertEqual(thin.architecture.widths, [8, 3, 4, 5, 5])
     }
 
+    /// The upsampled branch joins the full-resolution stream: one residual group, pruned
+    /// together through the upsampling and the pad.
+    func testUpsampledBranchJoinsTheStreamItIsAddedTo() throws {
+        let (net, t) = try network(ModernOpGraphs.multiResolution().nodes)
+        XCTAssertEqual(group(t, "stem").producers.map { t.convs[$0].name }, ["stem", "fuse"])
+        XCTAssertTrue(group(t, "stem").isResidual)
+        XCTAssertFalse(group(t, "down").isFixed)
+        let thin = try checkExact(net, t, target: .ratio(0.5))
+        XCTAssertEqual(thin.architecture.widths, [4, 3, 4, 5])
+    }
+
     /// Every op of the table appears in some graph whose prune is checked exact here.
     func testEveryOpHasAnExactPruneCase() throws {
         var used = Set<NodeSpec.Op>()

@@ -323,7 +323,7 @@ final class ONNXImportTests: XCTestCase {
                 $0.graph.node[0].attribute.append(
                     node("", "", [], [], ints: ["dilations": [2, 2]]).attribute[0])
             }, ["(Conv)", "dilation"])
-        refused({ $0.graph.node[0].attribute[1].ints = [1, 1, 0, 0] }, ["(Conv)", "pads"])
+        refused({ $0.graph.node[0].attribute[1].ints = [1, 0, 0, 0] }, ["(Conv)", "pads"])
         refused({ $0.graph.node[0].attribute[2].ints = [1, 2] }, ["(Conv)", "strides"])
         refused({ $0.graph.node[0].attribute[3].i = 3 }, ["(Conv)", "group 3 does not divide"])
         refused(

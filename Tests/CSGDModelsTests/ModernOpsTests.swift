@@ -75,6 +75,12 @@ extension NetworkGradientTests {
             (0..<8).contains { dx[7 * 8 + $0] != 0 } || (0..<8).contains { dx[$0 * 8 + 7] != 0 })
     }
 
+    func testMultiResolutionGraphBackwardMatchesFiniteDifferences() throws {
+        let a = try Architecture.from(
+            spec: ModernOpGraphs.multiResolution(), model: "mr", inputChannels: 3, imageSize: 8)
+        try checkNetwork(a, batch: 3, awayFromKinks: true)
+    }
+
     func testEveryOpIsChecked() throws {
         var used = Set(Self.everyOpSpec().nodes.map(\.op))
         for (_, spec) in ModernOpGraphs.all { used.formUnion(spec.nodes.map(\.op)) }

@@ -73,8 +73,34 @@ public enum ModernOpGraphs {
             ], output: 18)
     }
 
-    /// Both graphs.
+    /// HRNet / TF-"same" pieces: an asymmetric zero pad before an unpadded conv, a stride-2
+    /// branch brought back by nearest upsampling and added to the full-resolution one.
+    public static func multiResolution() -> GraphSpec {
+        GraphSpec(
+            nodes: [
+                NodeSpec(op: .pad, inputs: [0], pads: [0, 0, 1, 1]),  // t1 [3, 9, 9]
+                NodeSpec(
+                    op: .conv, name: "stem", inputs: [1], outChannels: 8, kernel: 2, stride: 1,
+                    pad: 0),  // t2 [8, 8, 8]
+                bn("stem.bn", 2, relu: true),  // t3
+                NodeSpec(
+                    op: .conv, name: "down", inputs: [3], outChannels: 6, kernel: 3, stride: 2,
+                    pad: 1),  // t4 [6, 4, 4]
+                bn("down.bn", 4, relu: true),  // t5
+                conv("fuse", 5, 8, kernel: 1), bn("fuse.bn", 6),  // t7 [8, 4, 4]
+                NodeSpec(op: .upsample, inputs: [7], stride: 2),  // t8 [8, 8, 8]
+                op(.add, 3, 8),  // t9
+                conv("head", 9, 10, kernel: 3), bn("head.bn", 10, relu: true),  // t11
+                op(.globalAvgPool, 11),  // t12
+                NodeSpec(op: .linear, name: "fc", inputs: [12], outChannels: 5),  // t13
+            ], output: 13)
+    }
+
+    /// All three graphs.
     public static var all: [(name: String, spec: GraphSpec)] {
-        [("squeeze-excitation", squeezeExcitation()), ("shuffle", shuffle())]
+        [
+            ("squeeze-excitation", squeezeExcitation()), ("shuffle", shuffle()),
+            ("multi-resolution", multiResolution()),
+        ]
     }
 }
