@@ -149,7 +149,7 @@ let package = Package(
         .target(
             name: "CSGDImport",
             dependencies: [
-                "CSGDCore", "CSGDModels", "CSGDRunFiles", "CSGDONNX",
+                "CSGDCore", "CSGDKernels", "CSGDModels", "CSGDONNX",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
         .executableTarget(

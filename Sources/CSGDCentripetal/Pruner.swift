@@ -165,14 +165,15 @@ public enum Pruner {
                 if let b = l.bias, let nb = nl.bias {
                     new.value(nb).update(from: old.value(b), count: l.outFeatures)
                 }
-            case (.add, .add), (.concat, .concat), (.activation, .activation),
-                (.maxPool, .maxPool), (.avgPool, .avgPool), (.globalAvgPool, .globalAvgPool),
-                (.globalMaxPool, .globalMaxPool), (.channelScale, .channelScale),
-                (.channelSlice, .channelSlice), (.channelShuffle, .channelShuffle), (.pad, .pad),
-                (.upsample, .upsample):
-                break
             default:
-                throw CSGDError("prune: layer \(li) changed kind after pruning")
+                // Ops without parameters have nothing to gather: their widths follow their
+                // inputs in the rebuilt graph.
+                if layer.op != newLayer.op {
+                    throw CSGDError("prune: layer \(li) changed kind after pruning")
+                }
+                if layer.op.traits.hasParameters {
+                    throw CSGDError("prune: no rule for the parameters of layer \(li)")
+                }
             }
         }
         return thin

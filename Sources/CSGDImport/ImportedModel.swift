@@ -3,7 +3,6 @@
 
 import CSGDCore
 import CSGDModels
-import CSGDRunFiles
 
 /// A translated model, ready to be written as a csgd-dist model file.
 public struct ImportedModel {
@@ -53,7 +52,7 @@ public struct ImportedModel {
     /// Writes the model file (atomically) and returns the network written.
     public func write(to path: String) throws -> Network {
         let net = try network()
-        try Checkpoint.save(path: path, network: net)
+        try ModelFile.write(path: path, network: net)
         return net
     }
 }

@@ -196,6 +196,11 @@ public struct Topology: Sendable {
         func fixAll(_ runs: [Run], _ why: String) { for r in runs { spaces.fix(r.space, why) } }
         for (li, layer) in graph.layers.enumerated() {
             let out = layer.output.index
+            // The op table says which ops keep channel j as channel j; those need no case here.
+            if layer.channelFlow == .passThrough {
+                segs[out] = segs[layer.inputs[0].index]
+                continue
+            }
             switch layer {
             case .conv(let l):
                 let grouped = l.groups > 1 ? "read or written by grouped conv \(l.name)" : nil
@@ -265,7 +270,7 @@ public struct Topology: Sendable {
                 }
             case .batchNorm, .activation, .maxPool, .avgPool, .globalAvgPool, .globalMaxPool,
                 .depthwiseConv, .pad, .upsample:
-                segs[out] = segs[layer.inputs[0].index]
+                preconditionFailure("pass-through layers are handled before the switch")
             }
         }
         for s in segs[graph.logits.index] {
@@ -377,9 +382,10 @@ public struct Topology: Sendable {
                             layer: li)
                     }
                 }
-            case .add, .concat, .activation, .maxPool, .avgPool, .globalAvgPool, .globalMaxPool,
-                .channelScale, .channelSlice, .channelShuffle, .pad, .upsample:
-                break
+            default:
+                // Only convs, linear layers, BatchNorm and depthwise convs read or hold
+                // per-channel parameters; the op table records which ops have parameters.
+                assert(!layer.op.traits.hasParameters)
             }
         }
         // The BN reading each conv's output directly (kept for callers that want "its" BN).

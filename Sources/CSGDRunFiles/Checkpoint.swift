@@ -1,4 +1,4 @@
-// Checkpoints and model files: safetensors with torchvision-style tensor names
+// Checkpoints: model files (CSGDModels/ModelFile.swift) — safetensors with torchvision-style tensor names
 // (`layer1.0.conv1.weight`, `bn1.running_mean`, …) so PyTorch users can load the weights, plus
 // the metadata that makes a file self-describing: the architecture (widths), and for training
 // checkpoints the loop position, the cluster plan, the resolved config and the optimizer
@@ -54,7 +54,7 @@ public struct LoadedCheckpoint {
 
 /// Reads and writes checkpoint/model files.
 public enum Checkpoint {
-    static let format = "csgd-dist/1"
+    static let format = ModelFile.format
     static let momentumPrefix = "optim.momentum."
 
     /// Writes `network` (and optionally state, config and momentum) to `path`, atomically.
@@ -68,17 +68,7 @@ public enum Checkpoint {
                 "refusing to write \(path): tensor \(bad) holds NaN or inf (the previous file, "
                     + "if any, is kept)")
         }
-        var file = SafeTensorsFile()
-        for (i, spec) in store.specs.enumerated() {
-            file.add(
-                spec.name, shape: spec.shape,
-                floats: UnsafeBufferPointer(start: store.value(ParameterID(i)), count: spec.count))
-        }
-        for (i, spec) in store.bufferSpecs.enumerated() {
-            file.add(
-                spec.name, shape: spec.shape,
-                floats: UnsafeBufferPointer(start: store.buffer(BufferID(i)), count: spec.count))
-        }
+        var file = try ModelFile.contents(of: network)
         if includeMomentum {
             for (i, spec) in store.specs.enumerated() {
                 file.add(
@@ -87,8 +77,6 @@ public enum Checkpoint {
                         start: store.momentum(ParameterID(i)), count: spec.count))
             }
         }
-        file.metadata["csgd.format"] = format
-        file.metadata["csgd.architecture"] = try json(network.architecture)
         if let state { file.metadata["csgd.state"] = try json(state) }
         if let configYAML { file.metadata["csgd.config"] = configYAML }
         try file.write(path: path)
