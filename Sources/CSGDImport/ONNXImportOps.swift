@@ -542,7 +542,7 @@ extension Translator {
             return Known(dims: [a.dims.count], values: a.dims.map(Double.init), isInt: true)
         case "ConstantOfShape":
             let dims = a.values.map(Self.saturating)
-            if dims.contains(where: { $0 < 0 || $0 > 64 }) || count(dims) > 64 {
+            if dims.count > 8 || dims.contains(where: { $0 < 0 || $0 > 64 }) || count(dims) > 64 {
                 throw nodeError(n, i, "shape \(dims) is not a small constant")
             }
             let fill =
@@ -577,6 +577,9 @@ extension Translator {
             return Known(dims: idx.dims, values: v, isInt: a.isInt)
         case "Reshape":
             var dims = try arg(1).values.map(Self.saturating)
+            if dims.count > 8 {
+                throw nodeError(n, i, "cannot reshape \(a.dims) to \(dims.count) dims")
+            }
             for (k, d) in dims.enumerated() where d == 0 {
                 dims[k] = k < a.dims.count ? a.dims[k] : 0
             }
@@ -626,7 +629,7 @@ extension Translator {
             let axis = axes[0] < 0 ? axes[0] + rank : axes[0]
             if axis < 0 || axis >= rank { throw nodeError(n, i, "axis \(axes[0])") }
             let len = a.dims[axis]
-            let step = steps[0]
+            let step = max(min(steps[0], len + 1), -(len + 1))  // larger steps take one value
             func clamp(_ v: Int, _ lo: Int, _ hi: Int) -> Int {
                 min(max(v < 0 ? (v < -len ? lo : v + len) : v, lo), hi)
             }
