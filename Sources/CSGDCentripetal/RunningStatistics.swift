@@ -8,9 +8,9 @@
 // mode normalises with the statistics, so the pruned net is not the unpruned one.
 //
 // The choice: at the end of a round, for every cluster whose trainable coupled tensors agree
-// (largest member difference ≤ tolerance × largest magnitude, per tensor), set the members'
-// running mean and variance to the cluster mean, in the unpruned net itself (the round's last
-// checkpoint holds the merged values). From then on the members are identical channels, in eval
+// (largest member difference ≤ tolerance × the largest magnitude of the tensor's rows in the
+// group), set the members' running mean and variance to the cluster mean, in the unpruned net
+// itself (the round's last checkpoint holds the merged values). From then on the members are identical channels, in eval
 // and in any further training (identical kernels give identical batch statistics, so the
 // running averages stay equal); the pruned net equals this unpruned net exactly, and that is
 // what the equivalence check compares against. The change to the unpruned net is only the
@@ -41,7 +41,12 @@ public enum RunningStatistics {
         public var notCollapsed: String?
     }
 
-    /// Whether every trainable tensor coupled to `group` agrees within cluster `members`.
+    /// Whether every trainable tensor coupled to `group` agrees within cluster `members`: the
+    /// largest difference of a member's row from the first member's is at most `tolerance`
+    /// times the largest magnitude in the tensor's rows of the group. (Measured against the
+    /// cluster's own rows instead, a cluster whose values happen to sit near zero — a β or a
+    /// folded bias of ~1e-7 — would never count as collapsed, though its rows agree to far
+    /// below anything the logits can see.)
     public static func isCollapsed(
         _ members: [Int], group: ChannelGroup, store: ParameterStore, tolerance: Double
     ) -> Bool {
@@ -50,14 +55,12 @@ public enum RunningStatistics {
             let d = t.rowLength
             let w = store.value(p) + t.channelOffset * d
             var scale: Float = 0
+            for i in 0..<(group.width * d) { scale = max(scale, abs(w[i])) }
             var diff: Float = 0
             let first = w + members[0] * d
             for j in members {
                 let r = w + j * d
-                for i in 0..<d {
-                    scale = max(scale, abs(r[i]))
-                    diff = max(diff, abs(r[i] - first[i]))
-                }
+                for i in 0..<d { diff = max(diff, abs(r[i] - first[i])) }
             }
             if !(Double(diff) <= tolerance * Double(scale)) { return false }
         }

@@ -100,9 +100,13 @@ public enum ImportReport {
                 let shown = names.prefix(3).joined(separator: ", ")
                 let more = names.count > 3 ? ", … (\(names.count) convs)" : ""
                 let state = group.fixedReason.map { "fixed: \($0)" } ?? "prunable"
+                let gates =
+                    group.gates.isEmpty
+                    ? ""
+                    : ", gated by " + group.gates.map { t.convs[$0].name }.joined(separator: ", ")
                 out.append(
                     "  group \(group.index): \(group.width) channels, \(kind), \(state), "
-                        + "\(group.consumers.count) reads, written by \(shown)\(more)")
+                        + "\(group.consumers.count) reads, written by \(shown)\(more)\(gates)")
             }
         } catch let e as CSGDError {
             out.append("channel groups: not derived (\(e.message))")

@@ -71,3 +71,29 @@ extension GraphPruningTests {
         XCTAssertEqual(NodeSpec.Op.allCases.filter { !used.contains($0) }, [])
     }
 }
+
+extension GraphPruningTests {
+    /// A cluster whose β sits near zero counts as collapsed once its rows agree to the group's
+    /// scale (it failed when measured against its own ~1e-7 values, and a ResNet-50 kept four
+    /// clusters' BN statistics apart); a real difference is still caught.
+    func testCollapseIsMeasuredAgainstTheGroupsRows() throws {
+        let (net, t) = try network([
+            conv("c1", 0, 4), bn("bn1", 1, relu: true), op(.globalAvgPool, 2), fc(3),
+        ])
+        let g = group(t, "c1")
+        for c in g.coupled {
+            guard let p = c.parameter else { continue }
+            let w = net.store.value(p) + c.channelOffset * c.rowLength
+            (w + c.rowLength).update(from: w, count: c.rowLength)  // row 1 = row 0
+        }
+        let beta = net.store.value(net.store.parameterID(named: "bn1.bias")!)
+        beta[0] = 1e-7
+        beta[1] = 1.1e-7
+        beta[2] = 0.8
+        XCTAssertTrue(
+            RunningStatistics.isCollapsed([0, 1], group: g, store: net.store, tolerance: 1e-5))
+        beta[1] = 1e-7 + 1e-3
+        XCTAssertFalse(
+            RunningStatistics.isCollapsed([0, 1], group: g, store: net.store, tolerance: 1e-5))
+    }
+}
