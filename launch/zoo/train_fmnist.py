@@ -34,10 +34,18 @@ def main():
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
+    p.add_argument(
+        "--exporter", choices=["dynamo", "legacy"], default="dynamo",
+        help="dynamo: torch's default call (BatchNorm folded into the convs); legacy: "
+        "dynamo=False, do_constant_folding=False (BatchNorm kept, what C-SGD trains best)")
     a = p.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "1")))
-    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    # csgd-dist's imagefolder transform without augmentation (eval, and train with
+    # `--augment false`): shorter side to round(S·256/224), center crop S.
+    tf = transforms.Compose([
+        transforms.Resize(round(a.size * 256 / 224)), transforms.CenterCrop(a.size),
+        transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
     train = torchvision.datasets.ImageFolder(os.path.join(a.data, "train"), tf)
     val = torchvision.datasets.ImageFolder(os.path.join(a.data, "val"), tf)
     loader = torch.utils.data.DataLoader(train, batch_size=a.batch, shuffle=True)
@@ -63,8 +71,12 @@ def main():
               f"val top-1 {100 * correct / len(val):.2f}% ({time.time() - start:.0f}s)", flush=True)
     model.eval()
     x = torch.zeros(1, 3, a.size, a.size)
-    torch.onnx.export(model, (x,), a.out)  # torch 2.13's default exporter (dynamo)
-    print(f"exported {a.out} (+ {os.path.basename(a.out)}.data)")
+    if a.exporter == "dynamo":
+        torch.onnx.export(model, (x,), a.out)  # torch 2.13's default exporter
+    else:
+        torch.onnx.export(model, (x,), a.out, dynamo=False, do_constant_folding=False,
+                          input_names=["input"], dynamic_axes={"input": {0: "N"}})
+    print(f"exported {a.out} ({a.exporter})")
 
 
 if __name__ == "__main__":

@@ -803,8 +803,8 @@ def cmd_table(a):
       " do_constant_folding=False`, symbolic batch. Data: Fashion-MNIST as RGB JPEGs at the input"
       f" size S. C-SGD: {a.settings}. Columns: *eval Δ* = max |onnxruntime − csgd-dist eval| /"
       f" max |logit| on the test images (✗ above {a.rtol:g}); *prune Δ* = max |Δlogit| pruned vs"
-      f" unpruned on the test images (csgd-dist's own check; ✗ above {a.prune_tol:g}, its default"
-      " prune_tolerance; rel = over the pruned model's max |logit|); *pruned export Δ* = as eval Δ,"
+      f" unpruned on the test images (csgd-dist's own check; ✗ above {a.prune_tol:g};"
+      " rel = over the pruned model's max |logit|); *pruned export Δ* = as eval Δ,"
       " for `export --onnx` of the pruned model.")
     P("")
     P("| model | exporter | S | import | eval Δ | prune Δ | FLOPs cut | pruned export Δ | status |")
