@@ -22,12 +22,12 @@
 #          --resume (keep the files a previous run finished: work/<model>.<exporter>/result.tsv)
 #          --doc FILE
 # Environment: CSGD_EXE (default .build/release/csgd-dist); ZOO_TRAIN (train images, 64),
-# ZOO_TEST (test images, 64), ZOO_BATCH (16), ZOO_EPOCHS (4: 16 steps; models whose input is
-# larger than 64, VGG and AlexNet at 224: ZOO_BATCH_LARGE 4, ZOO_EPOCHS_LARGE 1, also 16 steps),
+# ZOO_TEST (test images, 64), ZOO_BATCH (16), ZOO_EPOCHS (16: 64 steps; models whose input is
+# larger than 64, VGG and AlexNet at 224: ZOO_BATCH_LARGE 4, ZOO_EPOCHS_LARGE 4, also 64 steps),
 # ZOO_ROUNDS (1/2),
 # ZOO_RTOL (onnxruntime vs csgd-dist, relative to the largest logit, 1e-4), ZOO_PRUNE_TOL
 # (max |Δlogit| pruned vs unpruned, 1e-4),
-# ZOO_LR_EPS (lr:ε pairs tried while a round diverges, "0.01:90 0.001:900 0.0001:9000");
+# ZOO_LR_EPS (lr:ε pairs tried while a round diverges, "0.01:30 0.002:150 0.0002:1500");
 # ZOO_STEP_TIMEOUT (seconds per command, 3600); ZOO_ROOT (outputs, runs/zoo: onnx/, data/,
 # work/).
 set -uo pipefail
@@ -39,15 +39,15 @@ root=${ZOO_ROOT:-runs/zoo}
 train=${ZOO_TRAIN:-64}
 test=${ZOO_TEST:-64}
 batch=${ZOO_BATCH:-16}
-epochs=${ZOO_EPOCHS:-4}
+epochs=${ZOO_EPOCHS:-16}
 batch_large=${ZOO_BATCH_LARGE:-4}
-epochs_large=${ZOO_EPOCHS_LARGE:-1}
+epochs_large=${ZOO_EPOCHS_LARGE:-4}
 rounds=${ZOO_ROUNDS:-1/2}
 rtol=${ZOO_RTOL:-1e-4}
 prune_tol=${ZOO_PRUNE_TOL:-1e-4}
 step_timeout=${ZOO_STEP_TIMEOUT:-3600}
-# lr:ε tried in order while the round diverges (every pair has lr·ε = 0.9).
-lr_eps_tries=${ZOO_LR_EPS:-0.01:90 0.001:900 0.0001:9000}
+# lr:ε tried in order while the round diverges (every pair has lr·ε = 0.3).
+lr_eps_tries=${ZOO_LR_EPS:-0.01:30 0.002:150 0.0002:1500}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mean=0.485,0.456,0.406   # the imagefolder dataset normalises with ImageNet's mean/std
 std=0.229,0.224,0.225
@@ -193,9 +193,8 @@ while read -r key exporter size state err; do
     fi
     # (c) one short C-SGD round; the run's own equivalence check is judged here
     # (prune_tolerance huge so the pruned model is always written for (d))
-    # lr·ε = 0.9 without momentum shrinks the within-cluster spread 10× a step, so the
-    # clusters collapse (to float rounding) within the 16 steps and the BN statistics merge
-    # (with momentum 0.5 the same pull contracts only ~0.7× a step);
+    # lr·ε = 0.3 with momentum 0.5 over 64 steps collapses the clusters and merges the BN
+    # statistics (a 16-step round without momentum left most BN-kept files inexact: docs/zoo.md);
     # a net that diverges (a BN-folded dynamo export trains without normalisation; ResNet-50's
     # random folded weights give logits of ~30) is retried at 5× and 50× smaller lr with the same
     # lr·ε.
@@ -204,7 +203,7 @@ while read -r key exporter size state err; do
     for lr_eps in $lr_eps_tries; do
         lr=${lr_eps%:*}; eps=${lr_eps#*:}
         run "$w/csgd.log" "$exe" csgd --from "$w/model.safetensors" "${common[@]}" \
-            --batch-size "$b" --epochs "$ep" --lr "$lr" --momentum 0 --nesterov false --rounds "$rounds" \
+            --batch-size "$b" --epochs "$ep" --lr "$lr" --momentum 0.5 --rounds "$rounds" \
             --centripetal-strength "$eps" --vector-strength-factor 1 --prune-tolerance 1e30 \
             --log-every 1000 --eval-every 1000 --out-dir "$w/csgd" --overwrite
         rc=$?
@@ -248,7 +247,7 @@ done <<< "$jobs"
 # --- table -----------------------------------------------------------------------------------
 "$py" "$zoo" table --work "$root/work" --models "$models" --exporters "$exporters" \
     --command "$command_line" --doc "$doc" --prune-tol "$prune_tol" --rtol "$rtol" \
-    --exe "$exe" --settings "train $train, test $test images; batch $batch, $epochs epochs (S > 64: batch $batch_large, $epochs_large epoch); momentum 0, lr:ε $lr_eps_tries, the next pair only if a run diverges (the lr used is in each work folder); rounds $rounds"
+    --exe "$exe" --settings "train $train, test $test images; batch $batch, $epochs epochs (S > 64: batch $batch_large, $epochs_large epoch); momentum 0.5, lr:ε $lr_eps_tries, the next pair only if a run diverges (the lr used is in each work folder); rounds $rounds"
 rc=$?
 if [ "$quick" = 1 ]; then exit $rc; fi
 exit 0
