@@ -275,16 +275,6 @@ extension Translator {
         }
         // Shape arithmetic: 1-D int vectors along axis 0.
         if axis != 0 && axis != -1 { throw nodeError(n, i, "axis \(axis) on a shape vector") }
-        // Known float vectors (Resize scales): a constant.
-        let parts = vs.map { known($0) }
-        if parts.allSatisfy({ $0 != nil && $0!.dims.count == 1 }),
-            parts.contains(where: { !$0!.isInt })
-        {
-            let all = parts.flatMap { $0!.values }
-            define(
-                n, i, .constant(ConstantTensor(dims: [all.count], floats: all.map { Float($0) })))
-            return
-        }
         var dims: [ShapeDim] = []
         for (k, v) in vs.enumerated() {
             switch v {
@@ -381,8 +371,6 @@ extension Translator {
             }
             switch try value(n, i, 0) {
             case .shapeScalar(let d)?: define(n, i, .shape([d]))
-            case .constant(let c)? where c.dims.isEmpty && (c.ints != nil || c.floats != nil):
-                define(n, i, .constant(ConstantTensor(dims: [1], floats: c.floats, ints: c.ints)))
             default:
                 throw nodeError(n, i, "csgd-dist evaluates Unsqueeze only of a shape scalar")
             }

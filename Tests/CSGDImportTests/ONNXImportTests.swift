@@ -433,6 +433,24 @@ final class ONNXImportTests: XCTestCase {
                 }, "[4, 2, 3, 3]"
             ),
             ("cycle", { $0.graph.node[0].input[0] = "r" }, "cycle"),
+            (
+                // External data that climbs out of the model's folder.
+                "external-outside",
+                {
+                    $0.graph.initializer[0].rawData = Data()
+                    $0.graph.initializer[0].dataLocation = .external
+                    $0.graph.initializer[0].externalData = [
+                        ONNXStringStringEntryProto.with {
+                            $0.key = "location"
+                            $0.value = "../weights.data"
+                        }
+                    ]
+                }, "not a plain relative path"
+            ),
+            (
+                "unsupported-gate-mul",
+                { $0.graph.node[2] = self.node("Mul", "M", ["b", "c"], ["r"]) }, "(Mul)"
+            ),
         ]
         for (name, edit, needle) in cases {
             var m = baseModel()
