@@ -214,7 +214,7 @@ public struct Topology: Sendable {
             case .add(let l):
                 let a = segs[l.a.index]
                 let b = segs[l.b.index]
-                if Run.aligned(a, b) {
+                if Run.aligned(a, b, spaces) {
                     for (x, y) in zip(a, b) { spaces.union(x.space, y.space) }
                 } else {
                     // Channel c of one side meets a channel of another space on the other
@@ -244,7 +244,7 @@ public struct Topology: Sendable {
                 // gate's producer is clustered (and pruned) with the gated space's producers.
                 let x = segs[l.input.index]
                 let g = segs[l.gate.index]
-                if Run.aligned(x, g) {
+                if Run.aligned(x, g, spaces) {
                     for (a, b) in zip(x, g) {
                         gateSpaces.insert(b.space)
                         spaces.union(a.space, b.space)
@@ -475,11 +475,15 @@ private struct Run {
     var width: Int
     var start: Int
 
-    /// Whether two tensors' runs line up one to one (same offsets, widths and starts).
-    static func aligned(_ a: [Run], _ b: [Run]) -> Bool {
-        a.count == b.count
+    /// Whether two tensors' runs line up one to one as WHOLE spaces (same offsets, each run
+    /// all of its space). Parts of spaces never line up: a slice of a 38-wide space added to a
+    /// 27-wide one (ReXNet's partial shortcut, DPN's split residual) would otherwise make one
+    /// group of spaces of different widths.
+    static func aligned(_ a: [Run], _ b: [Run], _ spaces: SpaceSet) -> Bool {
+        func whole(_ r: Run) -> Bool { r.start == 0 && r.width == spaces.width(r.space) }
+        return a.count == b.count
             && zip(a, b).allSatisfy {
-                $0.offset == $1.offset && $0.width == $1.width && $0.start == $1.start
+                $0.offset == $1.offset && $0.width == $1.width && whole($0) && whole($1)
             }
     }
 

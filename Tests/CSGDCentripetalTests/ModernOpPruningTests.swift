@@ -97,3 +97,48 @@ extension GraphPruningTests {
             RunningStatistics.isCollapsed([0, 1], group: g, store: net.store, tolerance: 1e-5))
     }
 }
+
+extension GraphPruningTests {
+    /// ReXNet adds its shortcut into the first channels of a wider block output
+    /// (`x[:, :C] += shortcut`) and DPN adds the residual slices of two wider outputs: a part
+    /// of one space meets a whole (or a part of) another. Such spaces must not become one
+    /// group — a group of producers of different widths gave tied convs two targets
+    /// ("must get one width, got [27, 38]"); both sides are held fixed instead, each group's
+    /// producers share its width, and the rest prunes exactly.
+    func testPartialShortcutsHoldBothSidesFixedAndKeepOneWidthPerGroup() throws {
+        let (net, t) = try network([
+            conv("stem", 0, 4), bn("stem.bn", 1, relu: true),  // t2 [4]
+            conv("b1.exp", 2, 8, kernel: 1), bn("b1.bn1", 3, relu: true),  // t4 [8]
+            conv("b1.pwl", 4, 6, kernel: 1), bn("b1.bn2", 5),  // t6 [6]
+            NodeSpec(op: .channelSlice, inputs: [6], outChannels: 4, start: 0),  // t7 [4]
+            op(.add, 7, 2),  // t8: ReXNet's partial shortcut
+            NodeSpec(op: .channelSlice, inputs: [6], outChannels: 2, start: 4),  // t9 [2]
+            op(.concat, 8, 9),  // t10 [6]
+            conv("b2.pwl", 10, 10, kernel: 1), bn("b2.bn", 11),  // t12 [10]
+            conv("b3.pwl", 10, 12, kernel: 1), bn("b3.bn", 13),  // t14 [12]
+            NodeSpec(op: .channelSlice, inputs: [12], outChannels: 8, start: 0),  // t15 [8]
+            NodeSpec(op: .channelSlice, inputs: [14], outChannels: 8, start: 0),  // t16 [8]
+            op(.add, 15, 16),  // t17: DPN's residual parts of two wider outputs
+            conv("head", 17, 6), bn("head.bn", 18, relu: true),  // t19
+            op(.globalAvgPool, 19), fc(20),
+        ])
+        for g in t.groups {
+            XCTAssertEqual(
+                Set(g.producers.map { t.convs[$0].width }), [g.width],
+                "group of \(t.convs[g.pacesetter].name)")
+        }
+        XCTAssertEqual(group(t, "stem").producers.map { t.convs[$0].name }, ["stem"])
+        XCTAssertTrue(group(t, "stem").fixedReason!.contains("another structure"))
+        XCTAssertTrue(group(t, "b1.pwl").isFixed)
+        XCTAssertEqual(group(t, "b2.pwl").producers.map { t.convs[$0].name }, ["b2.pwl"])
+        XCTAssertTrue(group(t, "b2.pwl").isFixed)
+        XCTAssertTrue(group(t, "b3.pwl").isFixed)
+        XCTAssertFalse(group(t, "b1.exp").isFixed)
+        // Per-conv targets (what a C-SGD round asks for) are one width per group.
+        let perConv = PruneTarget.perConv(
+            t.convs.map { c in t.groups[c.groupIndex].isFixed ? c.width : (c.width + 1) / 2 })
+        XCTAssertEqual(try perConv.groupWidths(t), [4, 4, 6, 10, 12, 3])
+        let thin = try checkExact(net, t, target: .ratio(0.5))
+        XCTAssertEqual(thin.architecture.widths, [4, 4, 6, 10, 12, 3])
+    }
+}
