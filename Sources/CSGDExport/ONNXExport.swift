@@ -306,41 +306,39 @@ private struct GraphWriter {
             ])
     }
 
-    /// An element-wise activation: its own ONNX op where the opset has one, else the
-    /// composition torch writes (SiLU as x · Sigmoid(x), GELU through Erf).
+    /// An element-wise activation as the op table's form says: its own ONNX op where the
+    /// opset has one, else the composition torch writes (SiLU as x · Sigmoid(x), GELU through
+    /// Erf).
     private mutating func activation(_ l: ActivationLayer) {
         let from = valueOf[l.input.index]
-        switch l.kind {
-        case .relu: node("Relu", from + ".relu", [from], l.output, [])
-        case .relu6:
-            // Clip takes its bounds as inputs from opset 11 on (all we write).
-            node("Clip", from + ".relu6", [from, scalar(0), scalar(6)], l.output, [])
-        case .sigmoid: node("Sigmoid", from + ".sigmoid", [from], l.output, [])
-        case .hardSigmoid(let a, let b):
+        let form = l.kind.onnx
+        let name = from + "." + l.kind.op.rawValue.lowercased()
+        func attributes(_ fs: [ONNXFloatAttribute]) -> [ONNXAttributeProto] {
+            fs.map { float($0.name, $0.value) }
+        }
+        if let op = form.op, opset >= form.since {
             node(
-                "HardSigmoid", from + ".hardsigmoid", [from], l.output,
-                [float("alpha", a), float("beta", b)])
-        case .hardSwish where opset >= 14:
-            node("HardSwish", from + ".hardswish", [from], l.output, [])
-        case .hardSwish:
-            let g = intermediate(
-                "HardSigmoid", from + ".hardsigmoid", [from],
-                [float("alpha", 1 / 6), float("beta", 0.5)])
-            node("Mul", from + ".hardswish", [from, g], l.output, [])
-        case .silu:
-            let g = intermediate("Sigmoid", from + ".sigmoid", [from], [])
-            node("Mul", from + ".silu", [from, g], l.output, [])
-        case .leakyRelu(let a):
-            node("LeakyRelu", from + ".leakyrelu", [from], l.output, [float("alpha", a)])
-        case .gelu where opset >= 20:
-            node("Gelu", from + ".gelu", [from], l.output, [])
-        case .gelu:
-            let d = intermediate(
-                "Div", from + ".gelu_div", [from, scalar(Float(2).squareRoot())], [])
-            let e = intermediate("Erf", from + ".gelu_erf", [d], [])
-            let p = intermediate("Add", from + ".gelu_add", [e, scalar(1)], [])
-            let m = intermediate("Mul", from + ".gelu_mul", [from, p], [])
-            node("Mul", from + ".gelu", [m, scalar(0.5)], l.output, [])
+                op, name, [from] + form.scalarInputs.map { scalar($0) }, l.output,
+                attributes(form.floats))
+            return
+        }
+        var steps: [String] = []
+        for (k, step) in form.composition.enumerated() {
+            let inputs = step.operands.map { o -> String in
+                switch o {
+                case .x: return from
+                case .step(let j): return steps[j]
+                case .scalar(let v): return scalar(v)
+                }
+            }
+            if k == form.composition.count - 1 {
+                node(step.op, name, inputs, l.output, attributes(step.floats))
+            } else {
+                steps.append(
+                    intermediate(
+                        step.op, name + "_" + step.op.lowercased(), inputs, attributes(step.floats))
+                )
+            }
         }
     }
 

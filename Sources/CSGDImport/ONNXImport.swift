@@ -563,8 +563,7 @@ struct Translator {
             try fold(n, i)
         case "Conv": try conv(n, i)
         case "BatchNormalization": try batchNorm(n, i)
-        case "Relu", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Gelu":
-            try activation(n, i)
+        case let op where NodeSpec.Op.elementwise(onnx: op) != nil: try activation(n, i)
         case "Mul": try mul(n, i)
         case "Div", "Erf": try geluStep(n, i)
         case "ReduceMean", "ReduceMax", "GlobalMaxPool": try globalPool(n, i)

@@ -50,26 +50,31 @@ extension Translator {
 
     // MARK: activations
 
+    /// An element-wise op computed by one ONNX op, read through its form in the op table:
+    /// float attributes (ONNX's defaults where absent) into the node's fields, required string
+    /// attributes checked.
     mutating func activation(_ n: ONNXNodeProto, _ i: Int) throws {
         let (t, flat) = try tensorInput(n, i)
-        var node: NodeSpec
-        switch n.opType {
-        case "Relu": node = NodeSpec(op: .relu, inputs: [t])
-        case "Sigmoid": node = NodeSpec(op: .sigmoid, inputs: [t])
-        case "HardSwish": node = NodeSpec(op: .hardSwish, inputs: [t])
-        case "HardSigmoid":
-            node = NodeSpec(
-                op: .hardSigmoid, inputs: [t], alpha: floatAttr(n, "alpha", 0.2),
-                beta: floatAttr(n, "beta", 0.5))
-        case "LeakyRelu":
-            node = NodeSpec(op: .leakyRelu, inputs: [t], alpha: floatAttr(n, "alpha", 0.01))
-        default:  // Gelu (opset 20)
-            let approximate = attr(n, "approximate").map { String(decoding: $0.s, as: UTF8.self) }
-            if let approximate, approximate != "none" {
+        let op = NodeSpec.Op.elementwise(onnx: n.opType)!
+        let form = op.activation(alpha: nil, beta: nil)!.onnx
+        for required in form.requiredStrings {
+            guard let a = attr(n, required.name) else { continue }
+            let v = String(decoding: a.s, as: UTF8.self)
+            if v != required.value {
                 throw nodeError(
-                    n, i, "approximate '\(approximate)'; csgd-dist imports the exact (erf) GELU")
+                    n, i,
+                    "\(required.name) '\(v.prefix(40))'; csgd-dist imports only '\(required.value)'"
+                )
             }
-            node = NodeSpec(op: .gelu, inputs: [t])
+        }
+        var node = NodeSpec(op: op, inputs: [t])
+        for f in form.floats {
+            let v = floatAttr(n, f.name, f.onnxDefault)
+            switch f.name {
+            case "alpha": node.alpha = v
+            case "beta": node.beta = v
+            default: preconditionFailure("op table: \(op) reads no attribute '\(f.name)'")
+            }
         }
         for v in [node.alpha, node.beta] {
             if let v, !(v.isFinite && abs(v) <= 1e6) {

@@ -16,56 +16,6 @@ import CSGDKernels
 
 /// One node of a serialisable model graph.
 public struct NodeSpec: Codable, Equatable, Sendable {
-    /// What a node computes.
-    public enum Op: String, Codable, CaseIterable, Sendable {
-        /// Dense or grouped 2-D convolution (`groups` > 1 splits channels into groups).
-        case conv
-        /// Depthwise 2-D convolution, channel multiplier 1: output channel c reads input c only.
-        case depthwiseConv
-        /// BatchNorm over channels (inference form: running statistics), optional fused ReLU.
-        case batchNorm
-        /// max(x, 0).
-        case relu
-        /// min(max(x, 0), 6) (ONNX Clip(0, 6)).
-        case relu6
-        /// 1 / (1 + e^(−x)).
-        case sigmoid
-        /// max(0, min(1, alpha·x + beta)) (PyTorch's Hardsigmoid: alpha 1/6, beta 1/2).
-        case hardSigmoid
-        /// x · sigmoid(x) (SiLU, Swish).
-        case silu
-        /// x · hardsigmoid(x) (PyTorch's Hardswish).
-        case hardSwish
-        /// x for x > 0, else alpha·x.
-        case leakyRelu
-        /// x · Φ(x) (exact, erf form).
-        case gelu
-        /// Elementwise sum of two tensors of one shape, optional fused ReLU.
-        case add
-        /// Concatenation along channels, in input order.
-        case concat
-        /// Max pooling.
-        case maxPool
-        /// Average pooling (`countIncludePad` as PyTorch's `count_include_pad`).
-        case avgPool
-        /// Mean over H×W, to C×1×1.
-        case globalAvgPool
-        /// Max over H×W, to C×1×1.
-        case globalMaxPool
-        /// Squeeze-excitation gate: input 0 (C×H×W) times input 1 (C×1×1), per channel.
-        case channelScale
-        /// Channels `start ..< start + outChannels` of the input.
-        case channelSlice
-        /// ShuffleNet's channel shuffle in `groups` groups.
-        case channelShuffle
-        /// Zero padding by `pads` = [top, left, bottom, right].
-        case pad
-        /// Nearest upsampling by the integer factor `stride`.
-        case upsample
-        /// Fully connected over the flattened input (C·H·W features, PyTorch's flatten order).
-        case linear
-    }
-
     /// The operation.
     public var op: Op
     /// Module name: parameters are `name.weight`, `name.bias`, `name.running_mean`, …;
@@ -192,7 +142,7 @@ public struct GraphSpec: Codable, Equatable, Sendable {
                     throw CSGDError("\(at): \(field) \(v) is not a finite number within ±1e6")
                 }
             }
-            switch n.op {
+            switch n.op.family {
             case .conv:
                 try need(n.outChannels, "outChannels", 1...Architecture.Limits.width)
                 try need(n.kernel, "kernel", 1...Limits.kernel)
@@ -215,11 +165,10 @@ public struct GraphSpec: Codable, Equatable, Sendable {
             case .pad:
                 guard let p = n.pads, p.count == 4 else { throw CSGDError("\(at): needs 4 pads") }
                 for v in p { try need(v, "pads", 0...Limits.kernel) }
-            case .hardSigmoid, .leakyRelu:
+            case .elementwise:
                 try finite(n.alpha, "alpha")
                 try finite(n.beta, "beta")
-            case .batchNorm, .relu, .relu6, .sigmoid, .silu, .hardSwish, .gelu, .add, .concat,
-                .globalAvgPool, .globalMaxPool, .channelScale:
+            case .batchNorm, .add, .concat, .globalAvgPool, .globalMaxPool, .channelScale:
                 break
             }
             if traits.hasParameters {
@@ -270,7 +219,7 @@ public struct GraphSpec: Codable, Equatable, Sendable {
             let x = n.inputs.map { tensor[$0] }
             let y: TensorID
             do {
-                switch n.op {
+                switch n.op.family {
                 case .conv:
                     let k = widths[nextWidth]
                     nextWidth += 1
@@ -282,8 +231,7 @@ public struct GraphSpec: Codable, Equatable, Sendable {
                         n.name, x[0], kernel: n.kernel!, stride: n.stride!, pad: n.pad!,
                         bias: n.bias ?? false)
                 case .batchNorm: y = b.batchNorm(n.name, x[0], relu: n.relu ?? false)
-                case .relu, .relu6, .sigmoid, .hardSigmoid, .silu, .hardSwish, .leakyRelu, .gelu:
-                    y = b.activation(x[0], n.activation!)
+                case .elementwise: y = b.activation(x[0], n.activation!)
                 case .add: y = try b.add(x[0], x[1], relu: n.relu ?? false)
                 case .concat: y = try b.concat(x)
                 case .maxPool:

@@ -12,9 +12,12 @@ import XCTest
 final class ZooQuickTests: XCTestCase {
     func testQuickZooImportsEvaluatesAndPrunesExactly() throws {
         try Requirements.fashionMNISTInstalled()
-        try Requirements.pythonModules(["torch", "torchvision", "timm", "onnxscript", "PIL"])
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent().path
+        // As the zoo script imports them (tv_cpu before torchvision on the CPU torch wheel).
+        try Requirements.pythonModules(
+            ["tv_cpu", "torch", "torchvision", "timm", "onnxscript", "PIL"],
+            path: root + "/launch/zoo")
         let work = NSTemporaryDirectory() + "zoo-quick-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: work) }
         let doc = work + "/zoo.md"

@@ -39,7 +39,13 @@ extension NetworkGradientTests {
         let smooth = try Architecture.from(
             spec: GraphSpec(nodes: nodes, output: nodes.count), model: "shuffle",
             inputChannels: 3, imageSize: 8)
-        try checkNetwork(smooth, batch: 3, awayFromKinks: true)
+        // b.bn2.bias and b.bn3.bias sit in front of another training-mode BN (through linear,
+        // constant-preserving ops), so their true gradient is ~0 and both quotients are noise:
+        // measured on a Zen 4 AVX-512 build (OpenBLAS Cooperlake), |analytic − numeric| 7.5e-5
+        // and 2.2e-4, just above the default floor of 2e-4. Every tensor with a real gradient
+        // here has |∇·v| ≥ 2.9e-3 (stem.bn.bias, agreeing to 8.6e-5), so a 5e-4 floor keeps a
+        // dropped or doubled backward term visible.
+        try checkNetwork(smooth, batch: 3, awayFromKinks: true, atol: 5e-4)
     }
 
     /// Ceil-mode max pooling, element by element: random distinct inputs keep every window's
@@ -92,10 +98,14 @@ extension NetworkGradientTests {
 
     /// Each activation's backward against a central difference in Double, away from kinks.
     func testActivationSlopesMatchFiniteDifferences() {
-        let kinds: [Activation] = [
-            .relu, .relu6, .sigmoid, .torchHardSigmoid, .hardSigmoid(alpha: 0.2, beta: 0.5), .silu,
-            .hardSwish, .leakyRelu(alpha: 0.1), .gelu,
-        ]
+        // Every element-wise op of the table at its defaults (a new one is checked without
+        // listing it here), plus attribute values other than the defaults.
+        let table = NodeSpec.Op.allCases.filter { $0.family == .elementwise }
+        XCTAssertEqual(table.count, 8)
+        let kinds: [Activation] =
+            table.map { $0.activation(alpha: nil, beta: nil)! } + [
+                .hardSigmoid(alpha: 0.2, beta: 0.5), .leakyRelu(alpha: 0.1),
+            ]
         var rng = Rng(seed: 3)
         let xs = (0..<64).map { _ in 4 * rng.nextGaussian() }
         for act in kinds {
@@ -121,5 +131,31 @@ extension NetworkGradientTests {
         XCTAssertEqual(activationValue(.gelu, 1), 0.8413447, accuracy: 1e-6)
         XCTAssertEqual(activationValue(.leakyRelu(alpha: 0.1), -2), -0.2, accuracy: 1e-7)
         XCTAssertEqual(activationValue(.torchHardSigmoid, 4), 1)
+    }
+
+    /// The op table is consistent for the element-wise family: each op's activation maps back
+    /// to the op, its ONNX names come from its form, and a single-op form (float attributes
+    /// only) imports back as the op.
+    func testElementwiseRowsAreConsistent() {
+        for op in NodeSpec.Op.allCases {
+            guard let act = op.activation(alpha: nil, beta: nil) else {
+                XCTAssertNotEqual(op.family, .elementwise, "\(op)")
+                continue
+            }
+            XCTAssertEqual(op.family, .elementwise)
+            XCTAssertEqual(act.op, op)
+            XCTAssertEqual(op.traits.channelFlow, .passThrough)
+            let form = act.onnx
+            XCTAssertFalse(form.op == nil && form.composition.isEmpty, "\(op) has no ONNX form")
+            if form.op == nil || form.since > 1 {
+                // The composition is what older opsets (or every opset) get.
+                XCTAssertFalse(form.composition.isEmpty, "\(op)")
+            }
+            if let name = form.op, form.scalarInputs.isEmpty {
+                XCTAssertEqual(NodeSpec.Op.elementwise(onnx: name), op)
+            }
+        }
+        XCTAssertEqual(NodeSpec.Op.elementwise(onnx: "Clip"), nil)  // bounds decide: the importer
+        XCTAssertEqual(NodeSpec.Op.silu.traits.onnx, ["Sigmoid", "Mul"])
     }
 }

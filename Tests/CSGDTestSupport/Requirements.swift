@@ -16,9 +16,12 @@ public enum Requirements {
         }
     }
 
-    /// Skips unless the tests' Python imports every module in `modules`.
-    public static func pythonModules(_ modules: [String]) throws {
-        if Python.run(["-c", "import " + modules.joined(separator: ", ")]) == nil {
+    /// Skips unless the tests' Python imports every module in `modules`, with `path` first on
+    /// its module path when given (torchvision on PyTorch's CPU wheel needs `launch/zoo`'s
+    /// tv_cpu imported before it: a plain `import torchvision` fails there).
+    public static func pythonModules(_ modules: [String], path: String? = nil) throws {
+        let prefix = path.map { "import sys; sys.path.insert(0, \"\($0)\"); " } ?? ""
+        if Python.run(["-c", prefix + "import " + modules.joined(separator: ", ")]) == nil {
             throw XCTSkip(
                 "\(Python.executable) cannot import \(modules.joined(separator: " and ")) "
                     + "(run launch/setup-python.sh, or set CSGD_PYTHON)")
