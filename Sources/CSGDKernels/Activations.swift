@@ -24,6 +24,8 @@ public enum Activation: Sendable, Equatable, Hashable {
     case leakyRelu(alpha: Float)
     /// x · Φ(x), Φ the standard normal CDF (the exact, erf form).
     case gelu
+    /// tanh(x).
+    case tanh
 
     /// PyTorch's Hardsigmoid.
     public static let torchHardSigmoid = Activation.hardSigmoid(alpha: 1 / 6, beta: 0.5)
@@ -73,6 +75,7 @@ public func activationValue(_ act: Activation, _ x: Float) -> Float {
     case .hardSwish: return x * min(max(x + 3, 0), 6) / 6
     case .leakyRelu(let a): return x > 0 ? x : a * x
     case .gelu: return 0.5 * x * (1 + erf(x * Float(0.5).squareRoot()))
+    case .tanh: return Foundation.tanh(x)
     }
 }
 
@@ -99,6 +102,9 @@ func activationSlope(_ act: Activation, _ x: Float) -> Float {
         let cdf = 0.5 * (1 + erf(x * Float(0.5).squareRoot()))
         let pdf = exp(-0.5 * x * x) / Float(2 * Double.pi).squareRoot()
         return cdf + x * pdf
+    case .tanh:
+        let t = Foundation.tanh(x)
+        return 1 - t * t
     }
 }
 

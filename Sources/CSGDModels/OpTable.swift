@@ -68,6 +68,8 @@ extension NodeSpec {
         case leakyRelu
         /// x · Φ(x) (exact, erf form).
         case gelu
+        /// tanh(x).
+        case tanh
         /// Elementwise sum of two tensors of one shape, optional fused ReLU.
         case add
         /// Concatenation along channels, in input order.
@@ -145,6 +147,7 @@ extension NodeSpec.Op {
         case .hardSwish: return elementwise("hardswish")
         case .leakyRelu: return elementwise("leakyrelu")
         case .gelu: return elementwise("gelu")
+        case .tanh: return elementwise("tanh")
         case .add: return row(.add, inputs: 2...2, .merge, ["Add"], "add")
         case .concat:
             return row(
@@ -188,6 +191,7 @@ extension NodeSpec.Op {
         case .hardSwish: return .hardSwish
         case .leakyRelu: return .leakyRelu(alpha: alpha ?? 0.01)
         case .gelu: return .gelu
+        case .tanh: return .tanh
         case .conv, .depthwiseConv, .batchNorm, .add, .concat, .maxPool, .avgPool,
             .globalAvgPool, .globalMaxPool, .channelScale, .channelSlice, .channelShuffle,
             .pad, .upsample, .linear:
@@ -304,6 +308,7 @@ extension Activation {
                     step("Add", .step(1), .scalar(1)), step("Mul", .x, .step(2)),
                     step("Mul", .step(3), .scalar(0.5)),
                 ])
+        case .tanh: return form("Tanh")
         }
     }
 }
@@ -325,6 +330,7 @@ extension Activation {
         case .hardSwish: return .hardSwish
         case .leakyRelu: return .leakyRelu
         case .gelu: return .gelu
+        case .tanh: return .tanh
         }
     }
 }

@@ -301,10 +301,10 @@ final class ONNXImportTests: XCTestCase {
 
     func testRefusedOpsNameTheNodeTheOpAndWhereItSits() throws {
         var m = baseModel()
-        m.graph.node[2] = node("Tanh", "Tanh_12", ["b"], ["r"])
+        m.graph.node[2] = node("Softplus", "Softplus_12", ["b"], ["r"])
         assertCSGDError(
             [
-                "m.onnx", "node 'Tanh_12' (Tanh) after '/bn/BatchNormalization'",
+                "m.onnx", "node 'Softplus_12' (Softplus) after '/bn/BatchNormalization'",
                 "unsupported op", "Conv",
             ]) { _ = try translate(m) }
 
@@ -417,8 +417,8 @@ final class ONNXImportTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let cases: [(String, (inout ONNXModelProto) -> Void, String)] = [
             (
-                "unknown-op", { $0.graph.node[2] = self.node("Tanh", "S", ["b"], ["r"]) },
-                "Tanh"
+                "unknown-op", { $0.graph.node[2] = self.node("Softplus", "S", ["b"], ["r"]) },
+                "Softplus"
             ),
             (
                 "missing-initializer",

@@ -101,7 +101,7 @@ extension NetworkGradientTests {
         // Every element-wise op of the table at its defaults (a new one is checked without
         // listing it here), plus attribute values other than the defaults.
         let table = NodeSpec.Op.allCases.filter { $0.family == .elementwise }
-        XCTAssertEqual(table.count, 8)
+        XCTAssertEqual(table.count, 9)
         let kinds: [Activation] =
             table.map { $0.activation(alpha: nil, beta: nil)! } + [
                 .hardSigmoid(alpha: 0.2, beta: 0.5), .leakyRelu(alpha: 0.1),

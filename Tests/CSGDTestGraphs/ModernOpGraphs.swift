@@ -74,7 +74,8 @@ public enum ModernOpGraphs {
     }
 
     /// HRNet / TF-"same" pieces: an asymmetric zero pad before an unpadded conv, a stride-2
-    /// branch brought back by nearest upsampling and added to the full-resolution one.
+    /// branch brought back by nearest upsampling and added to the full-resolution one; a Tanh
+    /// on the pooled features.
     public static func multiResolution() -> GraphSpec {
         GraphSpec(
             nodes: [
@@ -92,8 +93,9 @@ public enum ModernOpGraphs {
                 op(.add, 3, 8),  // t9
                 conv("head", 9, 10, kernel: 3), bn("head.bn", 10, relu: true),  // t11
                 op(.globalAvgPool, 11),  // t12
-                NodeSpec(op: .linear, name: "fc", inputs: [12], outChannels: 5),  // t13
-            ], output: 13)
+                op(.tanh, 12),  // t13
+                NodeSpec(op: .linear, name: "fc", inputs: [13], outChannels: 5),  // t14
+            ], output: 14)
     }
 
     /// All three graphs.
