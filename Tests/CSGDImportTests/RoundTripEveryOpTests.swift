@@ -3,6 +3,7 @@ import CSGDExport
 import CSGDImport
 import CSGDModels
 import CSGDTestGraphs
+import CSGDTestSupport
 import Foundation
 import XCTest
 
@@ -41,6 +42,66 @@ final class RoundTripEveryOpTests: XCTestCase {
         XCTAssertGreaterThan(a.map(abs).max() ?? 0, 0.01, "degenerate logits")
         return (try imported.architecture.resolvedSpec(), diff)
     }
+
+    /// Our export of every op, run by onnxruntime on the same images, gives our logits: the
+    /// ONNX forms in the op table mean in ONNX what our kernels compute.
+    func testOnnxruntimeRunsEveryOpsExportAsWeDo() throws {
+        try Requirements.pythonModules(["numpy", "onnxruntime"])
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ort-ops-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var seen = Set<NodeSpec.Op>()
+        for (name, spec) in ModernOpGraphs.all {
+            let arch = try Architecture.from(
+                spec: spec, model: "ort", inputChannels: 3, imageSize: 8)
+            let net = try Network(architecture: arch)
+            net.initialize(seed: 7)
+            var rng = Rng(seed: 9)
+            let x = (0..<(4 * net.imageCount)).map { _ in rng.nextGaussian() }
+            let ours = Array(
+                UnsafeBufferPointer(
+                    start: net.forward(images: x, batch: 4, training: false),
+                    count: 4 * net.numClasses))
+            let dump = dir.appendingPathComponent("\(name).safetensors").path
+            var file = SafeTensorsFile()
+            file.add("images", shape: [4, 3, 8, 8], floats: x)
+            file.add("logits", shape: [4, net.numClasses], floats: ours)
+            try file.write(path: dump)
+            for opset in [13, 20] {
+                let onnx = dir.appendingPathComponent("\(name)-\(opset).onnx").path
+                try ONNXExport.serialize(net, opset: opset).write(to: URL(fileURLWithPath: onnx))
+                guard let r = Python.launch(["-c", Self.ortScript, onnx, dump]) else {
+                    return XCTFail("cannot start \(Python.executable)")
+                }
+                XCTAssertEqual(r.status, 0, "\(name) opset \(opset): \(r.stderr.suffix(2000))")
+                let f = r.stdout.split(whereSeparator: \.isWhitespace).compactMap { Double($0) }
+                XCTAssertEqual(f.count, 2, r.stdout)
+                guard f.count == 2 else { continue }
+                XCTAssertGreaterThan(f[1], 0.01, "\(name): degenerate logits")
+                XCTAssertLessThanOrEqual(
+                    f[0], 1e-5 * max(1, f[1]), "\(name) opset \(opset): onnxruntime differs")
+            }
+            seen.formUnion(spec.nodes.map(\.op))
+        }
+        let older: Set<NodeSpec.Op> = [.add, .concat, .linear, .avgPool, .relu6, .batchNorm]
+        XCTAssertEqual(
+            NodeSpec.Op.allCases.filter { !seen.contains($0) && !older.contains($0) }, [])
+    }
+
+    /// Prints max |onnxruntime − ours| and max |ours| for an ONNX file and a dump.
+    static let ortScript =
+        Python.interopPrelude + """
+            import onnxruntime as ort
+
+            t = read_safetensors(sys.argv[2])
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = 1
+            sess = ort.InferenceSession(sys.argv[1], so, providers=["CPUExecutionProvider"])
+            out = sess.run(None, {sess.get_inputs()[0].name: t["images"]})[0]
+            out = out.reshape(t["logits"].shape)
+            print(float(np.abs(out - t["logits"]).max()), float(np.abs(t["logits"]).max()))
+            """
 
     func testEveryOpExportsAndImportsToTheSameFunction() throws {
         var seen = Set<NodeSpec.Op>()
