@@ -1,17 +1,76 @@
 // Writes that never leave a half-written file: write to a temp file beside the target, fsync,
 // then rename over it (rename is atomic within one file system).
+//
+// And writes that never destroy what the user has: the temp file gets an unpredictable name and
+// is created exclusively, never through a symlink (a link planted at a predictable name would
+// make the job overwrite the file it points to); the target must be a regular file or absent
+// (renaming over /dev/null deletes the device for the whole machine; renaming over a symlink
+// deletes the link); and `refuseOutputOverInputs` stops an output that names an input under
+// another spelling (compared by device and inode, after resolving symlinks).
 
 import Foundation
 
-/// Writes `data` to `path` atomically (temp file in the same folder, fsync, rename).
-/// - Throws: `CSGDError` naming the path if any step fails; the temp file is removed.
-public func writeFileAtomically(_ data: Data, to path: String) throws {
+/// Throws unless `path` is absent or a regular file (not a symlink, device, FIFO, socket or
+/// folder): what an atomic write may replace.
+/// - Throws: a one-line `CSGDError` naming the path.
+public func checkReplaceable(_ path: String) throws {
+    var st = stat()
+    if lstat(path, &st) != 0 {
+        if errno == ENOENT { return }
+        throw CSGDError("cannot write \(path): \(String(cString: strerror(errno)))")
+    }
+    switch st.st_mode & S_IFMT {
+    case S_IFREG: return
+    case S_IFLNK:
+        throw CSGDError(
+            "cannot write \(path): it is a symbolic link, which csgd-dist does not replace "
+                + "(name the file it points to, or another path)")
+    case S_IFDIR: throw CSGDError("cannot write \(path): it is a folder")
+    default:
+        throw CSGDError(
+            "cannot write \(path): it is not a regular file (a device, FIFO or socket); "
+                + "csgd-dist writes only regular files")
+    }
+}
+
+/// Refuses `output` (given by `flag`) when it is the same file as one of `inputs`: same device
+/// and inode, symlinks resolved. Inputs that do not exist are ignored.
+/// - Throws: a one-line `CSGDError` naming both.
+public func refuseOutputOverInputs(_ output: String, flag: String, inputs: [String]) throws {
+    var out = stat()
+    guard stat(output, &out) == 0 else { return }
+    for input in inputs {
+        var st = stat()
+        if stat(input, &st) == 0 && st.st_dev == out.st_dev && st.st_ino == out.st_ino {
+            throw CSGDError(
+                "\(flag) \(output) is the same file as the input \(input); csgd-dist never "
+                    + "overwrites its input: choose another output path")
+        }
+    }
+}
+
+/// A new temp file beside `path`, named `.<name>.<random>.tmp-<pid>` (the pid lets a later job
+/// remove it once its writer is gone), created with O_EXCL | O_NOFOLLOW.
+func createTempFile(beside path: String) throws -> (path: String, fd: Int32) {
     let url = URL(fileURLWithPath: path)
     let dir = url.deletingLastPathComponent().path
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
-    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    if fd < 0 { throw CSGDError("cannot write \(path): \(String(cString: strerror(errno)))") }
+    for _ in 0..<16 {
+        let tag = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        let tmp = dir + "/." + url.lastPathComponent + "." + tag + ".tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        if fd >= 0 { return (tmp, fd) }
+        if errno != EEXIST { break }
+    }
+    throw CSGDError("cannot write \(path): \(String(cString: strerror(errno)))")
+}
+
+/// Writes `data` to `path` atomically (temp file in the same folder, fsync, rename).
+/// - Throws: `CSGDError` naming the path if any step fails; the temp file is removed.
+/// `path` must be absent or a regular file (`checkReplaceable`).
+public func writeFileAtomically(_ data: Data, to path: String) throws {
+    try checkReplaceable(path)
+    let (tmp, fd) = try createTempFile(beside: path)
     var ok = true
     data.withUnsafeBytes { raw in
         var off = 0
@@ -26,6 +85,12 @@ public func writeFileAtomically(_ data: Data, to path: String) throws {
     }
     if fsync(fd) != 0 { ok = false }
     close(fd)
+    do {
+        try checkReplaceable(path)  // again: it may have changed while we wrote
+    } catch {
+        unlink(tmp)
+        throw error
+    }
     if !ok || rename(tmp, path) != 0 {
         let why = String(cString: strerror(errno))
         unlink(tmp)
@@ -46,14 +111,11 @@ public final class AtomicFileWriter {
 
     /// Creates the temp file (and the folder).
     /// - Throws: `CSGDError` naming `path` if it cannot be created.
+    /// `path` must be absent or a regular file (`checkReplaceable`).
     public init(path: String) throws {
         self.path = path
-        let url = URL(fileURLWithPath: path)
-        let dir = url.deletingLastPathComponent().path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        if fd < 0 { throw CSGDError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        try checkReplaceable(path)
+        (tmp, fd) = try createTempFile(beside: path)
     }
 
     deinit {
@@ -83,6 +145,12 @@ public final class AtomicFileWriter {
         let ok = fsync(fd) == 0
         close(fd)
         fd = -1
+        do {
+            try checkReplaceable(path)
+        } catch {
+            unlink(tmp)
+            throw error
+        }
         if !ok || rename(tmp, path) != 0 {
             let why = String(cString: strerror(errno))
             unlink(tmp)

@@ -48,6 +48,7 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         do {
+            try refuseOutputOverInputs(onnx, flag: "--onnx", inputs: [input])
             let net = try Checkpoint.load(path: input).network
             let bytes = try ONNXExport.serialize(
                 net, opset: opset,

@@ -130,6 +130,7 @@ struct ImportCommand: ParsableCommand {
             }
             var imp = imported
             if let name { imp.architecture.model = name }
+            try refuseOutputOverInputs(output, flag: "--output", inputs: [from])
             let net = try imp.write(to: output)
             print("imported \(from) as '\(imp.architecture.model)' to \(output)")
             for line in imp.notes + ImportReport.lines(net) { print(line) }

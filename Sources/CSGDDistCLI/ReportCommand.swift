@@ -26,6 +26,10 @@ struct ReportCommand: ParsableCommand {
         do {
             let records = try RunRecords(directory: runDir)
             let path = output ?? runDir + "/report.html"
+            // The run's own records are its inputs (and a user's results): never written over.
+            let own = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? [])
+                .filter { !$0.hasSuffix(".html") }.map { runDir + "/" + $0 }
+            try refuseOutputOverInputs(path, flag: "--output", inputs: own)
             try writeFileAtomically(Data(HTMLReport.render(records).utf8), to: path)
             print(
                 "report: \(path) (\(records.epochs.count) epochs, \(records.prunes.count) prunes)")

@@ -187,7 +187,8 @@ struct PruneCommand: ParsableCommand {
             c.outDir = folder
         }
         try runJob(c) {
-            try Pipelines.prune(
+            try refuseOutputOverInputs(output, flag: "--output", inputs: [input])
+            return try Pipelines.prune(
                 comm: $0, config: c, input: input, method: method, target: target, output: output,
                 overwrite: overwrite)
         }
@@ -209,7 +210,10 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         let c = try resolveOrExit(options)
         try runJob(c) {
-            try Pipelines.eval(comm: $0, config: c, input: input, dumpLogits: dumpLogits)
+            if let dumpLogits {
+                try refuseOutputOverInputs(dumpLogits, flag: "--dump-logits", inputs: [input])
+            }
+            return try Pipelines.eval(comm: $0, config: c, input: input, dumpLogits: dumpLogits)
         }
     }
 }

@@ -125,6 +125,7 @@ public struct CheckpointHistory {
     /// Makes `to` name the same file as `from`: a hard link under a temp name, renamed over `to`
     /// (so `to` is always a whole file). Falls back to a copy where hard links are refused.
     static func linkAtomically(_ from: String, to: String) throws {
+        try checkReplaceable(to)
         let url = URL(fileURLWithPath: to)
         let tmp =
             url.deletingLastPathComponent().path + "/." + url.lastPathComponent

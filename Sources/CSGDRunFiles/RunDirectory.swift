@@ -98,7 +98,7 @@ public final class RunDirectory {
         try checkPath(path)
         try makeFolder(path)
         let lockPath = path + "/" + lockName
-        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         if fd < 0 { throw CSGDError("cannot create \(lockPath): \(errnoText())") }
         let previous = readAll(fd)
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
@@ -249,7 +249,7 @@ public final class RunDirectory {
         return "--overwrite: the previous run's \(names.joined(separator: ", ")) moved to \(aside)"
     }
 
-    /// Removes `.<name>.tmp-<pid>` files (AtomicFile's temp files) whose writer is gone: its
+    /// Removes `.<name>.<random>.tmp-<pid>` files (AtomicFile's temp files) whose writer is gone: its
     /// pid is not alive on this host and the last lock holder ran on this host. Others stay.
     static func cleanTempFiles(_ path: String, previousHolder: String) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
