@@ -27,7 +27,8 @@
 # ZOO_ROUNDS (1/2),
 # ZOO_RTOL (onnxruntime vs csgd-dist, relative to the largest logit, 1e-4), ZOO_PRUNE_TOL
 # (max |Δlogit| pruned vs unpruned, 1e-4),
-# ZOO_LR_EPS (lr:ε pairs tried while a round diverges, "0.01:30 0.002:150 0.0002:1500");
+# ZOO_LR_EPS (lr:ε pairs tried while a round diverges, "0.01:30 0.002:150 0.0002:1500
+# 0.00005:6000");
 # ZOO_STEP_TIMEOUT (seconds per command, 3600); ZOO_ROOT (outputs, runs/zoo: onnx/, data/,
 # work/).
 set -uo pipefail
@@ -47,7 +48,7 @@ rtol=${ZOO_RTOL:-1e-4}
 prune_tol=${ZOO_PRUNE_TOL:-1e-4}
 step_timeout=${ZOO_STEP_TIMEOUT:-3600}
 # lr:ε tried in order while the round diverges (every pair has lr·ε = 0.3).
-lr_eps_tries=${ZOO_LR_EPS:-0.01:30 0.002:150 0.0002:1500}
+lr_eps_tries=${ZOO_LR_EPS:-0.01:30 0.002:150 0.0002:1500 0.00005:6000}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mean=0.485,0.456,0.406   # the imagefolder dataset normalises with ImageNet's mean/std
 std=0.229,0.224,0.225
@@ -196,8 +197,8 @@ while read -r key exporter size state err; do
     # lr·ε = 0.3 with momentum 0.5 over 64 steps collapses the clusters and merges the BN
     # statistics (a 16-step round without momentum left most BN-kept files inexact: docs/zoo.md);
     # a net that diverges (a BN-folded dynamo export trains without normalisation; ResNet-50's
-    # random folded weights give logits of ~30) is retried at 5× and 50× smaller lr with the same
-    # lr·ε.
+    # random folded weights give logits of ~30) is retried at 5×, 50× and 200× smaller lr with
+    # the same lr·ε (Res2Net's folded random net needs the last).
     b=$batch; ep=$epochs
     if [ "$size" -gt 64 ]; then b=$batch_large; ep=$epochs_large; fi
     for lr_eps in $lr_eps_tries; do
