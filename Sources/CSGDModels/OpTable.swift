@@ -95,7 +95,6 @@ extension NodeSpec {
         /// Fully connected over the flattened input (C·H·W features, PyTorch's flatten order).
         case linear
     }
-
 }
 
 /// What the rest of the program needs to know about one op.
@@ -203,11 +202,20 @@ extension NodeSpec.Op {
     /// alone with float attributes only (Clip, whose bounds are inputs, and the fused
     /// compositions are matched by the importer itself).
     public static func elementwise(onnx opType: String) -> NodeSpec.Op? {
-        allCases.first { op in
-            guard let form = op.activation(alpha: nil, beta: nil)?.onnx else { return false }
-            return form.op == opType && form.scalarInputs.isEmpty
-        }
+        elementwiseByONNX[opType]
     }
+
+    /// Built once: the importer asks for every node of a file.
+    private static let elementwiseByONNX: [String: NodeSpec.Op] = {
+        var map: [String: NodeSpec.Op] = [:]
+        for op in allCases {
+            guard let form = op.activation(alpha: nil, beta: nil)?.onnx, let name = form.op,
+                form.scalarInputs.isEmpty
+            else { continue }
+            if map[name] == nil { map[name] = op }
+        }
+        return map
+    }()
 }
 
 /// One operand of an ONNX composition step.
@@ -237,7 +245,7 @@ public struct ONNXFloatAttribute: Sendable, Equatable {
 
 /// How an element-wise op is written to ONNX and read back (the exporter and importer read
 /// only this).
-public struct ONNXElementwiseForm: Sendable, Equatable {
+public struct ONNXElementwiseForm: Sendable {
     /// The single ONNX op computing it, from opset `since` on; nil where ONNX has none.
     public let op: String?
     public let since: Int
@@ -250,13 +258,6 @@ public struct ONNXElementwiseForm: Sendable, Equatable {
     /// What is written below `since`, or always when `op` is nil: the composition torch writes
     /// (the importer fuses it back); the last step is the output.
     public let composition: [ONNXStep]
-
-    public static func == (a: Self, b: Self) -> Bool {
-        a.op == b.op && a.since == b.since && a.floats == b.floats
-            && a.scalarInputs == b.scalarInputs && a.composition == b.composition
-            && a.requiredStrings.map(\.name) == b.requiredStrings.map(\.name)
-            && a.requiredStrings.map(\.value) == b.requiredStrings.map(\.value)
-    }
 }
 
 extension Activation {
