@@ -138,7 +138,9 @@ struct RunStart {
             }
         }
         let stepsPerEpoch = data.train.count / max(config.batchSize, 1)
-        if state.step >= max(stepsPerEpoch, 1) && state.step > 0 {
+        // step == stepsPerEpoch is the step checkpoint written after an epoch's last step and
+        // before its end-of-epoch one: the resume goes straight to the epoch's end.
+        if state.step > max(stepsPerEpoch, 1) {
             throw CSGDError(
                 "\(path) stopped at step \(state.step) of an epoch, but batch_size "
                     + "\(config.batchSize) over \(data.train.count) images gives "

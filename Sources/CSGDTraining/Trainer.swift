@@ -264,9 +264,12 @@ public final class Trainer {
         let seconds = monotonicSeconds() - meter.start
         let trainLoss = sums[0] / max(sums[2], 1)
         let trainTop1 = sums[1] / max(sums[2], 1)
+        // None seen: resumed from the checkpoint after the epoch's last step, whose train
+        // sums were not saved.
+        let seen = sums[2] > 0
         var record = EpochRecord(
             phase: state.phase, round: state.round + 1, epoch: state.epoch + 1,
-            trainLoss: trainLoss, trainTop1: trainTop1,
+            trainLoss: seen ? trainLoss : nil, trainTop1: seen ? trainTop1 : nil,
             lr: phase.schedule.lr(at: max(0, state.phaseStep - 1)), seconds: seconds,
             imgPerS: Double(meter.steps * config.batchSize) / max(seconds, 1e-9),
             worldSize: comm.size, dataWaitSeconds: comm.allreduceMax(stream.waitSeconds))
@@ -279,7 +282,9 @@ public final class Trainer {
         }
         var line =
             "\(phaseTag(state)) epoch \(state.epoch + 1)/\(phase.epochs): train loss "
-            + String(format: "%.4f acc %.2f%%", trainLoss, 100 * trainTop1)
+            + (seen
+                ? String(format: "%.4f acc %.2f%%", trainLoss, 100 * trainTop1)
+                : "n/a (resumed at the epoch's end)")
         if let c = phase.centripetal {
             let dev = c.deviation(net.store)
             record.deviationKernels = dev.kernels

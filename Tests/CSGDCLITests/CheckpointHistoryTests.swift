@@ -122,4 +122,59 @@ final class CheckpointHistoryTests: XCTestCase {
             ] + tiny)
         XCTAssertTrue(p.output.contains("max |logit diff|"), p.output)
     }
+
+    /// Every kill point of an epoch resumes to the uninterrupted run's weights: before, at and
+    /// after each step checkpoint — including the one written after an epoch's last step and
+    /// before its end-of-epoch checkpoint (a job killed during that epoch's evaluation), which
+    /// `--resume` used to refuse as "step 8 of an epoch" — and at the end-of-epoch checkpoint.
+    func testEveryKillPointOfAnEpochResumesToTheSameWeights() throws {
+        // 3 epochs of 8 steps, a step checkpoint every 4; with checkpoint_every 3 the ends of
+        // epochs 1 and 2 write none, so the history keeps the step-8 and step-16 checkpoints
+        // as a kill before the epoch's end left them.
+        let args = [
+            "train", "--width-multiplier", "0.25", "--train-limit", "256", "--test-limit", "64",
+            "--batch-size", "32", "--epochs", "3", "--log-every", "1000",
+            "--checkpoint-every-steps", "4", "--keep-checkpoints", "100",
+        ]
+        let straight = dir + "/straight"
+        _ = try CLIRunner.succeed(args + ["--checkpoint-every", "3", "--out-dir", straight])
+        // The same run checkpointing every epoch: its step-8 file is the end-of-epoch one.
+        let everyEpoch = dir + "/every-epoch"
+        _ = try CLIRunner.succeed(args + ["--checkpoint-every", "1", "--out-dir", everyEpoch])
+        let stepState = try SafeTensorsFile.read(
+            path: straight + "/checkpoints/step-000000008.safetensors"
+        ).metadata["csgd.state"]
+        let epochState = try SafeTensorsFile.read(
+            path: everyEpoch + "/checkpoints/step-000000008.safetensors"
+        ).metadata["csgd.state"]
+        XCTAssertTrue(stepState?.contains("\"step\":8") ?? false, stepState ?? "no state")
+        XCTAssertTrue(epochState?.contains("\"step\":0") ?? false, epochState ?? "no state")
+
+        let reference = try SafeTensorsFile.read(path: straight + "/model.safetensors")
+        func assertSameWeights(_ run: String, _ label: String) throws {
+            let b = try SafeTensorsFile.read(path: run + "/model.safetensors")
+            XCTAssertEqual(reference.names, b.names, label)
+            for n in reference.names {
+                XCTAssertEqual(try reference.floats(n), try b.floats(n), "\(label): \(n)")
+            }
+        }
+        try assertSameWeights(everyEpoch, "checkpointing every epoch")
+        var kills: [(String, String)] = try history(straight).map {
+            (straight + "/checkpoints/" + $0, $0)
+        }
+        kills.append((everyEpoch + "/checkpoints/step-000000008.safetensors", "epoch-1 end"))
+        XCTAssertEqual(kills.count, 7, "\(kills.map(\.1))")
+        for (k, (checkpoint, label)) in kills.enumerated() {
+            let run = dir + "/resume-\(k)"
+            try FileManager.default.createDirectory(
+                atPath: run, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(
+                atPath: checkpoint, toPath: run + "/checkpoint.safetensors")
+            let r = try CLIRunner.run(
+                args + ["--checkpoint-every", "3", "--out-dir", run, "--resume"])
+            XCTAssertEqual(r.exitCode, 0, "\(label): \(r.output)")
+            XCTAssertTrue(r.output.contains("resuming from"), "\(label): \(r.output)")
+            try assertSameWeights(run, label)
+        }
+    }
 }
