@@ -106,7 +106,7 @@ public final class JPEGCodec {
     /// few hundred bytes.
     public static let defaultMaxPixels = 89_478_485
 
-    private let decoder: tjhandle
+    private var decoder: tjhandle
     private var encoder: tjhandle?
 
     /// Creates the decompressor handle (the compressor is created on first use).
@@ -120,6 +120,18 @@ public final class JPEGCodec {
         if let encoder { tjDestroy(encoder) }
     }
 
+    /// The decoder's error, after replacing the decoder: a stream that fails inside
+    /// `jpeg_read_header` (a 0×0 header, say) leaves TurboJPEG's handle mid-header, and every
+    /// later call on it fails with "Improper call to JPEG library in state 201", so one bad
+    /// file would make every following image of this worker unreadable too.
+    private func failure() -> JPEGError {
+        let error = JPEGError(message: lastError(decoder))
+        guard let fresh = tjInitDecompress() else { fatalError("tjInitDecompress failed") }
+        tjDestroy(decoder)
+        decoder = fresh
+        return error
+    }
+
     /// Reads the header of `bytes`.
     /// - Throws: `JPEGError` if it is not a JPEG stream.
     public func header(_ bytes: UnsafeRawBufferPointer) throws -> JPEGHeader {
@@ -130,7 +142,7 @@ public final class JPEGCodec {
         let r = tjDecompressHeader3(
             decoder, bytes.bindMemory(to: UInt8.self).baseAddress, UInt(bytes.count), &w, &h,
             &subsamp, &colorspace)
-        if r != 0 || w < 1 || h < 1 { throw JPEGError(message: lastError(decoder)) }
+        if r != 0 || w < 1 || h < 1 { throw failure() }
         let cs = TJCS(UInt32(colorspace))
         return JPEGHeader(
             width: Int(w), height: Int(h), isCMYK: cs == TJCS_CMYK || cs == TJCS_YCCK,
@@ -181,7 +193,7 @@ public final class JPEGCodec {
                 TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS)
         }
         // With TJFLAG_STOPONWARNING a warning (tjGetErrorCode == TJERR_WARNING) fails too.
-        if r != 0 { throw JPEGError(message: lastError(decoder)) }
+        if r != 0 { throw failure() }
         if !head.isCMYK { return RGBImage(width: w, height: h, pixels: raw) }
         var rgb = [UInt8](repeating: 0, count: w * h * 3)
         for p in 0..<(w * h) {
