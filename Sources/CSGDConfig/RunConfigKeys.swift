@@ -71,40 +71,60 @@ extension ConfigKey {
                     "scales every width"),
                 .choice("dataset", \.dataset, "training / test data"),
                 .string("data_dir", \.dataDir, nil, "dataset folder; \"\" = the default place"),
-                .int("train_limit", \.trainLimit, .atLeast(0), "first N train images; 0 = all"),
-                .int("test_limit", \.testLimit, .atLeast(0), "first N test images; 0 = all"),
+                .int(
+                    "train_limit", \.trainLimit, .within(0...Limit.images),
+                    "first N train images; 0 = all"),
+                .int(
+                    "test_limit", \.testLimit, .within(0...Limit.images),
+                    "first N test images; 0 = all"),
                 .bool("augment", \.augment, "random crop + horizontal flip of train images"),
                 .int(
                     "image_size", \.imageSize, .within(8...2048),
                     "imagefolder: crop side (eval ×256/224)"
                 ),
-                .int("loader_workers", \.loaderWorkers, .atLeast(1), "imagefolder: decode threads"),
                 .int(
-                    "prefetch_batches", \.prefetchBatches, .atLeast(1),
+                    "loader_workers", \.loaderWorkers, .within(1...256),
+                    "imagefolder: decode threads"),
+                .int(
+                    "prefetch_batches", \.prefetchBatches, .within(1...1024),
                     "imagefolder: batches decoded ahead"),
                 .choice("bad_images", \.badImages, "imagefolder: unreadable image"),
                 .int(
-                    "max_image_pixels", \.maxImagePixels, .atLeast(1),
+                    "max_image_pixels", \.maxImagePixels, .within(1...1 << 32),
                     "imagefolder: larger images (w × h) are bad images"),
             ]
         ),
         (
             "optimisation",
             [
-                .int("epochs", \.epochs, .atLeast(1), "epochs of training (per C-SGD round)"),
-                .int("max_steps", \.maxSteps, .atLeast(0), "stop after N steps; 0 = all epochs"),
-                .int("batch_size", \.batchSize, .atLeast(1), "GLOBAL batch, over all ranks"),
-                .int("micro_batches", \.microBatches, .atLeast(1), "gradient accumulation steps"),
-                .double("lr", \.lr, .positive, "base learning rate"),
+                .int(
+                    "epochs", \.epochs, .within(1...Limit.epochs),
+                    "epochs of training (per C-SGD round)"),
+                .int(
+                    "max_steps", \.maxSteps, .within(0...Limit.steps),
+                    "stop after N steps; 0 = all epochs"),
+                .int(
+                    "batch_size", \.batchSize, .within(1...1 << 20), "GLOBAL batch, over all ranks"),
+                .int(
+                    "micro_batches", \.microBatches, .within(1...1 << 20),
+                    "gradient accumulation steps"),
+                .double("lr", \.lr, .positive(atMost: 1e6), "base learning rate"),
                 .double("momentum", \.momentum, .fraction, "SGD momentum"),
                 .bool("nesterov", \.nesterov, "Nesterov momentum"),
-                .double("weight_decay", \.weightDecay, .nonNegative, "decay of kernels, FC"),
-                .double("bias_lr_factor", \.biasLrFactor, .nonNegative, "LR multiplier, biases"),
-                .double("bias_weight_decay", \.biasWeightDecay, .nonNegative, "decay, biases"),
+                .double(
+                    "weight_decay", \.weightDecay, .nonNegative(atMost: 10), "decay of kernels, FC"),
+                .double(
+                    "bias_lr_factor", \.biasLrFactor, .nonNegative(atMost: 1e3),
+                    "LR multiplier, biases"),
+                .double(
+                    "bias_weight_decay", \.biasWeightDecay, .nonNegative(atMost: 10),
+                    "decay, biases"),
                 .choice("lr_schedule", \.lrSchedule, "LR schedule"),
                 .ints("milestones", \.milestones, .increasing, "multistep: epochs of LR × gamma"),
-                .double("lr_gamma", \.lrGamma, .positive, "multistep decay factor"),
-                .double("warmup_epochs", \.warmupEpochs, .nonNegative, "linear LR warmup"),
+                .double("lr_gamma", \.lrGamma, .positive(atMost: 1e3), "multistep decay factor"),
+                .double(
+                    "warmup_epochs", \.warmupEpochs, .nonNegative(atMost: Double(Limit.epochs)),
+                    "linear LR warmup"),
                 .uint64("seed", \.seed, "seed of every random stream"),
                 .int(
                     "threads", \.threads, .within(0...256),
@@ -114,15 +134,21 @@ extension ConfigKey {
         (
             "evaluation, checkpoints, logging",
             [
-                .int("eval_every", \.evalEvery, .atLeast(1), "test-set evaluation, in epochs"),
-                .int("checkpoint_every", \.checkpointEvery, .atLeast(1), "checkpoint, in epochs"),
                 .int(
-                    "checkpoint_every_steps", \.checkpointEverySteps, .atLeast(0),
+                    "eval_every", \.evalEvery, .within(1...Limit.epochs),
+                    "test-set evaluation, in epochs"),
+                .int(
+                    "checkpoint_every", \.checkpointEvery, .within(1...Limit.epochs),
+                    "checkpoint, in epochs"),
+                .int(
+                    "checkpoint_every_steps", \.checkpointEverySteps, .within(0...Limit.steps),
                     "checkpoint, in steps; 0 = off"),
                 .int(
-                    "keep_checkpoints", \.keepCheckpoints, .atLeast(1),
+                    "keep_checkpoints", \.keepCheckpoints, .within(1...100_000),
                     "step checkpoints kept in checkpoints/ (round ends are always kept)"),
-                .int("log_every", \.logEvery, .atLeast(1), "training log line, in steps"),
+                .int(
+                    "log_every", \.logEvery, .within(1...Limit.steps), "training log line, in steps"
+                ),
                 .string("out_dir", \.outDir, .nonEmpty, "logs, checkpoints, resolved config"),
             ]
         ),
@@ -130,16 +156,23 @@ extension ConfigKey {
             "centripetal SGD",
             [
                 .double(
-                    "centripetal_strength", \.centripetalStrength, .nonNegative, "ε on kernels"),
-                .double("csgd_weight_decay", \.csgdWeightDecay, .nonNegative, "η, decay inside D"),
+                    "centripetal_strength", \.centripetalStrength, .nonNegative(atMost: 1e3),
+                    "ε on kernels"),
                 .double(
-                    "vector_strength_factor", \.vectorStrengthFactor, .nonNegative, "ε(BN, bias)/ε"),
+                    "csgd_weight_decay", \.csgdWeightDecay, .nonNegative(atMost: 10),
+                    "η, decay inside D"),
+                .double(
+                    "vector_strength_factor", \.vectorStrengthFactor, .nonNegative(atMost: 1e3),
+                    "ε(BN, bias)/ε"),
                 .rounds("rounds", \.rounds, "target width per round, fraction of original"),
                 .choice("cluster_method", \.clusterMethod, "clustering"),
-                .int("widen", \.widen, .atLeast(1), "train widen× wider, squeeze back; 1 = off"),
-                .double("prune_tolerance", \.pruneTolerance, .positive, "max |Δlogit| on prune"),
                 .int(
-                    "finetune_epochs", \.finetuneEpochs, .atLeast(0),
+                    "widen", \.widen, .within(1...64), "train widen× wider, squeeze back; 1 = off"),
+                .double(
+                    "prune_tolerance", \.pruneTolerance, .positive(atMost: 1e30),
+                    "max |Δlogit| on prune"),
+                .int(
+                    "finetune_epochs", \.finetuneEpochs, .within(0...Limit.epochs),
                     "magnitude baseline: finetune epochs after pruning"),
             ]
         ),
@@ -155,9 +188,9 @@ extension ConfigKey {
                 .strings(
                     "layer_widths", \.layerWidths, "explicit widths: [pattern=width, …]"),
                 .strings("exclude", \.exclude, "convs (names or globs) never pruned"),
-                .int("min_width", \.minWidth, .atLeast(1), "no group pruned below this"),
+                .int("min_width", \.minWidth, .within(1...1 << 20), "no group pruned below this"),
                 .int(
-                    "sensitivity_images", \.sensitivityImages, .atLeast(1),
+                    "sensitivity_images", \.sensitivityImages, .within(1...Limit.images),
                     "budget: training images sensitivity is measured on"),
                 .int(
                     "sensitivity_steps", \.sensitivitySteps, .within(2...64),
@@ -167,7 +200,7 @@ extension ConfigKey {
                     "budget: what the other groups do while one is measured"),
                 .choice("merge", \.merge, "how a prune merges clusters"),
                 .int(
-                    "recalibrate_batches", \.recalibrateBatches, .atLeast(0),
+                    "recalibrate_batches", \.recalibrateBatches, .within(0...Limit.steps),
                     "merge mean: BN statistics recomputed over N train batches"),
             ]
         ),
@@ -177,13 +210,16 @@ extension ConfigKey {
                 .choice("update", \.update, "who applies the SGD step"),
                 .choice("allreduce", \.allreduce, "gradient allreduce during or after backward"),
                 .double(
-                    "bucket_mb", \.bucketMb, .positive, "overlap: MiB of gradients per allreduce"),
+                    "bucket_mb", \.bucketMb, .positive(atMost: 65536),
+                    "overlap: MiB of gradients per allreduce"),
                 .int(
-                    "bn_group_size", \.bnGroupSize, .atLeast(1),
+                    "bn_group_size", \.bnGroupSize, .within(1...1 << 20),
                     "SyncBN: BN batch statistics pooled over g consecutive ranks; 1 = per rank"),
-                .int("verify_every", \.verifyEvery, .atLeast(0), "replica check; 0 = never"),
+                .int(
+                    "verify_every", \.verifyEvery, .within(0...Limit.steps),
+                    "replica check; 0 = never"),
                 .double(
-                    "collective_timeout_s", \.collectiveTimeoutS, .positive,
+                    "collective_timeout_s", \.collectiveTimeoutS, .positive(atMost: 1e6),
                     "seconds a collective may wait; then abort the job"),
                 .bool("debug", \.debug, "extra checks and logging"),
             ]
@@ -224,16 +260,31 @@ struct Rule<T> {
     let ok: (T) -> Bool
 }
 
+/// Upper bounds shared by several keys. Every number has one, so the step arithmetic
+/// (epochs × steps per epoch × rounds) stays far inside Int64 and a typo cannot ask for a
+/// job of 10^18 epochs.
+enum Limit {
+    /// Epochs, and epoch counts such as milestones and warmup.
+    static let epochs = 100_000
+    /// Steps and step intervals.
+    static let steps = 1 << 40
+    /// Images in a dataset or a sample of it.
+    static let images = 1 << 32
+}
+
 extension Rule where T == Int {
-    static func atLeast(_ n: Int) -> Rule { Rule(text: "at least \(n)") { $0 >= n } }
     static func within(_ r: ClosedRange<Int>) -> Rule {
         Rule(text: "in \(r.lowerBound)...\(r.upperBound)") { r.contains($0) }
     }
 }
 
 extension Rule where T == Double {
-    static var positive: Rule { Rule(text: "> 0") { $0 > 0 } }
-    static var nonNegative: Rule { Rule(text: ">= 0") { $0 >= 0 } }
+    static func positive(atMost hi: Double) -> Rule {
+        Rule(text: "in (0, \(hi)]") { $0 > 0 && $0 <= hi }
+    }
+    static func nonNegative(atMost hi: Double) -> Rule {
+        Rule(text: "in [0, \(hi)]") { $0 >= 0 && $0 <= hi }
+    }
     static var fraction: Rule { Rule(text: "in [0, 1)") { $0 >= 0 && $0 < 1 } }
     static func inRange(_ lo: Double, _ hi: Double, lowOpen: Bool) -> Rule {
         Rule(text: "in \(lowOpen ? "(" : "[")\(lo), \(hi)]") {
@@ -265,8 +316,8 @@ extension Rule where T == String {
 
 extension Rule where T == [Int] {
     static var increasing: Rule {
-        Rule(text: "strictly increasing epochs, each at least 1") { list in
-            zip([0] + list, list).allSatisfy { $0 < $1 }
+        Rule(text: "strictly increasing epochs in 1...\(Limit.epochs)") { list in
+            zip([0] + list, list).allSatisfy { $0 < $1 } && list.allSatisfy { $0 <= Limit.epochs }
         }
     }
 }
@@ -407,7 +458,8 @@ extension ConfigKey {
         list(
             name, path, type: "[ratio]",
             expects: "a list of ratios a/b or decimals in (0, 1], optionally internal:<ratio>",
-            rule: nil, doc: doc, parse: RoundTarget.init(parsing:),
+            rule: Rule(text: "at most 64 rounds") { $0.count <= 64 }, doc: doc,
+            parse: RoundTarget.init(parsing:),
             render: { yamlString($0.description) })
     }
 

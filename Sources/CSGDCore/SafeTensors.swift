@@ -246,9 +246,29 @@ public struct SafeTensorsFile: Equatable {
 
     /// Reads and validates a safetensors file, verifying `csgd.checksum` when present.
     /// - Throws: a one-line `CSGDError` naming `path` for a missing file or any malformed input.
+    ///
+    /// The file is mapped, not read: the header is checked against the file's size before any
+    /// tensor byte is touched, so a sparse 7 GB file (or a header claiming 8 GB) is refused at
+    /// once, and a file whose tensors would take more than half of this machine's memory is
+    /// refused before they are copied.
     public static func read(path: String) throws -> SafeTensorsFile {
-        let bytes = try readWholeFile(path)
-        return try bytes.withUnsafeBytes { try parse($0, source: path) }
+        let fd = try openRegularFile(path)
+        defer { close(fd) }
+        var st = stat()
+        _ = fstat(fd, &st)
+        let size = Int(st.st_size)
+        if size < 8 { return try parse(UnsafeRawBufferPointer(start: nil, count: 0), source: path) }
+        let limit = Int(min(ProcessInfo.processInfo.physicalMemory / 2, UInt64(Int.max)))
+        if size > limit {
+            throw CSGDError(
+                "\(path): \(size) bytes is more than half of this machine's memory "
+                    + "(\(limit) bytes); csgd-dist loads a model file whole")
+        }
+        guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
+            throw CSGDError("cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { munmap(base, size) }
+        return try parse(UnsafeRawBufferPointer(start: base, count: size), source: path)
     }
 
     /// Parses serialized safetensors bytes; `source` names them in error messages.
@@ -422,20 +442,12 @@ public func jsonStringLiteral(_ s: String) -> String {
 /// - Throws: a one-line `CSGDError` naming `path` for a missing, unreadable, non-regular or
 ///   over-large file.
 public func readWholeFile(_ path: String, limit: Int = Int.max) throws -> [UInt8] {
-    let fd = open(path, O_RDONLY | O_NONBLOCK)
-    if fd < 0 { throw CSGDError("cannot read \(path): \(String(cString: strerror(errno)))") }
+    let fd = try openRegularFile(path)
     defer { close(fd) }
     var st = stat()
     if fstat(fd, &st) != 0 {
         throw CSGDError("cannot read \(path): \(String(cString: strerror(errno)))")
     }
-    if (st.st_mode & S_IFMT) == S_IFDIR {
-        throw CSGDError("cannot read \(path): it is a directory")
-    }
-    if (st.st_mode & S_IFMT) != S_IFREG {
-        throw CSGDError("cannot read \(path): not a regular file (a pipe, socket or device)")
-    }
-    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
     let size = Int(st.st_size)
     if size > limit {
         throw CSGDError("cannot read \(path): \(size) bytes is more than the \(limit) accepted")
@@ -454,4 +466,30 @@ public func readWholeFile(_ path: String, limit: Int = Int.max) throws -> [UInt8
     }
     if let failure { throw CSGDError("cannot read \(path): \(failure)") }
     return got == size ? bytes : Array(bytes[0..<got])
+}
+
+/// Opens `path` for reading, refusing anything but a regular file. Opened non-blocking (then
+/// set back to blocking) so a FIFO or device named as input is refused at once instead of
+/// blocking the job forever.
+/// - Returns: the open descriptor; the caller closes it.
+/// - Throws: a one-line `CSGDError` naming `path`.
+public func openRegularFile(_ path: String) throws -> Int32 {
+    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+    if fd < 0 { throw CSGDError("cannot read \(path): \(String(cString: strerror(errno)))") }
+    var st = stat()
+    if fstat(fd, &st) != 0 {
+        let why = String(cString: strerror(errno))
+        close(fd)
+        throw CSGDError("cannot read \(path): \(why)")
+    }
+    if (st.st_mode & S_IFMT) == S_IFDIR {
+        close(fd)
+        throw CSGDError("cannot read \(path): it is a directory")
+    }
+    if (st.st_mode & S_IFMT) != S_IFREG {
+        close(fd)
+        throw CSGDError("cannot read \(path): not a regular file (a pipe, socket or device)")
+    }
+    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+    return fd
 }

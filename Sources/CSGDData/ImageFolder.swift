@@ -146,6 +146,10 @@ public final class ImageFolderDataset: @unchecked Sendable {
         return try ImageFolderDataset(root: path, classes: classes, records: records, shards: [])
     }
 
+    /// Largest image file read, in bytes (512 MiB): a JPEG of `max_image_pixels`' default
+    /// 89 megapixels is at most ~270 MB even at quality 100 without subsampling.
+    public static let maxImageBytes = 1 << 29
+
     /// Largest index.tsv read, in bytes: ImageNet's 1.28 M training images take ~120 MiB.
     public static let maxIndexBytes = 1 << 30
 
@@ -199,7 +203,8 @@ public final class ImageFolderDataset: @unchecked Sendable {
                 guard let shard = Int(f[1]), let offset = Int(f[2]), let length = Int(f[3]),
                     let label = Int32(f[4]), shard >= 0, shard < shards.count, offset >= 0,
                     // Subtracted, not added: a crafted offset near Int.max must not overflow.
-                    length > 0, offset <= shardSizes[shard] - length, label >= 0,
+                    length > 0, length <= maxImageBytes, offset <= shardSizes[shard] - length,
+                    label >= 0,
                     Int(label) < classes.count
                 else { throw bad("bad record line") }
                 records.append(
@@ -268,23 +273,9 @@ public final class ImageFolderDataset: @unchecked Sendable {
             if n != r.length { throw CSGDError("short read of \(location(i))") }
             return out
         }
-        let path = root + "/" + r.path
-        let fd = openFile(path)
-        if fd < 0 { throw CSGDError("cannot open \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var st = stat()
-        if fstat(fd, &st) != 0 { throw CSGDError("cannot stat \(path)") }
-        let size = Int(st.st_size)
-        var out = [UInt8](repeating: 0, count: size)
-        var done = 0
-        while done < size {
-            let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, size - done) }
-            if n <= 0 {
-                throw CSGDError("cannot read \(path): \(String(cString: strerror(errno)))")
-            }
-            done += n
-        }
-        return out
+        // Non-blocking and regular files only: a FIFO named x.jpg must not block the loader,
+        // and a sparse 6 GB "image" must not be allocated.
+        return try readWholeFile(root + "/" + r.path, limit: Self.maxImageBytes)
     }
 
     /// The first `n` records (all if `n ≥ count`), sharing this dataset's files.

@@ -99,8 +99,18 @@ struct ImportCommand: ParsableCommand {
     func floats(_ text: String, _ flag: String) throws -> [Float] {
         let parts = text.split(separator: ",", omittingEmptySubsequences: false)
         let values = parts.compactMap { Float($0.trimmingCharacters(in: .whitespaces)) }
-        if values.count != parts.count || values.isEmpty {
-            throw CSGDError("--\(flag) '\(text)' is not a comma-separated list of numbers")
+        if values.count != parts.count || values.isEmpty || values.count > 4 {
+            throw CSGDError(
+                "--\(flag) '\(text.prefix(80))' is not a comma-separated list of 1 to 4 numbers")
+        }
+        // A std of 0 divides by zero; |x| > 1e6 is no normalisation of pixel/255.
+        if let v = values.first(where: {
+            !$0.isFinite || abs($0) > 1e6 || (flag == "std" && $0 <= 0)
+        }) {
+            throw CSGDError(
+                "--\(flag) \(v) is out of range: "
+                    + (flag == "std"
+                        ? "each std must be in (0, 1e6]" : "each mean must be in [-1e6, 1e6]"))
         }
         return values
     }

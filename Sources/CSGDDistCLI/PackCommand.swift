@@ -27,8 +27,8 @@ struct PackCommand: ParsableCommand {
     @Option(help: "Start a new shard file after this many MiB.") var shardSizeMb = 1024
 
     func validate() throws {
-        if shardSizeMb < 1 {
-            throw ValidationError("--shard-size-mb must be at least 1 (got \(shardSizeMb))")
+        if !(1...(1 << 20)).contains(shardSizeMb) {
+            throw ValidationError("--shard-size-mb must be in 1...1048576 (got \(shardSizeMb))")
         }
     }
 

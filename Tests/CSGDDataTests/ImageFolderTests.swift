@@ -299,6 +299,52 @@ final class ImageFolderTests: XCTestCase {
         assertCSGDError([victim]) { _ = try junk.next() }
     }
 
+    /// A JPEG whose header claims 0×0 fails inside TurboJPEG's header read; the decoder used to
+    /// stay mid-header, so every later image of that worker failed too and `skip` gave up after
+    /// 64 "consecutive" unreadable images. Now only the one file is skipped.
+    func testOneZeroSizeHeaderIsSkippedAloneAndTheRestDecode() throws {
+        let root = try makeFolder(classes: 2, perClass: 45)
+        let victim = root + "/class_000/img_00003.jpg"
+        let good = [UInt8](try Data(contentsOf: URL(fileURLWithPath: victim)))
+        let zero = try XCTUnwrap(jpegClaimingSize(good, width: 0, height: 0))
+        try Data(zero).write(to: URL(fileURLWithPath: victim))
+        let ds = try ImageFolderDataset.open(root)
+        let batches = (0..<9).map { b in (0..<10).map { b * 10 + $0 } }
+        let skipping = loader(ds, workers: 1, policy: .skip, batches: batches)
+        _ = try drain(skipping, count: 9, floats: 3 * 32 * 32)
+        XCTAssertEqual(skipping.skippedImages, [victim])
+        let failing = loader(ds, workers: 1, batches: [[3]])
+        assertCSGDError([victim]) { _ = try failing.next() }
+    }
+
+    /// A FIFO named like a JPEG is refused at once (it used to block the loader forever) and a
+    /// sparse file larger than `maxImageBytes` is refused before anything is allocated; under
+    /// `skip` both are skipped and counted.
+    func testFIFOAndHugeSparseFilesAreBadImagesNotHangsOrAborts() throws {
+        let root = try makeFolder(classes: 2, perClass: 4)
+        let fifo = root + "/class_000/img_00001.jpg"
+        let huge = root + "/class_001/img_00002.jpg"
+        unlink(fifo)
+        XCTAssertEqual(mkfifo(fifo, 0o644), 0)
+        XCTAssertEqual(truncate(huge, off_t(ImageFolderDataset.maxImageBytes) * 12), 0)
+        let ds = try ImageFolderDataset.open(root)
+        assertCSGDError([fifo, "not a regular file"]) {
+            _ = try loader(ds, workers: 1, batches: [[1]]).next()
+        }
+        assertCSGDError([huge, "bytes is more than"]) {
+            _ = try loader(ds, workers: 1, batches: [[6]]).next()
+        }
+        let skipping = loader(
+            ds, workers: 2, policy: .skip, batches: [[0, 1, 2, 3], [4, 5, 6, 7]])
+        _ = try drain(skipping, count: 2, floats: 3 * 32 * 32)
+        XCTAssertEqual(skipping.skippedImages.sorted(), [fifo, huge].sorted())
+        // `pack` refuses both by name too.
+        assertCSGDError([fifo]) {
+            _ = try ImageFolderPacker.packSplit(
+                source: root, output: dir + "/packed", shardBytes: 1 << 20)
+        }
+    }
+
     func testMissingFolderAndEmptyClassFolderNameThePath() throws {
         assertCSGDError([dir + "/nope"]) { _ = try ImageFolderDataset.open(dir + "/nope") }
         let root = try makeFolder(classes: 2, perClass: 1)

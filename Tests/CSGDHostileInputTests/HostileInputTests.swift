@@ -140,8 +140,21 @@ final class HostileInputTests: XCTestCase {
         try (0..<400).map { String(repeating: " ", count: $0 * 2) + "k\($0):" }
             .joined(separator: "\n").write(toFile: blockYAML, atomically: true, encoding: .utf8)
 
+        // Sparse files: sizes that would be allocated whole if trusted.
+        let sparseModel = root + "/sparse.safetensors"
+        XCTAssertTrue(FileManager.default.createFile(atPath: sparseModel, contents: nil))
+        XCTAssertEqual(truncate(sparseModel, 7 << 30), 0)
+        let claimed = root + "/claims-8g.safetensors"
+        let header = Array(
+            #"{"a":{"dtype":"F32","shape":[2000000000],"data_offsets":[0,8000000000]}}"#.utf8)
+        var claim = withUnsafeBytes(of: UInt64(header.count).littleEndian) { Array($0) }
+        claim += header
+        try Data(claim).write(to: URL(fileURLWithPath: claimed))
+        XCTAssertEqual(truncate(claimed, off_t(claim.count) + 8_000_000_000 - 1), 0)
+
         let out = root + "/out"
         let all = [base, stopped, csgd, m]
+        let maxInt = String(Int.max)
         let cases: [Case] = [
             // 1. Model and data disagree.
             Case(
@@ -237,7 +250,7 @@ final class HostileInputTests: XCTestCase {
             // 4. NaN is never a result or a file.
             Case(
                 name: "train diverges",
-                args: ["train", "--lr", "1e30", "--out-dir", out + "9"] + Self.tiny,
+                args: ["train", "--lr", "1e6", "--out-dir", out + "9"] + Self.tiny,
                 mentions: ["non-finite"]),
             Case(
                 name: "csgd diverges",
@@ -264,6 +277,47 @@ final class HostileInputTests: XCTestCase {
             Case(
                 name: "400-deep YAML block", args: ["train", "--config", blockYAML],
                 mentions: [blockYAML, "nested too deeply"], timeout: 20),
+            // 8. Numbers that would overflow the step arithmetic: bounded at parse time.
+            Case(
+                name: "epochs Int.max",
+                args: ["train", "--epochs", maxInt, "--out-dir", out + "13"],
+                mentions: ["'epochs'", "1...100000", maxInt]),
+            Case(
+                name: "warmup 1e300",
+                args: ["train", "--warmup-epochs", "1e300", "--out-dir", out + "14"] + Self.tiny,
+                mentions: ["'warmup_epochs'"]),
+            Case(
+                name: "milestones near Int.max",
+                args: [
+                    "train", "--lr-schedule", "multistep", "--milestones",
+                    "\(Int.max - 1),\(Int.max)", "--out-dir", out + "15",
+                ] + Self.tiny, mentions: ["'milestones'", "1...100000"]),
+            Case(
+                name: "max_steps Int.max",
+                args: ["csgd", "--max-steps", maxInt, "--out-dir", out + "16"] + Self.tiny,
+                mentions: ["'max_steps'"]),
+            Case(
+                name: "checkpoint_every_steps Int.max",
+                args: ["train", "--checkpoint-every-steps", maxInt, "--out-dir", out + "17"]
+                    + Self.tiny, mentions: ["'checkpoint_every_steps'"]),
+            Case(
+                name: "65 C-SGD rounds",
+                args: [
+                    "csgd", "--rounds", Array(repeating: "1", count: 65).joined(separator: ","),
+                    "--out-dir", out + "18",
+                ] + Self.tiny, mentions: ["'rounds'", "at most 64"]),
+            Case(
+                name: "pack shard size Int.max",
+                args: ["pack", root, out + "19", "--shard-size-mb", maxInt],
+                mentions: ["--shard-size-mb", "1...1048576"]),
+            // 9. Sizes checked against the file before anything is allocated.
+            Case(
+                name: "a sparse 7 GiB model file", args: ["eval", "--input", sparseModel],
+                mentions: [sparseModel], timeout: 20),
+            Case(
+                name: "a header claiming 8 GB of tensors the file lacks",
+                args: ["eval", "--input", claimed],
+                mentions: [claimed], timeout: 20),
         ]
         for c in cases {
             let before = try c.untouched.map(snapshot)

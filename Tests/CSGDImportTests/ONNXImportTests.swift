@@ -297,6 +297,40 @@ final class ONNXImportTests: XCTestCase {
         XCTAssertTrue(imp.notes.contains { $0.contains("epsilon") }, "\(imp.notes)")
     }
 
+    /// Graph size: every pass is linear in the node count, so long chains import (or are
+    /// refused by the documented limits) at once instead of hanging. The base model with
+    /// `n` extra nodes of `op` inserted after its Relu.
+    func chain(_ n: Int, _ op: String) -> ONNXModelProto {
+        var m = baseModel()
+        var nodes = Array(m.graph.node[0..<3])
+        for i in 0..<n {
+            nodes.append(node(op, "\(op)_\(i)", ["r\(i == 0 ? "" : "\(i)")"], ["r\(i + 1)"]))
+        }
+        var pool = m.graph.node[3]
+        pool.input = ["r\(n)"]
+        nodes += [pool] + m.graph.node[4...]
+        m.graph.node = nodes
+        return m
+    }
+
+    func testLongChainsImportOrAreRefusedByTheLimits() throws {
+        // 99,000 Identity nodes fold away: the net is the base model's.
+        let folded = try translate(chain(99_000, "Identity"))
+        XCTAssertEqual(
+            folded.architecture.spec?.nodes.count,
+            try translate(baseModel()).architecture.spec?.nodes.count)
+        // 19,990 Relu nodes (under the graph limit) each stay a node.
+        let relus = try translate(chain(19_990, "Relu"))
+        XCTAssertGreaterThan(relus.architecture.spec?.nodes.count ?? 0, 19_990)
+        // 30,000 (the issue's hang) exceed the graph's limit; 100,001 the ONNX file's.
+        assertCSGDError(["nodes, must be in ", "1...\(GraphSpec.Limits.nodes)"]) {
+            _ = try translate(chain(30_000, "Relu"))
+        }
+        assertCSGDError(["m.onnx", "100006 nodes exceed the limit of 100000"]) {
+            _ = try translate(chain(100_000, "Identity"))
+        }
+    }
+
     // MARK: - refused, one line each
 
     func testRefusedOpsNameTheNodeTheOpAndWhereItSits() throws {

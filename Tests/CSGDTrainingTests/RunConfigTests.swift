@@ -248,25 +248,33 @@ final class RunConfigTests: XCTestCase {
 
     func testValidateFailuresNameTheKey() {
         let cases: [(String, [String])] = [
-            ("--batch-size=0", ["'batch_size' must be at least 1 (got 0)"]),
-            ("--epochs=0", ["'epochs' must be at least 1"]),
-            ("--lr=0", ["'lr' must be > 0 (got 0.0)"]),
+            ("--batch-size=0", ["'batch_size' must be in 1...1048576 (got 0)"]),
+            ("--epochs=0", ["'epochs' must be in 1...100000"]),
+            ("--lr=0", ["'lr' must be in (0, 1000000.0] (got 0.0)"]),
             ("--momentum=1", ["'momentum' must be in [0, 1)"]),
             (
                 "--model=res net",
                 ["'model' must be a built-in model (resnet20", "(got \"res net\")"]
             ),
-            ("--bucket-mb=0", ["'bucket_mb' must be > 0 (got 0.0)"]),
-            ("--widen=0", ["'widen' must be at least 1"]),
+            ("--bucket-mb=0", ["'bucket_mb' must be in (0, 65536.0] (got 0.0)"]),
+            ("--widen=0", ["'widen' must be in 1...64"]),
             ("--milestones=3,2", ["'milestones' must hold strictly increasing"]),
             ("--milestones=0", ["'milestones'"]),
             ("--micro-batches=3", ["'batch_size' (64) must be divisible by micro_batches (3)"]),
-            ("--weight-decay=-1", ["'weight_decay' must be >= 0"]),
+            ("--weight-decay=-1", ["'weight_decay' must be in [0, 10.0]"]),
             ("--prune-tolerance=0", ["'prune_tolerance'"]),
             ("--out-dir=", ["'out_dir' must be non-empty"]),
             ("--train-limit=-5", ["'train_limit'"]),
             ("--width-multiplier=0", ["'width_multiplier'"]),
             ("--log-every=0", ["'log_every'"]),
+            // Upper bounds: every number has one (step arithmetic never overflows).
+            ("--epochs=100001", ["'epochs' must be in 1...100000 (got 100001)"]),
+            ("--lr=1e7", ["'lr' must be in (0, 1000000.0]"]),
+            ("--batch-size=2000000", ["'batch_size' must be in 1...1048576"]),
+            ("--milestones=5,100001", ["'milestones'", "1...100000"]),
+            ("--warmup-epochs=1e300", ["'warmup_epochs' must be in [0, 100000.0]"]),
+            ("--keep-checkpoints=100001", ["'keep_checkpoints'"]),
+            ("--collective-timeout-s=1e9", ["'collective_timeout_s'"]),
         ]
         for (flag, parts) in cases {
             var c = RunConfig()
