@@ -210,11 +210,15 @@ public struct GroupBounds: Equatable, Sendable {
     public var lower: [Int]
     /// Largest width each group may get (its current width, or a fixed width).
     public var upper: [Int]
+    /// Lines worth logging about how the controls were applied (e.g. groups that keep their
+    /// width because they are narrower than `min_width`).
+    public var notes: [String] = []
 
     /// Bounds; `lower[g] == upper[g]` fixes group g.
-    public init(lower: [Int], upper: [Int]) {
+    public init(lower: [Int], upper: [Int], notes: [String] = []) {
         self.lower = lower
         self.upper = upper
+        self.notes = notes
     }
 
     /// Whether group `g` has no choice.

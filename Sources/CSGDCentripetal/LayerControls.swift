@@ -89,7 +89,44 @@ public struct LayerControls: Equatable, Sendable {
                 fixedBy[g] = "layer_widths '\(entry)'"
             }
         }
-        return GroupBounds(lower: lower, upper: upper)
+        // Groups narrower than min_width keep their width: the intent is clear, say it once.
+        let narrow = groups.indices.filter {
+            fixedBy[$0] == nil && minWidth > 1 && groups[$0].width <= minWidth
+        }
+        var notes: [String] = []
+        if !narrow.isEmpty {
+            let names = narrow.prefix(4).map {
+                "\(topology.convs[groups[$0].pacesetter].name) \(groups[$0].width)"
+            }
+            notes.append(
+                "min_width \(minWidth): \(narrow.count) group(s) at most that wide keep their "
+                    + "width (\(names.joined(separator: ", "))\(narrow.count > 4 ? ", …" : ""))")
+        }
+        return GroupBounds(lower: lower, upper: upper, notes: notes)
+    }
+
+    /// The check a job makes once, before it trains: `bounds` of the unpruned net, refusing
+    /// controls that leave nothing to prune (a later round may well find every group at its
+    /// floor; a job that could never prune anything is a mistake to say at once).
+    /// - Returns: the lines to log about how the controls apply.
+    /// - Throws: `CSGDError` naming the keys when every prunable group keeps its full width.
+    public func check(_ topology: Topology, model: String) throws -> [String] {
+        let bounds = try bounds(topology, model: model)
+        let groups = topology.groups
+        let free = groups.indices.filter { !groups[$0].isFixed }
+        if !free.isEmpty, free.allSatisfy({ bounds.lower[$0] == groups[$0].width }) {
+            var keys: [String] = []
+            if !exclude.isEmpty { keys.append("exclude") }
+            if minWidth > 1 { keys.append("min_width \(minWidth)") }
+            if !widths.isEmpty { keys.append("layer_widths") }
+            throw CSGDError(
+                "config key(s) \(keys.joined(separator: ", ")) leave nothing to prune in "
+                    + "\(model): every one of its \(free.count) prunable groups keeps its full "
+                    + "width",
+                hint: "exclude fewer convs, or set min_width below the widest group's "
+                    + "\(free.map { groups[$0].width }.max()!) channels")
+        }
+        return bounds.notes
     }
 
     /// Shell-style match of a whole name: `*` any run of characters (dots included), `?` one.

@@ -95,6 +95,13 @@ public enum TorchvisionImport {
             if let bad = v.firstIndex(where: { !$0.isFinite }) {
                 throw CSGDError("\(path): \(n)[\(bad)] is \(v[bad])")
             }
+            // A running variance is a mean of variances: a negative one is a damaged file,
+            // whose BatchNorm would divide by the root of (var + eps) ≤ 0 or nearly so.
+            if n.hasSuffix(".running_var"), let bad = v.firstIndex(where: { $0 < 0 }) {
+                throw CSGDError(
+                    "\(path): \(n)[\(bad)] is \(v[bad]); a BatchNorm running variance cannot be "
+                        + "negative")
+            }
             tensors[n] = v
         }
         var notes: [String] = []

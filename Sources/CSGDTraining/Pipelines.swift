@@ -88,6 +88,11 @@ public enum Pipelines {
         }
         let rounds = config.effectiveRounds
         trainer.log.info(describe(net, comm: comm, config: config, data: data))
+        if !config.layerControls.isEmpty && resumed == nil {
+            let notes = try config.layerControls.check(
+                Topology(graph: net.graph), model: net.architecture.model)
+            for line in notes { trainer.log.info(line) }
+        }
         let baseGraph = net.graph
         var lastReport = ""
         for r in (resumed?.round ?? 0)..<rounds.count {
@@ -212,6 +217,11 @@ public enum Pipelines {
                 ClusterMerge.describe(ClusterMerge.deviation(net, topology: topology, plan: plan)))
             thin = try mergedPrune(net, topology: topology, plan: plan, trainer: trainer)
         case .magnitude:
+            if !config.layerControls.isEmpty {
+                let notes = try config.layerControls.check(
+                    topology, model: net.architecture.model)
+                for line in notes { trainer.log.info(line) }
+            }
             let widths: PruneTarget
             if let budget = config.budget {
                 let b = try trainer.budgetTarget(

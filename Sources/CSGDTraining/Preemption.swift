@@ -39,17 +39,26 @@ public enum Preemption {
 /// Thrown on every rank once the preemption checkpoint is written; `runJob` turns it into
 /// exit status `Preemption.exitCode`.
 public struct Preempted: Error, Sendable {
-    /// The checkpoint written.
+    /// The checkpoint written ("" when none was needed).
     public let checkpoint: String
     /// The global step it holds.
     public let step: Int
+
+    /// Thrown by `Sensitivity.measure` when the ranks agreed to stop between cells; the
+    /// trainer then checkpoints the round's start (`budgetTarget`).
+    static var duringSensitivity: Preempted {
+        Preempted(checkpoint: "", step: -1)
+    }
 }
 
 extension Trainer {
     /// The step-boundary preemption check: when any rank was signalled, writes a checkpoint
     /// (rank 0) and throws `Preempted` on every rank.
-    func stopIfPreempted(_ net: Network, _ state: TrainState) throws {
-        guard Preemption.requested(comm) else { return }
+    /// With `alreadyAgreed`, the ranks have just agreed on the stop (no second collective).
+    func stopIfPreempted(_ net: Network, _ state: TrainState, alreadyAgreed: Bool = false)
+        throws
+    {
+        guard alreadyAgreed || Preemption.requested(comm) else { return }
         try checkpoint(net, state)
         log.info(
             "preempted (signal received): checkpoint written at step \(globalStep(state)); "

@@ -152,10 +152,16 @@ public enum Sensitivity {
         }
         let base = merged(nil)
         var results = [Double](repeating: 0, count: 2 * cells.count)
-        for (e, cell) in cells.enumerated() where e % comm.size == comm.rank {
-            let r = merged(cell)
-            results[2 * e] = r.loss
-            results[2 * e + 1] = r.top1
+        // Cells in rounds of one per rank, so every rank makes the same preemption checks: a
+        // signal is honoured after at most one cell (seconds), not after the whole table.
+        for first in stride(from: 0, to: cells.count, by: comm.size) {
+            let e = first + comm.rank
+            if e < cells.count {
+                let r = merged(cells[e])
+                results[2 * e] = r.loss
+                results[2 * e + 1] = r.top1
+            }
+            if Preemption.requested(comm) { throw Preempted.duringSensitivity }
         }
         if comm.size > 1 { comm.allreduceSum(&results) }
         let full = net.architecture
@@ -281,10 +287,20 @@ extension Trainer {
         let context = try Sensitivity.contextWidths(
             config.sensitivityContext, net: net, topology: topology, budget: budget,
             bounds: bounds)
-        let table = try Sensitivity.measure(
-            comm: comm, net: net, topology: topology, samples: samples, bounds: bounds,
-            steps: config.sensitivitySteps, method: config.clusterMethod,
-            seed: config.seed &+ UInt64(round), context: context)
+        let table: SensitivityTable
+        do {
+            table = try Sensitivity.measure(
+                comm: comm, net: net, topology: topology, samples: samples, bounds: bounds,
+                steps: config.sensitivitySteps, method: config.clusterMethod,
+                seed: config.seed &+ UInt64(round), context: context)
+        } catch let p as Preempted where p.checkpoint.isEmpty {
+            // Before the round's first step: its start (no plan yet) is the checkpoint, and
+            // the resume measures again — the table is seeded, the run continues bitwise.
+            try stopIfPreempted(
+                net, TrainState(phase: .csgd, round: round, worldSize: comm.size, plan: nil),
+                alreadyAgreed: true)
+            throw p
+        }
         let allocation = try BudgetAllocator.allocate(
             architecture: net.architecture, topology: topology, sensitivity: table,
             target: budget, bounds: bounds)

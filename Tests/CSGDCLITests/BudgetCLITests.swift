@@ -131,6 +131,19 @@ final class BudgetCLITests: XCTestCase {
         let full = try XCTUnwrap(alloc["full"] as? Double)
         XCTAssertEqual(alloc["metric"] as? String, "params")
         XCTAssertLessThanOrEqual(abs(achieved / (0.5 * full) - 1), 0.01)
+        // min_width above some groups' widths: they keep it, and the log says so in one line.
+        let narrow = try CLIRunner.succeed(
+            [
+                "prune", "--method", "magnitude", "--input", model, "--target", "1/2",
+                "--min-width", "9", "--output", dir + "/narrow.safetensors",
+            ] + tiny)
+        XCTAssertEqual(
+            narrow.output.components(separatedBy: "\n").filter {
+                $0.contains("min_width 9: 4 group(s) at most that wide keep their width (conv1 8")
+            }.count, 1, narrow.output)
+        let kept = try SafeTensorsFile.read(path: dir + "/narrow.safetensors")
+        XCTAssertEqual(kept.shape("conv1.weight")?.first, 8, "an 8-wide group stays 8 wide")
+        XCTAssertEqual(kept.shape("layer2.0.conv1.weight")?.first, 9, "16 → 9, not 8")
     }
 
     /// The (group, width) cells are split over ranks and summed: two ranks print the very

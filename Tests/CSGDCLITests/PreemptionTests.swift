@@ -61,6 +61,46 @@ final class PreemptionTests: XCTestCase {
         }
     }
 
+    /// A signal while a FLOPs budget measures sensitivity (seconds to minutes before the
+    /// round's first step) is honoured after one cell, not after the whole table: the job
+    /// checkpoints the round's start, exits 3, and `--resume auto` measures again and ends
+    /// with the uninterrupted run's weights.
+    func testSignalDuringTheBudgetsSensitivityIsHonouredAndResumesBitwise() throws {
+        try CLIRunner.requireMPIRun()
+        let args = [
+            "csgd", "--width-multiplier", "0.25", "--train-limit", "256", "--test-limit", "64",
+            "--batch-size", "32", "--epochs", "1", "--log-every", "1000", "--target-flops", "0.5",
+            "--sensitivity-images", "256", "--prune-tolerance", "1e9",
+        ]
+        let straight = dir + "/straight"
+        let split = dir + "/split"
+        let s = try CLIRunner.mpirun(ranks: 2, args: args + ["--out-dir", straight])
+        XCTAssertEqual(s.exitCode, 0, s.output)
+        let signalled = Signalled()
+        let p = try CLIRunner.mpirun(ranks: 2, args: args + ["--out-dir", split]) { pid, out in
+            guard out.contains("measuring the sensitivity"), !signalled.isSet else { return }
+            let ranks = CLIRunner.childPIDs(of: pid)
+            if ranks.count == 2 {
+                kill(ranks[1], SIGUSR1)
+                signalled.set()
+            }
+        }
+        XCTAssertTrue(signalled.isSet, p.output)
+        XCTAssertEqual(p.exitCode, 3, p.output)
+        XCTAssertTrue(p.output.contains("preempted (signal received)"), p.output)
+        XCTAssertFalse(p.output.contains("C-SGD round 1/1"), "stopped before training: \(p.output)")
+        let r = try CLIRunner.mpirun(
+            ranks: 2, args: args + ["--out-dir", split, "--resume", "auto"])
+        XCTAssertEqual(r.exitCode, 0, r.output)
+        XCTAssertTrue(r.output.contains("resuming from"), r.output)
+        let a = try SafeTensorsFile.read(path: straight + "/pruned.safetensors")
+        let b = try SafeTensorsFile.read(path: split + "/pruned.safetensors")
+        XCTAssertEqual(a.names, b.names)
+        for n in a.names {
+            XCTAssertEqual(try a.floats(n), try b.floats(n), "tensor \(n) differs after resume")
+        }
+    }
+
     func testResumeAutoStartsFreshOnAnEmptyFolderAndBothSpellingsParse() throws {
         let args = [
             "train", "--width-multiplier", "0.25", "--train-limit", "64", "--test-limit", "32",

@@ -152,6 +152,16 @@ final class HostileInputTests: XCTestCase {
         try Data(claim).write(to: URL(fileURLWithPath: claimed))
         XCTAssertEqual(truncate(claimed, off_t(claim.count) + 8_000_000_000 - 1), 0)
 
+        // Text that must not reach the terminal raw or whole: an escape sequence and a carriage
+        // return in a model name, a 900 kB config value.
+        let escModel = try arch("esc") {
+            $0["model"] = "resnet\u{1B}[31m9\r9"
+            $0.removeValue(forKey: "spec")
+        }
+        let longYAML = root + "/long.yaml"
+        try ("model: " + String(repeating: "a", count: 900_000) + "\n").write(
+            toFile: longYAML, atomically: true, encoding: .utf8)
+
         let out = root + "/out"
         let all = [base, stopped, csgd, m]
         let maxInt = String(Int.max)
@@ -310,6 +320,25 @@ final class HostileInputTests: XCTestCase {
                 name: "pack shard size Int.max",
                 args: ["pack", root, out + "19", "--shard-size-mb", maxInt],
                 mentions: ["--shard-size-mb", "1...1048576"]),
+            // 11. Accepted but wrong: controls that leave nothing to prune.
+            Case(
+                name: "exclude every conv",
+                args: ["csgd", "--exclude", "*", "--out-dir", out + "20"] + Self.tiny,
+                mentions: ["exclude", "nothing to prune", "12 prunable groups"]),
+            Case(
+                name: "min_width above every width",
+                args: [
+                    "prune", "--input", model, "--method", "magnitude", "--target", "1/2",
+                    "--min-width", "1000", "--output", out + "21/p.safetensors",
+                ] + Self.tiny, mentions: ["min_width 1000", "nothing to prune"], untouched: all),
+            // 10. Messages: control characters escaped, long input quoted by a prefix.
+            Case(
+                name: "ESC and CR in a model name",
+                args: ["eval", "--input", escModel] + Self.tiny,
+                mentions: [escModel, "resnet\\e[31m9\\r9"], untouched: all),
+            Case(
+                name: "a 900 kB config value", args: ["train", "--config", longYAML],
+                mentions: ["'model'", "more characters)"]),
             // 9. Sizes checked against the file before anything is allocated.
             Case(
                 name: "a sparse 7 GiB model file", args: ["eval", "--input", sparseModel],
@@ -334,6 +363,11 @@ final class HostileInputTests: XCTestCase {
                     "\(c.name): '\(word)' not in the error line\n\(r.output)")
             }
             XCTAssertFalse(r.output.contains("Fatal error"), "\(c.name): \(r.output)")
+            // Every error line is printable and bounded, whatever the input held.
+            let line = errors.first ?? ""
+            XCTAssertLessThan(line.unicodeScalars.count, CSGDError.maxCharacters + 100, c.name)
+            XCTAssertFalse(
+                line.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }, c.name)
             XCTAssertEqual(try c.untouched.map(snapshot), before, "\(c.name) changed a file")
         }
         // A diverged run wrote no model: the last checkpoint it may have written is finite.

@@ -141,6 +141,7 @@ final class TorchvisionImportTests: XCTestCase {
             ("extra", ["not in torchvision resnet18: layer5.weight"]),
             ("shape", ["conv1.weight has shape [64, 3, 5, 5]", "[64, 3, 7, 7]"]),
             ("half", ["conv1.weight", "F16"]),
+            ("negvar", ["layer2.0.bn2.running_var[3] is -0.5", "cannot be negative"]),
         ] {
             let bad = dir + "/sd18-\(variant).safetensors"
             let r = try CLIRunner.run([
@@ -264,5 +265,9 @@ final class TorchvisionImportTests: XCTestCase {
                       base + "-shape.safetensors")
             save_file(dict(sd, **{"conv1.weight": sd["conv1.weight"].half()}),
                       base + "-half.safetensors")
+            var = sd["layer2.0.bn2.running_var"].clone()
+            var[3] = -0.5
+            save_file(dict(sd, **{"layer2.0.bn2.running_var": var}),
+                      base + "-negvar.safetensors")
         """
 }
