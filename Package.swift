@@ -218,7 +218,9 @@ let package = Package(
         .testTarget(
             name: "CSGDCLITests",
             dependencies: ["CSGDCore", "CSGDData", "CSGDTestSupport", "CSGDBuildInfo"]),
-        .testTarget(name: "CSGDHostileInputTests", dependencies: ["CSGDCore", "CSGDTestSupport"]),
+        .testTarget(
+            name: "CSGDHostileInputTests",
+            dependencies: ["CSGDCore", "CSGDData", "CSGDTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

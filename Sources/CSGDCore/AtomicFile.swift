@@ -65,6 +65,26 @@ func createTempFile(beside path: String) throws -> (path: String, fd: Int32) {
     throw CSGDError("cannot write \(path): \(String(cString: strerror(errno)))")
 }
 
+/// Removes what a killed writer of `path` left beside it: the `.<name>.<random>.tmp-<pid>`
+/// files (or, for `pack`, folders) of `path`'s own name whose pid is no longer alive on this
+/// host. Called after a write of `path` succeeded, so a rerun of a killed export or pack
+/// cleans up after it. (A writer on another host sharing the folder, writing the same path at
+/// the same moment, cannot be told apart by its pid: don't write one output from two hosts.)
+public func removeStaleTemps(beside path: String) {
+    let url = URL(fileURLWithPath: path).standardizedFileURL
+    let dir = url.deletingLastPathComponent().path
+    let prefix = "." + url.lastPathComponent + "."
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+    where name.hasPrefix(prefix) {
+        guard let r = name.range(of: ".tmp-", options: .backwards),
+            !name[name.index(name.startIndex, offsetBy: prefix.count)..<r.lowerBound].contains("."),
+            let pid = Int32(name[r.upperBound...]), pid > 0, pid != getpid(),
+            kill(pid, 0) != 0, errno == ESRCH
+        else { continue }
+        try? FileManager.default.removeItem(atPath: dir + "/" + name)
+    }
+}
+
 /// Writes `data` to `path` atomically (temp file in the same folder, fsync, rename).
 /// - Throws: `CSGDError` naming the path if any step fails; the temp file is removed.
 /// `path` must be absent or a regular file (`checkReplaceable`).
@@ -96,6 +116,7 @@ public func writeFileAtomically(_ data: Data, to path: String) throws {
         unlink(tmp)
         throw CSGDError("cannot write \(path): \(why)")
     }
+    removeStaleTemps(beside: path)
 }
 
 /// A large file written in pieces that appears under its name only when complete: bytes go to
@@ -156,6 +177,7 @@ public final class AtomicFileWriter {
             unlink(tmp)
             throw CSGDError("cannot write \(path): \(why)")
         }
+        removeStaleTemps(beside: path)
     }
 }
 

@@ -349,20 +349,106 @@ public enum ImageFolderPacker {
 
     /// Packs `source`: if it holds `train/` and/or `val/`, each into the same name under
     /// `output`; otherwise `source` itself (a folder of class folders) into `output`.
+    ///
+    /// The pack is written into a new temp folder beside `output` and put in place only once
+    /// complete, so a pack that fails (a bad image, a full disk, a kill) leaves a previous pack
+    /// at `output` exactly as it was. `output` may be absent, an empty folder, or a previous
+    /// pack (a folder whose top or `train/`/`val/` holds an index); anything else — the source
+    /// itself, a folder inside it or around it, a folder of other files — is refused.
     /// - Parameter shardBytes: a new shard starts once the current one reaches this size.
     /// - Throws: `CSGDError` naming the file for a bad folder, a non-JPEG file or a write error.
     public static func pack(source: String, output: String, shardBytes: Int) throws -> [Summary] {
+        if shardBytes < 1 {
+            throw CSGDError("shard size must be positive, got \(shardBytes) bytes")
+        }
         let splits = ["train", "val"].filter {
             var isDir: ObjCBool = false
             return FileManager.default.fileExists(atPath: source + "/" + $0, isDirectory: &isDir)
                 && isDir.boolValue
         }
-        if splits.isEmpty {
-            return [try packSplit(source: source, output: output, shardBytes: shardBytes)]
+        try checkPackOutput(
+            output, source: source,
+            scanned: splits.isEmpty ? [source] : splits.map { source + "/" + $0 })
+        let target = URL(fileURLWithPath: output).standardizedFileURL
+        let parent = target.deletingLastPathComponent().path
+        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        let tag = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        let tmp = parent + "/." + target.lastPathComponent + "." + tag + ".tmp-\(getpid())"
+        if mkdir(tmp, 0o755) != 0 {
+            throw CSGDError("cannot create \(tmp): \(String(cString: strerror(errno)))")
         }
-        return try splits.map {
-            try packSplit(
-                source: source + "/" + $0, output: output + "/" + $0, shardBytes: shardBytes)
+        var done = false
+        defer { if !done { try? FileManager.default.removeItem(atPath: tmp) } }
+        var summaries =
+            splits.isEmpty
+            ? [try packSplit(source: source, output: tmp, shardBytes: shardBytes)]
+            : try splits.map {
+                try packSplit(
+                    source: source + "/" + $0, output: tmp + "/" + $0, shardBytes: shardBytes)
+            }
+        // The previous pack (or empty folder) moves aside, the new one takes its name, the old
+        // one is removed: at every moment one complete pack is on disk.
+        var aside: String?
+        if FileManager.default.fileExists(atPath: output) {
+            let old = parent + "/." + target.lastPathComponent + "." + tag + ".old-\(getpid())"
+            if rename(output, old) != 0 {
+                throw CSGDError("cannot replace \(output): \(String(cString: strerror(errno)))")
+            }
+            aside = old
+        }
+        if rename(tmp, output) != 0 {
+            let why = String(cString: strerror(errno))
+            if let aside { _ = rename(aside, output) }
+            throw CSGDError("cannot write \(output): \(why)")
+        }
+        done = true
+        if let aside { try? FileManager.default.removeItem(atPath: aside) }
+        removeStaleTemps(beside: output)
+        summaries = summaries.map {
+            Summary(
+                output: output + String($0.output.dropFirst(tmp.count)), images: $0.images,
+                classes: $0.classes, shards: $0.shards, bytes: $0.bytes)
+        }
+        return summaries
+    }
+
+    /// Throws unless `output` may receive a pack of `source`, whose `scanned` folders are the
+    /// ones read (see `pack`).
+    static func checkPackOutput(_ output: String, source: String, scanned: [String]) throws {
+        // Where output is or would be: its deepest existing ancestor resolved, the rest kept.
+        var existing = URL(fileURLWithPath: output).standardizedFileURL
+        var rest: [String] = []
+        while realPath(existing.path) == nil && existing.path != "/" {
+            rest.insert(existing.lastPathComponent, at: 0)
+            existing.deleteLastPathComponent()
+        }
+        let out = ([realPath(existing.path) ?? existing.path] + rest).joined(separator: "/")
+        let src = realPath(source) ?? source
+        func inside(_ a: String, _ b: String) -> Bool { a == b || a.hasPrefix(b + "/") }
+        let read = scanned.map { realPath($0) ?? $0 }
+        if inside(src, out) || read.contains(where: { inside(out, $0) }) {
+            throw CSGDError(
+                "pack output \(output) is \(out == src ? "the source folder" : "inside or around the source \(source)"); "
+                    + "csgd-dist never writes over its input: choose another folder")
+        }
+        var st = stat()
+        if lstat(output, &st) != 0 { return }  // absent: fine (its parent is created)
+        if (st.st_mode & S_IFMT) != S_IFDIR {
+            throw CSGDError(
+                "pack output \(output) exists and is not a folder (a file, link or device); "
+                    + "choose a new or empty folder, or a previous pack to replace")
+        }
+        let fm = FileManager.default
+        let entries = ((try? fm.contentsOfDirectory(atPath: output)) ?? []).filter {
+            !$0.hasPrefix(".")
+        }
+        let isPack = ["", "train/", "val/"].contains {
+            fm.fileExists(atPath: output + "/" + $0 + ImageFolderDataset.indexName)
+        }
+        if !entries.isEmpty && !isPack {
+            throw CSGDError(
+                "pack output \(output) is a folder of other files (no \(ImageFolderDataset.indexName)); "
+                    + "csgd-dist replaces only an empty folder or a previous pack")
         }
     }
 

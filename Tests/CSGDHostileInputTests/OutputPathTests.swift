@@ -4,6 +4,7 @@
 // the path, and every file (and node) as it was.
 
 import CSGDCore
+import CSGDData
 import CSGDTestSupport
 import Foundation
 import XCTest
@@ -130,6 +131,96 @@ final class OutputPathTests: XCTestCase {
             $0.contains(".tmp-")
         }
         XCTAssertEqual(left, [])
+    }
+}
+
+extension OutputPathTests {
+    /// Every regular file below `dir`, relative path → bytes.
+    func tree(_ dir: String) -> [String: Data] {
+        var out: [String: Data] = [:]
+        for case let rel as String in FileManager.default.enumerator(atPath: dir) ?? .init() {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: dir + "/" + rel, isDirectory: &isDir),
+                !isDir.boolValue
+            {
+                out[rel] = FileManager.default.contents(atPath: dir + "/" + rel)
+            }
+        }
+        return out
+    }
+
+    /// A pid that is certainly gone: a child that has exited and been reaped.
+    func deadPID() throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/true")
+        try p.run()
+        p.waitUntilExit()
+        return p.processIdentifier
+    }
+
+    /// `pack` writes a new pack beside its output and swaps it in only when complete: a pack
+    /// that fails leaves the previous one byte for byte; the source, a folder inside it and a
+    /// folder of other files are refused; a rerun after a kill removes the killed run's temp
+    /// folder, and an export rerun removes a killed export's temp file.
+    func testFailedPackKeepsThePreviousPackAndStaleTempsGo() throws {
+        let images = root + "/images"
+        try SyntheticImages.writeImageFolder(
+            root: images + "/train", classes: 2, perClass: 3, width: 40, height: 40, seed: 1)
+        let packed = root + "/packed"
+        let dead = try deadPID()
+        let killedTemp = root + "/.packed.1234abcd.tmp-\(dead)"
+        try FileManager.default.createDirectory(
+            atPath: killedTemp + "/train", withIntermediateDirectories: true)
+        try CLIRunner.succeed(["pack", images, packed])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: killedTemp), "stale temp stays")
+        let good = tree(packed)
+        XCTAssertNotNil(good["train/index.tsv"])
+        let otherFiles = root + "/notes"
+        try FileManager.default.createDirectory(
+            atPath: otherFiles, withIntermediateDirectories: true)
+        try Data("mine\n".utf8).write(to: URL(fileURLWithPath: otherFiles + "/a.txt"))
+
+        // A non-JPEG among the images: the repack fails and the good pack stays.
+        try Data("not a jpeg".utf8).write(
+            to: URL(fileURLWithPath: images + "/train/class_001/zz.jpg"))
+        let cases: [(String, [String], [String])] = [
+            ("repack with a bad image", ["pack", images, packed], ["zz.jpg", "not a JPEG"]),
+            ("pack onto its source", ["pack", images, images + "/."], ["the source folder"]),
+            (
+                "pack inside its source", ["pack", images, images + "/train/p"],
+                ["inside or around"]
+            ),
+            ("pack onto other files", ["pack", images, otherFiles], ["folder of other files"]),
+        ]
+        for (name, args, mentions) in cases {
+            let source = tree(images)
+            let r = try CLIRunner.run(args, timeout: 60)
+            XCTAssertTrue(r.exitCode > 0 && r.exitCode < 128, "\(name): \(r.output)")
+            let errors = r.lines.filter { $0.hasPrefix("error:") }
+            XCTAssertEqual(errors.count, 1, "\(name): \(r.output)")
+            for m in mentions {
+                XCTAssertTrue(errors.first?.contains(m) == true, "\(name): \(r.output)")
+            }
+            XCTAssertEqual(tree(packed), good, "\(name) changed the previous pack")
+            XCTAssertEqual(tree(images), source, "\(name) changed the source")
+            XCTAssertEqual(tree(otherFiles).count, 1, name)
+        }
+        let left = try FileManager.default.contentsOfDirectory(atPath: root).filter {
+            $0.contains(".tmp-") || $0.contains(".old-")
+        }
+        XCTAssertEqual(left, [], "temp folders left by failed packs")
+
+        // An export killed mid-write left its temp file; the rerun's success removes it, and
+        // a live writer's temp file (this test's own pid) stays.
+        let run = root + "/run"
+        try CLIRunner.succeed(HostileInputTests.tinyTrain(run))
+        let onnx = root + "/m.onnx"
+        let stale = root + "/.m.onnx.5eed.tmp-\(dead)"
+        let live = root + "/.m.onnx.a11fe.tmp-\(getpid())"
+        for f in [stale, live] { try Data("half".utf8).write(to: URL(fileURLWithPath: f)) }
+        try CLIRunner.succeed(["export", "--onnx", onnx, "--input", run + "/model.safetensors"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stale))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: live))
     }
 }
 
