@@ -40,6 +40,8 @@ export SWIFT_BACKTRACE=enable=no
 # Swift's lazily built metadata and caches look like leaks to the per-input leak check.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}
 export OPENBLAS_NUM_THREADS=1
+# Swift seeds its hashing per process; fixed, a smoke run's coverage and a replay repeat.
+export SWIFT_DETERMINISTIC_HASHING=1
 
 # --- build -----------------------------------------------------------------------------------
 echo "fuzz: building the library modules (sanitize=fuzzer,address) in .build/fuzz"
