@@ -29,4 +29,8 @@ skipped=$(grep -oE "[0-9]+ tests? skipped" <<< "$summary" | grep -oE "^[0-9]+" |
 if [ -n "$summary" ]; then
     echo "$((total - failed - skipped)) passed, $failed failed, $skipped skipped"
 fi
+# Fuzz targets, a short fixed-seed run of each plus the saved regression inputs (~4 min with
+# its instrumented build; launch/fuzz/run.sh SECONDS for a budget run).
+echo "test: fuzz smoke"
+launch/fuzz/run.sh --smoke || status=1
 exit "$status"
