@@ -49,15 +49,22 @@ public func refuseOutputOverInputs(_ output: String, flag: String, inputs: [Stri
     }
 }
 
-/// A new temp file beside `path`, named `.<name>.<random>.tmp-<pid>` (the pid lets a later job
-/// remove it once its writer is gone), created with O_EXCL | O_NOFOLLOW.
+/// A fresh temp name beside `path`: `.<name>.<random>.tmp-<pid>` in the same folder (the pid
+/// lets a later job remove it once its writer is gone: `removeStaleTemps`). Files and `pack`'s
+/// folders are named this way.
+public func tempPath(beside path: String) -> String {
+    let url = URL(fileURLWithPath: path).standardizedFileURL
+    let tag = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+    return url.deletingLastPathComponent().path + "/." + url.lastPathComponent + "." + tag
+        + ".tmp-\(getpid())"
+}
+
+/// A new temp file beside `path` (`tempPath`), created with O_EXCL | O_NOFOLLOW.
 func createTempFile(beside path: String) throws -> (path: String, fd: Int32) {
-    let url = URL(fileURLWithPath: path)
-    let dir = url.deletingLastPathComponent().path
+    let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     for _ in 0..<16 {
-        let tag = String(UInt64.random(in: 0...UInt64.max), radix: 16)
-        let tmp = dir + "/." + url.lastPathComponent + "." + tag + ".tmp-\(getpid())"
+        let tmp = tempPath(beside: path)
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         if fd >= 0 { return (tmp, fd) }
         if errno != EEXIST { break }

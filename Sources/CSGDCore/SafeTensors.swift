@@ -252,11 +252,8 @@ public struct SafeTensorsFile: Equatable {
     /// once, and a file whose tensors would take more than half of this machine's memory is
     /// refused before they are copied.
     public static func read(path: String) throws -> SafeTensorsFile {
-        let fd = try openRegularFile(path)
+        let (fd, size) = try openRegularFile(path)
         defer { close(fd) }
-        var st = stat()
-        _ = fstat(fd, &st)
-        let size = Int(st.st_size)
         if size < 8 { return try parse(UnsafeRawBufferPointer(start: nil, count: 0), source: path) }
         let limit = Int(min(ProcessInfo.processInfo.physicalMemory / 2, UInt64(Int.max)))
         if size > limit {
@@ -442,13 +439,8 @@ public func jsonStringLiteral(_ s: String) -> String {
 /// - Throws: a one-line `CSGDError` naming `path` for a missing, unreadable, non-regular or
 ///   over-large file.
 public func readWholeFile(_ path: String, limit: Int = Int.max) throws -> [UInt8] {
-    let fd = try openRegularFile(path)
+    let (fd, size) = try openRegularFile(path)
     defer { close(fd) }
-    var st = stat()
-    if fstat(fd, &st) != 0 {
-        throw CSGDError("cannot read \(path): \(String(cString: strerror(errno)))")
-    }
-    let size = Int(st.st_size)
     if size > limit {
         throw CSGDError("cannot read \(path): \(size) bytes is more than the \(limit) accepted")
     }
@@ -471,9 +463,9 @@ public func readWholeFile(_ path: String, limit: Int = Int.max) throws -> [UInt8
 /// Opens `path` for reading, refusing anything but a regular file. Opened non-blocking (then
 /// set back to blocking) so a FIFO or device named as input is refused at once instead of
 /// blocking the job forever.
-/// - Returns: the open descriptor; the caller closes it.
+/// - Returns: the open descriptor (the caller closes it) and the file's size in bytes.
 /// - Throws: a one-line `CSGDError` naming `path`.
-public func openRegularFile(_ path: String) throws -> Int32 {
+public func openRegularFile(_ path: String) throws -> (fd: Int32, size: Int) {
     let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
     if fd < 0 { throw CSGDError("cannot read \(path): \(String(cString: strerror(errno)))") }
     var st = stat()
@@ -491,5 +483,5 @@ public func openRegularFile(_ path: String) throws -> Int32 {
         throw CSGDError("cannot read \(path): not a regular file (a pipe, socket or device)")
     }
     _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
-    return fd
+    return (fd, Int(st.st_size))
 }

@@ -369,11 +369,10 @@ public enum ImageFolderPacker {
         try checkPackOutput(
             output, source: source,
             scanned: splits.isEmpty ? [source] : splits.map { source + "/" + $0 })
-        let target = URL(fileURLWithPath: output).standardizedFileURL
-        let parent = target.deletingLastPathComponent().path
+        let parent = URL(fileURLWithPath: output).standardizedFileURL
+            .deletingLastPathComponent().path
         try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
-        let tag = String(UInt64.random(in: 0...UInt64.max), radix: 16)
-        let tmp = parent + "/." + target.lastPathComponent + "." + tag + ".tmp-\(getpid())"
+        let tmp = tempPath(beside: output)
         if mkdir(tmp, 0o755) != 0 {
             throw CSGDError("cannot create \(tmp): \(String(cString: strerror(errno)))")
         }
@@ -390,7 +389,8 @@ public enum ImageFolderPacker {
         // one is removed: at every moment one complete pack is on disk.
         var aside: String?
         if FileManager.default.fileExists(atPath: output) {
-            let old = parent + "/." + target.lastPathComponent + "." + tag + ".old-\(getpid())"
+            let suffix = ".tmp-\(getpid())"  // tempPath's ending
+            let old = String(tmp.dropLast(suffix.count)) + ".old-\(getpid())"
             if rename(output, old) != 0 {
                 throw CSGDError("cannot replace \(output): \(String(cString: strerror(errno)))")
             }

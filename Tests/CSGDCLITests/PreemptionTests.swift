@@ -33,16 +33,7 @@ final class PreemptionTests: XCTestCase {
         XCTAssertEqual(s.exitCode, 0, s.output)
 
         // SIGUSR1 to rank 1's process only, once epoch 1 has reached step 5 of 64.
-        let signalled = Signalled()
-        let p = try CLIRunner.mpirun(ranks: 2, args: tiny + ["--out-dir", split]) { pid, out in
-            guard out.contains("epoch 1/2 step 5/"), !signalled.isSet else { return }
-            let ranks = CLIRunner.childPIDs(of: pid)
-            if ranks.count == 2 {
-                kill(ranks[1], SIGUSR1)
-                signalled.set()
-            }
-        }
-        XCTAssertTrue(signalled.isSet, p.output)
+        let p = try signalRank1(tiny + ["--out-dir", split], onceOutputHas: "epoch 1/2 step 5/")
         XCTAssertEqual(p.exitCode, 3, p.output)
         XCTAssertTrue(p.output.contains("preempted (signal received)"), p.output)
         XCTAssertFalse(p.output.contains("epoch 2/2"), "stopped mid-epoch 1: \(p.output)")
@@ -53,12 +44,8 @@ final class PreemptionTests: XCTestCase {
             ranks: 2, args: tiny + ["--out-dir", split, "--resume", "auto"])
         XCTAssertEqual(r.exitCode, 0, r.output)
         XCTAssertTrue(r.output.contains("resuming from"), r.output)
-        let a = try SafeTensorsFile.read(path: straight + "/model.safetensors")
-        let b = try SafeTensorsFile.read(path: split + "/model.safetensors")
-        XCTAssertEqual(a.names, b.names)
-        for n in a.names {
-            XCTAssertEqual(try a.floats(n), try b.floats(n), "tensor \(n) differs after resume")
-        }
+        try assertSameTensors(
+            straight + "/model.safetensors", split + "/model.safetensors", "after resume:")
     }
 
     /// A signal while a FLOPs budget measures sensitivity (seconds to minutes before the
@@ -76,16 +63,8 @@ final class PreemptionTests: XCTestCase {
         let split = dir + "/split"
         let s = try CLIRunner.mpirun(ranks: 2, args: args + ["--out-dir", straight])
         XCTAssertEqual(s.exitCode, 0, s.output)
-        let signalled = Signalled()
-        let p = try CLIRunner.mpirun(ranks: 2, args: args + ["--out-dir", split]) { pid, out in
-            guard out.contains("measuring the sensitivity"), !signalled.isSet else { return }
-            let ranks = CLIRunner.childPIDs(of: pid)
-            if ranks.count == 2 {
-                kill(ranks[1], SIGUSR1)
-                signalled.set()
-            }
-        }
-        XCTAssertTrue(signalled.isSet, p.output)
+        let p = try signalRank1(
+            args + ["--out-dir", split], onceOutputHas: "measuring the sensitivity")
         XCTAssertEqual(p.exitCode, 3, p.output)
         XCTAssertTrue(p.output.contains("preempted (signal received)"), p.output)
         XCTAssertFalse(p.output.contains("C-SGD round 1/1"), "stopped before training: \(p.output)")
@@ -93,12 +72,8 @@ final class PreemptionTests: XCTestCase {
             ranks: 2, args: args + ["--out-dir", split, "--resume", "auto"])
         XCTAssertEqual(r.exitCode, 0, r.output)
         XCTAssertTrue(r.output.contains("resuming from"), r.output)
-        let a = try SafeTensorsFile.read(path: straight + "/pruned.safetensors")
-        let b = try SafeTensorsFile.read(path: split + "/pruned.safetensors")
-        XCTAssertEqual(a.names, b.names)
-        for n in a.names {
-            XCTAssertEqual(try a.floats(n), try b.floats(n), "tensor \(n) differs after resume")
-        }
+        try assertSameTensors(
+            straight + "/pruned.safetensors", split + "/pruned.safetensors", "after resume:")
     }
 
     func testResumeAutoStartsFreshOnAnEmptyFolderAndBothSpellingsParse() throws {
@@ -147,6 +122,26 @@ final class PreemptionTests: XCTestCase {
         XCTAssertNotEqual(c.exitCode, 0, c.output)
         XCTAssertEqual(c.lines(startingWith: "error:").count, 1, c.output)
         XCTAssertTrue(c.output.contains("cannot resume 'csgd'"), c.output)
+    }
+}
+
+extension PreemptionTests {
+    /// Runs `args` on 2 ranks and sends SIGUSR1 to rank 1's process only, once the output
+    /// holds `marker`; asserts the signal was sent.
+    func signalRank1(
+        _ args: [String], onceOutputHas marker: String, line: UInt = #line
+    ) throws -> CLIResult {
+        let signalled = Signalled()
+        let p = try CLIRunner.mpirun(ranks: 2, args: args) { pid, out in
+            guard out.contains(marker), !signalled.isSet else { return }
+            let ranks = CLIRunner.childPIDs(of: pid)
+            if ranks.count == 2 {
+                kill(ranks[1], SIGUSR1)
+                signalled.set()
+            }
+        }
+        XCTAssertTrue(signalled.isSet, p.output, line: line)
+        return p
     }
 }
 
