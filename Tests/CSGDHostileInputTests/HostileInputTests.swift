@@ -7,6 +7,7 @@
 // metrics and JPEGs: HostileReportTests, ImageFolderTests.)
 
 import CSGDCore
+import CSGDData
 import CSGDTestSupport
 import Foundation
 import XCTest
@@ -139,6 +140,21 @@ final class HostileInputTests: XCTestCase {
         let blockYAML = root + "/block.yaml"
         try (0..<400).map { String(repeating: " ", count: $0 * 2) + "k\($0):" }
             .joined(separator: "\n").write(toFile: blockYAML, atomically: true, encoding: .utf8)
+        // An image folder whose "JPEG" is a FIFO, and one whose JPEG is a sparse 6 GiB file.
+        let fifoImages = root + "/fifo-images"
+        try SyntheticImages.writeImageFolder(
+            root: fifoImages, classes: 2, perClass: 2, width: 40, height: 40, seed: 1)
+        let fifoJPEG = fifoImages + "/class_000/x.jpg"
+        XCTAssertEqual(mkfifo(fifoJPEG, 0o644), 0)
+        let hugeImages = root + "/huge-images"
+        try SyntheticImages.writeImageFolder(
+            root: hugeImages, classes: 2, perClass: 2, width: 40, height: 40, seed: 1)
+        let hugeJPEG = hugeImages + "/class_001/y.jpg"
+        XCTAssertTrue(FileManager.default.createFile(atPath: hugeJPEG, contents: nil))
+        XCTAssertEqual(truncate(hugeJPEG, 6 << 30), 0)
+        let fixtureONNX =
+            URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().path + "/CSGDImportTests/Fixtures/vgg.onnx"
 
         // Sparse files: sizes that would be allocated whole if trusted.
         let sparseModel = root + "/sparse.safetensors"
@@ -339,7 +355,21 @@ final class HostileInputTests: XCTestCase {
             Case(
                 name: "a 900 kB config value", args: ["train", "--config", longYAML],
                 mentions: ["'model'", "more characters)"]),
+            Case(
+                name: "import --std 0 (a division by zero)",
+                args: [
+                    "import", fixtureONNX, "--mean", "0.5,0.5,0.5", "--std", "0.2,0,0.2",
+                    "--output", out + "22.safetensors",
+                ], mentions: ["--std", "(0, 1e6]"]),
             // 9. Sizes checked against the file before anything is allocated.
+            Case(
+                name: "pack a folder holding a FIFO named x.jpg",
+                args: ["pack", fifoImages, out + "23"], mentions: [fifoJPEG, "not a regular file"],
+                timeout: 20),
+            Case(
+                name: "pack a folder holding a sparse 6 GiB JPEG",
+                args: ["pack", hugeImages, out + "24"], mentions: [hugeJPEG, "bytes is more than"],
+                timeout: 20),
             Case(
                 name: "a sparse 7 GiB model file", args: ["eval", "--input", sparseModel],
                 mentions: [sparseModel], timeout: 20),
