@@ -165,6 +165,13 @@ public enum Pruner {
                 if let b = l.bias, let nb = nl.bias {
                     new.value(nb).update(from: old.value(b), count: l.outFeatures)
                 }
+            case (.channelConv(let l), .channelConv(let nl)):
+                // Topology holds the space it slides over fixed: the weights carry over as is.
+                if nl.channels != l.channels || nl.kernel != l.kernel { throw fail(l.name) }
+                new.value(nl.weight).update(from: old.value(l.weight), count: l.kernel)
+                if let b = l.bias, let nb = nl.bias {
+                    new.value(nb).update(from: old.value(b), count: 1)
+                }
             default:
                 // Ops without parameters have nothing to gather: their widths follow their
                 // inputs in the rebuilt graph.

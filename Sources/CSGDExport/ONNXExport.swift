@@ -248,6 +248,23 @@ private struct GraphWriter {
             node(
                 "Reshape", x + ".shuffle", [moved, intVector([0, l.channels, s.h, s.w])], l.output,
                 [])
+        case .channelConv(let l):
+            // y.view(N, 1, C) → Conv1d(1, 1, k) → view(N, C, 1, 1), as timm's EcaModule and
+            // torch write it (0 in a Reshape target copies the batch dimension).
+            let x = valueOf[l.input.index]
+            let sequence = unique(l.name + ".view")
+            let conv = unique(l.name)
+            nodes.append(makeNode("Reshape", sequence, [x, intVector([0, 1, -1])], sequence, []))
+            var inputs = [sequence, store[l.weight].name]
+            if let b = l.bias { inputs.append(store[b].name) }
+            nodes.append(
+                makeNode(
+                    "Conv", conv, inputs, conv,
+                    [
+                        ints("kernel_shape", [l.kernel]), ints("strides", [1]),
+                        ints("pads", [l.pad, l.pad]), ints("dilations", [1]), int("group", 1),
+                    ]))
+            node("Reshape", l.name + ".unview", [conv, intVector([0, -1, 1, 1])], l.output, [])
         case .concat(let l):
             node("Concat", "concat", l.inputs.map { valueOf[$0.index] }, l.output, [int("axis", 1)])
         case .avgPool(let l):

@@ -62,7 +62,7 @@ public enum ONNXImport {
         var seen = Set<String>()
         let names =
             NodeSpec.Op.allCases.flatMap { $0.traits.onnx }
-            + ["Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"]
+            + ["Flatten", "Squeeze", "Unsqueeze", "Expand", "Identity", "Dropout"]
         return names.filter { seen.insert($0).inserted }
     }()
     /// Largest number of ONNX nodes (Constants and shape arithmetic included).
@@ -129,6 +129,11 @@ enum Value {
     case groupedView(Int, groups: Int)
     /// That view with axes 1 and 2 swapped: [N, C / groups, groups, H, W].
     case groupedTransposed(Int, groups: Int)
+    /// A C×1×1 spec tensor viewed as the sequence [N, 1, C] an ECA gate's Conv1d slides over.
+    case channelSequence(Int)
+    /// A C×1×1 spec tensor expanded to `shape` (`gate.expand_as(x)`): only a Mul with a
+    /// tensor of that shape reads it, as a channel gate.
+    case expandedGate(Int, to: ActivationShape)
     /// A step of GELU's erf form, x · 0.5 · (1 + erf(x / √2)), as torch and opsets < 20
     /// write it: 1 = x / √2, 2 = erf(·), 3 = 1 + ·, 4 = x · (·); the last Mul by 0.5 makes
     /// the node.
@@ -453,11 +458,22 @@ struct Translator {
 
     func tensorInput(_ n: ONNXNodeProto, _ i: Int, _ k: Int = 0) throws -> (Int, Bool) {
         guard let v = try value(n, i, k) else { throw nodeError(n, i, "input \(k) is missing") }
-        guard case .tensor(let t, let flat) = v else {
+        switch v {
+        case .tensor(let t, let flat): return (t, flat)
+        case .channelSequence:
+            throw nodeError(
+                n, i,
+                "input '\(n.input[k])' is an ECA gate's [N, 1, C] view; csgd-dist reads it only "
+                    + "with a Conv1d, element-wise ops and a Reshape back to [N, C, 1, 1]")
+        case .expandedGate:
+            throw nodeError(
+                n, i,
+                "input '\(n.input[k])' is a gate expanded over H×W; csgd-dist reads it only in a "
+                    + "Mul with the gated tensor")
+        default:
             throw nodeError(
                 n, i, "input '\(n.input[k])' is a constant, not computed from the image")
         }
-        return (t, flat)
     }
 
     func constantInput(_ n: ONNXNodeProto, _ i: Int, _ k: Int, _ role: String) throws
@@ -596,6 +612,7 @@ struct Translator {
             }
             define(n, i, .tensor(t, flat: true))
         case "Reshape": try reshape(n, i)
+        case "Expand": try expand(n, i)
         case "Gemm", "MatMul": try linear(n, i)
         case "Identity":
             guard let v = try value(n, i, 0) else { throw nodeError(n, i, "no input") }

@@ -55,6 +55,9 @@ extension Translator {
     }
 
     mutating func conv(_ n: ONNXNodeProto, _ i: Int) throws {
+        if case .channelSequence(let t)? = try value(n, i, 0) {
+            return try channelConv(n, i, sequence: t)
+        }
         let (x0, flat) = try tensorInput(n, i)
         var x = x0
         if flat { throw nodeError(n, i, "input is 2-D, Conv needs [N, C, H, W]") }
@@ -379,8 +382,6 @@ extension Translator {
 
     mutating func reshape(_ n: ONNXNodeProto, _ i: Int) throws {
         if try shuffleReshape(n, i) { return }
-        let (t, _) = try tensorInput(n, i)
-        let features = shapes[t].count
         var dims: [ShapeDim]
         switch try value(n, i, 1) {
         case .shape(let d)?: dims = d
@@ -389,13 +390,10 @@ extension Translator {
         default:
             throw nodeError(n, i, "the target shape is neither a constant nor x.size() arithmetic")
         }
+        if try channelSequenceReshape(n, i, target: dims) { return }
+        let (t, _) = try tensorInput(n, i)
+        let features = shapes[t].count
         let allowZero = intAttr(n, "allowzero", 0) != 0
-        if dims.count == 3, dims[1] == .known(1), shapes[t].h == 1, shapes[t].w == 1 {
-            throw nodeError(
-                n, i,
-                "views pooled channels as a sequence [N, 1, C] (an ECA gate: a Conv1d sliding "
-                    + "over the channel axis); csgd-dist does not import channel-mixing gates")
-        }
         // [N, -1], [N, F], [-1, F], [0, -1], [0, F] and, from a fixed-batch export, [B, -1].
         var ok = false
         if dims.count == 2 {

@@ -54,7 +54,10 @@ extension Translator {
     /// float attributes (ONNX's defaults where absent) into the node's fields, required string
     /// attributes checked.
     mutating func activation(_ n: ONNXNodeProto, _ i: Int) throws {
-        let (t, flat) = try tensorInput(n, i)
+        // Element-wise ops keep an ECA gate's [N, 1, C] view (its Sigmoid).
+        var sequence = false
+        if case .channelSequence? = try value(n, i, 0) { sequence = true }
+        let (t, flat) = try sequence ? (channelSequenceTensor(n, i), false) : tensorInput(n, i)
         let op = NodeSpec.Op.elementwise(onnx: n.opType)!
         let form = op.activation(alpha: nil, beta: nil)!.onnx
         for required in form.requiredStrings {
@@ -81,7 +84,16 @@ extension Translator {
                 throw nodeError(n, i, "attribute value \(v) is not a finite number within ±1e6")
             }
         }
-        define(n, i, .tensor(append(node, shapes[t]), flat: flat))
+        let y = append(node, shapes[t])
+        define(n, i, sequence ? .channelSequence(y) : .tensor(y, flat: flat))
+    }
+
+    /// The tensor under an ECA gate's [N, 1, C] view at input 0.
+    func channelSequenceTensor(_ n: ONNXNodeProto, _ i: Int) throws -> Int {
+        guard case .channelSequence(let t)? = try value(n, i, 0) else {
+            throw nodeError(n, i, "input 0 is not an ECA gate's [N, 1, C] view")
+        }
+        return t
     }
 
     /// The float scalar constant at input `k`, if that input is one.
@@ -151,7 +163,17 @@ extension Translator {
             if case .geluStep = $0 { return true } else { return false }
         }
         if isGeluStep { return try geluStep(n, i) }
-        guard case .tensor(let ta, let fa) = a, case .tensor(let tb, let fb) = b else {
+        // `x * gate.expand_as(x)`: the expanded gate is the gate, for x of the shape it took.
+        func unexpanded(_ v: Value, against other: Value) -> Value {
+            if case .expandedGate(let g, let shape) = v, case .tensor(let x, false) = other,
+                shapes[x] == shape
+            {
+                return .tensor(g, flat: false)
+            }
+            return v
+        }
+        let (a2, b2) = (unexpanded(a, against: b), unexpanded(b, against: a))
+        guard case .tensor(let ta, let fa) = a2, case .tensor(let tb, let fb) = b2 else {
             throw nodeError(
                 n, i,
                 "multiplies by a constant; csgd-dist imports Mul as x·Sigmoid(x), "

@@ -95,6 +95,16 @@ public struct ChannelShuffleLayer: Sendable {
     public let channels: Int, groups: Int, hw: Int
 }
 
+/// ECA's gate conv: `output[n, c] = bias + Σⱼ weight[j] · input[n, c + j − pad]` over the
+/// channels of a C×1×1 tensor (zeros beyond its ends), `kernel` = 2·`pad` + 1.
+public struct ChannelConvLayer: Sendable {
+    /// Module name (`name.weight` is PyTorch's Conv1d weight, `[1, 1, kernel]`).
+    public let name: String
+    public let input: TensorID, output: TensorID
+    public let weight: ParameterID, bias: ParameterID?
+    public let channels: Int, kernel: Int, pad: Int
+}
+
 /// Zero padding of the spatial sides (an asymmetric "same" padding before a conv).
 public struct PadLayer: Sendable {
     public let input: TensorID, output: TensorID
@@ -191,6 +201,7 @@ public enum Layer: Sendable {
     case channelScale(ChannelScaleLayer)
     case channelSlice(ChannelSliceLayer)
     case channelShuffle(ChannelShuffleLayer)
+    case channelConv(ChannelConvLayer)
     case pad(PadLayer)
     case upsample(UpsampleLayer)
     case linear(LinearLayer)
@@ -211,6 +222,7 @@ public enum Layer: Sendable {
         case .channelScale(let l): return [l.input, l.gate]
         case .channelSlice(let l): return [l.input]
         case .channelShuffle(let l): return [l.input]
+        case .channelConv(let l): return [l.input]
         case .pad(let l): return [l.input]
         case .upsample(let l): return [l.input]
         case .linear(let l): return [l.input]
@@ -233,6 +245,7 @@ public enum Layer: Sendable {
         case .channelScale(let l): return l.output
         case .channelSlice(let l): return l.output
         case .channelShuffle(let l): return l.output
+        case .channelConv(let l): return l.output
         case .pad(let l): return l.output
         case .upsample(let l): return l.output
         case .linear(let l): return l.output
@@ -268,6 +281,7 @@ public struct Graph: Sendable {
             case .conv(let l): total += l.flops
             case .depthwiseConv(let l): total += l.flops
             case .linear(let l): total += l.inFeatures * l.outFeatures
+            case .channelConv(let l): total += l.channels * l.kernel
             default: break
             }
         }
@@ -493,6 +507,33 @@ public struct GraphBuilder {
             .channelShuffle(
                 ChannelShuffleLayer(
                     input: x, output: y, channels: s.c, groups: groups, hw: s.h * s.w)))
+        return y
+    }
+
+    /// Appends ECA's gate conv over the channels of a C×1×1 tensor (`kernel` odd, padded by
+    /// `kernel / 2` so the output keeps C channels).
+    public mutating func channelConv(_ name: String, _ x: TensorID, kernel: Int, bias: Bool)
+        throws -> TensorID
+    {
+        let s = shape(x)
+        if s.h != 1 || s.w != 1 {
+            throw CSGDError(
+                "channel conv \(name): input is \(s.c)×\(s.h)×\(s.w), it slides over a C×1×1 "
+                    + "tensor's channels")
+        }
+        if kernel < 1 || kernel % 2 == 0 || kernel > GraphSpec.Limits.kernel {
+            throw CSGDError(
+                "channel conv \(name): kernel \(kernel) must be odd and at most "
+                    + "\(GraphSpec.Limits.kernel)")
+        }
+        let w = params.addParameter(name + ".weight", shape: [1, 1, kernel], role: .convWeight)
+        let b = bias ? params.addParameter(name + ".bias", shape: [1], role: .convBias) : nil
+        let y = newTensor(s)
+        layers.append(
+            .channelConv(
+                ChannelConvLayer(
+                    name: name, input: x, output: y, weight: w, bias: b, channels: s.c,
+                    kernel: kernel, pad: kernel / 2)))
         return y
     }
 

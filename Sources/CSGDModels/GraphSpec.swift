@@ -160,6 +160,8 @@ public struct GraphSpec: Codable, Equatable, Sendable {
                 try need(n.outChannels, "outChannels", 1...Architecture.Limits.width * 16)
             case .channelShuffle:
                 try need(n.groups, "groups", 1...Architecture.Limits.width)
+            case .channelConv:
+                try need(n.kernel, "kernel", 1...Limits.kernel)
             case .upsample:
                 try need(n.stride, "stride", 1...Limits.stride)
             case .pad:
@@ -248,6 +250,8 @@ public struct GraphSpec: Codable, Equatable, Sendable {
                 case .channelSlice:
                     y = try b.channelSlice(x[0], start: n.start!, count: n.outChannels!)
                 case .channelShuffle: y = try b.channelShuffle(x[0], groups: n.groups!)
+                case .channelConv:
+                    y = try b.channelConv(n.name, x[0], kernel: n.kernel!, bias: n.bias ?? false)
                 case .pad:
                     let p = n.pads!
                     y = try b.pad(x[0], top: p[0], left: p[1], bottom: p[2], right: p[3])

@@ -75,7 +75,8 @@ public final class Network {
             let p = store.value(ParameterID(i))
             switch spec.role {
             case .convWeight:
-                let fanOut = spec.shape[0] * spec.shape[2] * spec.shape[3]
+                // [K, C, R, S], or [1, 1, k] for the ECA gate's Conv1d.
+                let fanOut = spec.shape[0] * spec.shape.dropFirst(2).reduce(1, *)
                 let std = Float((2.0 / Double(fanOut)).squareRoot())
                 for j in 0..<spec.count { p[j] = rng.nextGaussian() * std }
             case .bnScale:
@@ -232,6 +233,11 @@ public final class Network {
                 avgPoolForward(
                     output: v[l.output.index].pointer, input: v[l.input.index].pointer,
                     shape: l.shape.with(batch: batch), countIncludePad: l.countIncludePad)
+            case .channelConv(let l):
+                channelConvForward(
+                    output: v[l.output.index].pointer, input: v[l.input.index].pointer,
+                    weight: store.value(l.weight), bias: l.bias.map { store.value($0)[0] } ?? 0,
+                    n: batch, channels: l.channels, kernel: l.kernel, pad: l.pad)
             case .linear(let l):
                 linearForward(
                     output: v[l.output.index].pointer, input: v[l.input.index].pointer,
@@ -445,6 +451,13 @@ public final class Network {
                         dInput: dx, dOutput: dy, shape: l.shape.with(batch: batch),
                         countIncludePad: l.countIncludePad)
                 }
+            case .channelConv(let l):
+                channelConvBackward(
+                    dInput: grad(l.input), dWeight: store.grad(l.weight),
+                    dBias: l.bias.map { store.grad($0) }, dOutput: take(l.output),
+                    input: v[l.input.index].pointer, weight: store.value(l.weight), n: batch,
+                    channels: l.channels, kernel: l.kernel, pad: l.pad)
+                ready(l.weight, l.bias)
             case .linear(let l):
                 linearBackward(
                     dInput: grad(l.input), dWeight: store.grad(l.weight),

@@ -30,6 +30,9 @@ public enum ChannelFlow: String, Sendable, CaseIterable {
     case slice
     /// A permutation of the input's channels: every space of the input is held fixed.
     case permute
+    /// Output channel j reads the input's channels near j (ECA's Conv1d along the channel
+    /// axis): every space of the input is held fixed; output channel j lines up with input j.
+    case mixNeighbours
     /// A space nothing may prune (a classifier's outputs).
     case fixedSpace
 }
@@ -40,7 +43,7 @@ public enum OpFamily: String, Sendable, CaseIterable {
     /// Any `Activation`: one input, one output of its shape, value by value.
     case elementwise
     case add, concat, maxPool, avgPool, globalAvgPool, globalMaxPool, channelScale
-    case channelSlice, channelShuffle, pad, upsample, linear
+    case channelSlice, channelShuffle, channelConv, pad, upsample, linear
 }
 
 extension NodeSpec {
@@ -88,6 +91,9 @@ extension NodeSpec {
         case channelSlice
         /// ShuffleNet's channel shuffle in `groups` groups.
         case channelShuffle
+        /// ECA's gate conv: a 1-in, 1-out Conv1d of side `kernel` (zero padding `pad`) sliding
+        /// along the channels of a C×1×1 input (`x.view(N, 1, C)` in PyTorch).
+        case channelConv
         /// Zero padding by `pads` = [top, left, bottom, right].
         case pad
         /// Nearest upsampling by the integer factor `stride`.
@@ -167,6 +173,10 @@ extension NodeSpec.Op {
         case .channelShuffle:
             return row(
                 .channelShuffle, .permute, ["Reshape", "Transpose", "Reshape"], "channel shuffle")
+        case .channelConv:
+            return row(
+                .channelConv, parameters: true, .mixNeighbours, ["Reshape", "Conv", "Reshape"],
+                "ECA channel conv")
         case .pad: return row(.pad, .passThrough, ["Pad"], "pad")
         case .upsample:
             return row(.upsample, .passThrough, ["Resize", "Upsample"], "nearest upsample")
@@ -193,7 +203,7 @@ extension NodeSpec.Op {
         case .tanh: return .tanh
         case .conv, .depthwiseConv, .batchNorm, .add, .concat, .maxPool, .avgPool,
             .globalAvgPool, .globalMaxPool, .channelScale, .channelSlice, .channelShuffle,
-            .pad, .upsample, .linear:
+            .channelConv, .pad, .upsample, .linear:
             return nil
         }
     }
@@ -353,6 +363,7 @@ extension Layer {
         case .channelScale: return .channelScale
         case .channelSlice: return .channelSlice
         case .channelShuffle: return .channelShuffle
+        case .channelConv: return .channelConv
         case .pad: return .pad
         case .upsample: return .upsample
         case .linear: return .linear

@@ -245,7 +245,8 @@ public struct Topology: Sendable {
                 let x = segs[l.input.index]
                 let g = segs[l.gate.index]
                 if Run.aligned(x, g, spaces) {
-                    for (a, b) in zip(x, g) {
+                    // An ECA gate is computed from the gated space itself: no other producer.
+                    for (a, b) in zip(x, g) where spaces.find(a.space) != spaces.find(b.space) {
                         gateSpaces.insert(b.space)
                         spaces.union(a.space, b.space)
                     }
@@ -268,6 +269,12 @@ public struct Topology: Sendable {
                         runs, shuffledSource(c, channels: l.channels, groups: l.groups), 1
                     ).map { Run(space: $0.space, offset: c, width: 1, start: $0.start) }
                 }
+            case .channelConv(let l):
+                // Output channel c mixes input channels c − pad … c + pad: merging two of them
+                // would change what their neighbours read, so the spaces keep their widths.
+                let runs = segs[l.input.index]
+                fixAll(runs, "mixed with neighbouring channels by ECA conv \(l.name) (layer \(li))")
+                segs[out] = runs
             case .batchNorm, .activation, .maxPool, .avgPool, .globalAvgPool, .globalMaxPool,
                 .depthwiseConv, .pad, .upsample:
                 preconditionFailure("pass-through layers are handled before the switch")

@@ -52,6 +52,21 @@ extension GraphPruningTests {
         XCTAssertEqual(thin.architecture.widths, [8, 3, 4, 5, 5])
     }
 
+    /// ECA's Conv1d mixes neighbouring channels, so the space it gates (here the stem's
+    /// residual stream, which the gated branch is added to) keeps its width; the branch's
+    /// hidden width and the head prune, exactly.
+    func testECAGatedSpaceIsFixedAndTheRestPrunesExactly() throws {
+        let (net, t) = try network(ModernOpGraphs.efficientChannelAttention().nodes)
+        let gated = group(t, "b.conv2")
+        XCTAssertTrue(gated.fixedReason!.contains("ECA conv b.eca.conv"), "\(t.groups)")
+        XCTAssertEqual(gated.producers.map { t.convs[$0].name }, ["stem", "b.conv2"])
+        XCTAssertEqual(gated.gates, [], "the ECA gate has no producing conv of its own")
+        XCTAssertFalse(group(t, "b.conv1").isFixed)
+        XCTAssertFalse(group(t, "head").isFixed)
+        let thin = try checkExact(net, t, target: .ratio(0.5))
+        XCTAssertEqual(thin.architecture.widths, [8, 3, 8, 5])
+    }
+
     /// The upsampled branch joins the full-resolution stream: one residual group, pruned
     /// together through the upsampling and the pad.
     func testUpsampledBranchJoinsTheStreamItIsAddedTo() throws {

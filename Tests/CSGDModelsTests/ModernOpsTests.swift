@@ -87,6 +87,69 @@ extension NetworkGradientTests {
         try checkNetwork(a, batch: 3, awayFromKinks: true)
     }
 
+    func testECAGraphBackwardMatchesFiniteDifferences() throws {
+        let a = try Architecture.from(
+            spec: ModernOpGraphs.efficientChannelAttention(), model: "eca", inputChannels: 3,
+            imageSize: 8)
+        try checkNetwork(a, batch: 3, awayFromKinks: true)
+    }
+
+    /// The ECA conv kernel against PyTorch's Conv1d(1, 1, k, padding k // 2) definition and
+    /// against central differences, at both ends of the channel axis (the zero padding).
+    func testChannelConvMatchesItsDefinitionAndFiniteDifferences() {
+        let (n, c, k, pad) = (2, 7, 5, 2)
+        var rng = Rng(seed: 12)
+        let x = (0..<(n * c)).map { _ in rng.nextGaussian() }
+        let w = (0..<k).map { _ in rng.nextGaussian() }
+        let bias: Float = 0.25
+        let dy = (0..<(n * c)).map { _ in rng.nextGaussian() }
+        func forward(_ x: [Float], _ w: [Float], _ b: Float) -> [Float] {
+            var y = [Float](repeating: 0, count: n * c)
+            channelConvForward(
+                output: &y, input: x, weight: w, bias: b, n: n, channels: c, kernel: k, pad: pad)
+            return y
+        }
+        let y = forward(x, w, bias)
+        for r in 0..<n {
+            for o in 0..<c {
+                var want = Double(bias)
+                for j in 0..<k where (0..<c).contains(o + j - pad) {
+                    want += Double(w[j]) * Double(x[r * c + o + j - pad])
+                }
+                XCTAssertEqual(Double(y[r * c + o]), want, accuracy: 1e-5, "y[\(r), \(o)]")
+            }
+        }
+        func loss(_ x: [Float], _ w: [Float], _ b: Float) -> Double {
+            zip(forward(x, w, b), dy).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        // Backward accumulates: start every gradient at 0.5.
+        var dx = [Float](repeating: 0.5, count: x.count)
+        var dw = [Float](repeating: 0.5, count: k)
+        var db: [Float] = [0.5]
+        channelConvBackward(
+            dInput: &dx, dWeight: &dw, dBias: &db, dOutput: dy, input: x, weight: w, n: n,
+            channels: c, kernel: k, pad: pad)
+        let h: Float = 1e-2  // the loss is linear in each input: the difference is exact
+        for i in x.indices {
+            var p = x
+            var m = x
+            p[i] += h
+            m[i] -= h
+            let fd = (loss(p, w, bias) - loss(m, w, bias)) / Double(2 * h)
+            XCTAssertEqual(Double(dx[i] - 0.5), fd, accuracy: 1e-3, "dx[\(i)]")
+        }
+        for j in 0..<k {
+            var p = w
+            var m = w
+            p[j] += h
+            m[j] -= h
+            let fd = (loss(x, p, bias) - loss(x, m, bias)) / Double(2 * h)
+            XCTAssertEqual(Double(dw[j] - 0.5), fd, accuracy: 1e-3, "dw[\(j)]")
+        }
+        let fdb = (loss(x, w, bias + h) - loss(x, w, bias - h)) / Double(2 * h)
+        XCTAssertEqual(Double(db[0] - 0.5), fdb, accuracy: 1e-3)
+    }
+
     func testEveryOpIsChecked() throws {
         var used = Set(Self.everyOpSpec().nodes.map(\.op))
         for (_, spec) in ModernOpGraphs.all { used.formUnion(spec.nodes.map(\.op)) }

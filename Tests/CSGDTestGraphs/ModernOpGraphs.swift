@@ -98,11 +98,33 @@ public enum ModernOpGraphs {
             ], output: 14)
     }
 
-    /// All three graphs.
+    /// An ECA-ResNet bottleneck (timm's EcaModule): a 1×1 → 3×3 branch whose output is gated
+    /// by Sigmoid(Conv1d over its pooled channels), added to the stem; then a 1×1 head, pooled,
+    /// and a classifier. The Conv1d has a bias here (timm's has none) so both paths are checked.
+    public static func efficientChannelAttention() -> GraphSpec {
+        GraphSpec(
+            nodes: [
+                conv("stem", 0, 8), bn("stem.bn", 1, relu: true),  // t2 [8]
+                conv("b.conv1", 2, 6, kernel: 1), bn("b.bn1", 3, relu: true),  // t4 [6]
+                conv("b.conv2", 4, 8), bn("b.bn2", 5),  // t6 [8]
+                op(.globalAvgPool, 6),  // t7 [8, 1, 1]
+                NodeSpec(op: .channelConv, name: "b.eca.conv", inputs: [7], kernel: 3, bias: true),
+                // t8 [8, 1, 1]
+                op(.sigmoid, 8),  // t9
+                op(.channelScale, 6, 9),  // t10 [8]
+                NodeSpec(op: .add, inputs: [2, 10], relu: true),  // t11
+                conv("head", 11, 10, kernel: 1), bn("head.bn", 12, relu: true),  // t13 [10]
+                op(.globalAvgPool, 13),  // t14
+                NodeSpec(op: .linear, name: "fc", inputs: [14], outChannels: 5),  // t15
+            ], output: 15)
+    }
+
+    /// All four graphs.
     public static var all: [(name: String, spec: GraphSpec)] {
         [
             ("squeeze-excitation", squeezeExcitation()), ("shuffle", shuffle()),
             ("multi-resolution", multiResolution()),
+            ("efficient-channel-attention", efficientChannelAttention()),
         ]
     }
 }
