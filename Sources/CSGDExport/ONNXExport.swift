@@ -175,7 +175,7 @@ private struct GraphWriter {
                     valueOf[l.input.index], store[l.scale].name, store[l.shift].name,
                     store[l.runningMean].name, store[l.runningVar].name,
                 ],
-                l.output, [float("epsilon", network.batchNorm.eps)], last: !l.relu)
+                l.output, [float("epsilon", l.eps ?? network.batchNorm.eps)], last: !l.relu)
             if l.relu { relu(l.output, l.name) }
         case .add(let l):
             // Named after the block whose residual branch it closes: `layer1.0.add`.

@@ -134,27 +134,31 @@ extension Translator {
         guard let g = try floats(n, i, 1, "scale", dims: c),
             let beta = try floats(n, i, 2, "bias", dims: c),
             let mean = try floats(n, i, 3, "mean", dims: c),
-            var v = try floats(n, i, 4, "var", dims: c)
+            let v = try floats(n, i, 4, "var", dims: c)
         else { throw nodeError(n, i, "needs scale, bias, mean and var inputs") }
         let fileEps = floatAttr(n, "epsilon", 1e-5)
         if !(fileEps.isFinite && fileEps >= 0) {
             throw nodeError(n, i, "epsilon \(fileEps)")
         }
-        if fileEps != eps {
-            // Our BatchNorm has one eps (PyTorch's 1e-5); var + eps is what the function reads.
-            v = v.map { $0 + fileEps - eps }
-            notes.append(
-                "\(name): epsilon \(fileEps) folded into running_var (csgd-dist uses \(eps))")
+        // Kept per node (TF-ported weights use 1e-3): folding it into running_var would be
+        // right for eval only, as training normalises by the batch variance + epsilon.
+        if !(fileEps > 0 && fileEps <= 1) {
+            throw nodeError(n, i, "epsilon \(fileEps) is not in (0, 1]")
         }
-        if let bad = v.firstIndex(where: { !($0 + eps > 0) }) {
-            throw nodeError(n, i, "var[\(bad)] + epsilon is \(v[bad] + eps), not positive")
+        if let bad = v.firstIndex(where: { !($0 + fileEps > 0) }) {
+            throw nodeError(n, i, "var[\(bad)] + epsilon is \(v[bad] + fileEps), not positive")
         }
         tensors[name + ".weight"] = g
         tensors[name + ".bias"] = beta
         tensors[name + ".running_mean"] = mean
         tensors[name + ".running_var"] = v
         define(
-            n, i, .tensor(append(NodeSpec(op: .batchNorm, name: name, inputs: [x]), s), flat: flat))
+            n, i,
+            .tensor(
+                append(
+                    NodeSpec(
+                        op: .batchNorm, name: name, inputs: [x],
+                        eps: fileEps == eps ? nil : fileEps), s), flat: flat))
     }
 
     // MARK: activations, add, concat, pools

@@ -157,6 +157,8 @@ public struct BatchNormLayer: Sendable {
     public let channels: Int, hw: Int
     /// Whether a ReLU follows (applied in place on `output`).
     public let relu: Bool
+    /// Its epsilon when it is not the network's (`Network.batchNorm.eps`, PyTorch's 1e-5).
+    public var eps: Float? = nil
 }
 
 /// A residual add node `output = a + b`, optionally followed by an in-place ReLU.
@@ -406,7 +408,9 @@ public struct GraphBuilder {
     }
 
     /// Appends BatchNorm (+ optional fused ReLU) and returns its output tensor.
-    public mutating func batchNorm(_ name: String, _ x: TensorID, relu: Bool) -> TensorID {
+    public mutating func batchNorm(_ name: String, _ x: TensorID, relu: Bool, eps: Float? = nil)
+        -> TensorID
+    {
         let s = shape(x)
         let g = params.addParameter(name + ".weight", shape: [s.c], role: .bnScale)
         let b = params.addParameter(name + ".bias", shape: [s.c], role: .bnShift)
@@ -417,7 +421,7 @@ public struct GraphBuilder {
             .batchNorm(
                 BatchNormLayer(
                     name: name, input: x, output: y, scale: g, shift: b, runningMean: m,
-                    runningVar: v, channels: s.c, hw: s.h * s.w, relu: relu)))
+                    runningVar: v, channels: s.c, hw: s.h * s.w, relu: relu, eps: eps)))
         return y
     }
 

@@ -50,13 +50,17 @@ public struct NodeSpec: Codable, Equatable, Sendable {
     public var beta: Float?
     /// Zero padding [top, left, bottom, right] of a pad node.
     public var pads: [Int]?
+    /// A batchNorm node's epsilon when it is not PyTorch's 1e-5 (TF-ported weights use 1e-3):
+    /// training and eval both add it to the variance, as the source framework does.
+    public var eps: Float?
 
     /// A node; attributes not relevant to `op` stay nil.
     public init(
         op: Op, name: String = "", inputs: [Int], outChannels: Int? = nil, kernel: Int? = nil,
         stride: Int? = nil, pad: Int? = nil, groups: Int? = nil, bias: Bool? = nil,
         relu: Bool? = nil, countIncludePad: Bool? = nil, ceilMode: Bool? = nil,
-        start: Int? = nil, alpha: Float? = nil, beta: Float? = nil, pads: [Int]? = nil
+        start: Int? = nil, alpha: Float? = nil, beta: Float? = nil, pads: [Int]? = nil,
+        eps: Float? = nil
     ) {
         self.op = op
         self.name = name
@@ -74,6 +78,7 @@ public struct NodeSpec: Codable, Equatable, Sendable {
         self.alpha = alpha
         self.beta = beta
         self.pads = pads
+        self.eps = eps
     }
 
     /// Whether this node has an entry in `Architecture.widths` (dense and grouped convs).
@@ -170,7 +175,11 @@ public struct GraphSpec: Codable, Equatable, Sendable {
             case .elementwise:
                 try finite(n.alpha, "alpha")
                 try finite(n.beta, "beta")
-            case .batchNorm, .add, .concat, .globalAvgPool, .globalMaxPool, .channelScale:
+            case .batchNorm:
+                if let e = n.eps, !(e > 0 && e <= 1) {
+                    throw CSGDError("\(at): eps \(e) is not in (0, 1]")
+                }
+            case .add, .concat, .globalAvgPool, .globalMaxPool, .channelScale:
                 break
             }
             if traits.hasParameters {
@@ -232,7 +241,8 @@ public struct GraphSpec: Codable, Equatable, Sendable {
                     y = try b.depthwiseConv(
                         n.name, x[0], kernel: n.kernel!, stride: n.stride!, pad: n.pad!,
                         bias: n.bias ?? false)
-                case .batchNorm: y = b.batchNorm(n.name, x[0], relu: n.relu ?? false)
+                case .batchNorm:
+                    y = b.batchNorm(n.name, x[0], relu: n.relu ?? false, eps: n.eps)
                 case .elementwise: y = b.activation(x[0], n.activation!)
                 case .add: y = try b.add(x[0], x[1], relu: n.relu ?? false)
                 case .concat: y = try b.concat(x)

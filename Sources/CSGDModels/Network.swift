@@ -60,6 +60,13 @@ public final class Network {
         fusibleBatchNorm = fusible
     }
 
+    /// The BatchNorm settings of one layer: the network's, with the layer's own epsilon.
+    func batchNormConfig(_ l: BatchNormLayer) -> BatchNormConfig {
+        var c = batchNorm
+        if let e = l.eps { c.eps = e }
+        return c
+    }
+
     /// Number of classes (logit width).
     public var numClasses: Int { architecture.numClasses }
     /// Floats per input image.
@@ -130,7 +137,7 @@ public final class Network {
             batchNormEvalAffine(
                 a: a, b: b, runningMean: store.buffer(bn.runningMean),
                 runningVar: store.buffer(bn.runningVar), scale: store.value(bn.scale),
-                shift: store.value(bn.shift), c: bn.channels, config: batchNorm)
+                shift: store.value(bn.shift), c: bn.channels, config: batchNormConfig(bn))
             skip = bi
             return (v[bn.output.index].pointer, ChannelAffine(scale: a, shift: b, relu: bn.relu))
         }
@@ -168,14 +175,14 @@ public final class Network {
                         runningMean: store.buffer(l.runningMean),
                         runningVar: store.buffer(l.runningVar), input: v[l.input.index].pointer,
                         scale: store.value(l.scale), shift: store.value(l.shift), n: batch,
-                        c: l.channels, hw: l.hw, config: batchNorm, relu: l.relu)
+                        c: l.channels, hw: l.hw, config: batchNormConfig(l), relu: l.relu)
                 } else {
                     batchNormForwardEval(
                         output: y, input: v[l.input.index].pointer,
                         runningMean: store.buffer(l.runningMean),
                         runningVar: store.buffer(l.runningVar), scale: store.value(l.scale),
                         shift: store.value(l.shift), n: batch, c: l.channels, hw: l.hw,
-                        config: batchNorm, relu: l.relu)
+                        config: batchNormConfig(l), relu: l.relu)
                 }
             case .add(let l):
                 let y = v[l.output.index].pointer
@@ -524,7 +531,7 @@ public final class Network {
                 saveInvStd: arena.bnInvStd[li]!.pointer, runningMean: store.buffer(l.runningMean),
                 runningVar: store.buffer(l.runningVar), input: x, stats: stats,
                 scale: store.value(l.scale), shift: store.value(l.shift), n: batch,
-                c: l.channels, hw: l.hw, config: batchNorm, relu: l.relu)
+                c: l.channels, hw: l.hw, config: batchNormConfig(l), relu: l.relu)
         }
     }
 

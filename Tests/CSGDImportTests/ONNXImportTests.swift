@@ -2,6 +2,7 @@
 // op or malformed file ending in one line that names the node, the op and where it sits.
 
 import CSGDCore
+import CSGDExport
 import CSGDModels
 import CSGDONNX
 import CSGDTestSupport
@@ -289,12 +290,41 @@ final class ONNXImportTests: XCTestCase {
         XCTAssertEqual(try translate(m).architecture.spec?.nodes.count, 4)
     }
 
-    func testBatchNormEpsilonOtherThanOursIsFoldedIntoVarWithANote() throws {
+    /// A BatchNorm epsilon other than PyTorch's (TF-ported weights use 1e-3) stays the node's:
+    /// eval computes what folding it into running_var would, training normalises by the batch
+    /// variance + 1e-3 (folding would train with 1e-5), and the export writes it back.
+    func testBatchNormEpsilonOtherThanOursIsKeptForTrainingEvalAndExport() throws {
         var m = baseModel()
         m.graph.node[1].attribute[0].f = 1e-3
         let imp = try translate(m)
-        XCTAssertEqual(imp.tensors["bn.running_var"]?[0] ?? 0, 1 + 1e-3 - 1e-5, accuracy: 1e-7)
-        XCTAssertTrue(imp.notes.contains { $0.contains("epsilon") }, "\(imp.notes)")
+        XCTAssertEqual(imp.architecture.spec?.nodes.first { $0.op == .batchNorm }?.eps, 1e-3)
+        XCTAssertEqual(imp.tensors["bn.running_var"], [1, 2, 0.5, 0.25])
+        let kept = try imp.network()
+        // The same file with 1e-5 and the difference folded into running_var.
+        var folded = baseModel()
+        folded.graph.initializer[5] = tensor(
+            "bn.running_var", [4], [1, 2, 0.5, 0.25].map { $0 + 1e-3 - 1e-5 })
+        let foldedNet = try translate(folded).network()
+        var rng = Rng(seed: 21)
+        // Small images: the conv's batch variance is near 1e-3, where the two epsilons differ.
+        let x = (0..<(4 * kept.imageCount)).map { _ in 0.01 * rng.nextGaussian() }
+        func logits(_ net: Network, training: Bool) -> [Float] {
+            Array(
+                UnsafeBufferPointer(
+                    start: net.forward(images: x, batch: 4, training: training),
+                    count: 4 * net.numClasses))
+        }
+        let evalDiff = zip(logits(kept, training: false), logits(foldedNet, training: false))
+            .map { abs($0 - $1) }.max()!
+        XCTAssertLessThan(evalDiff, 1e-5)
+        let trainKept = logits(kept, training: true)
+        let trainFolded = logits(foldedNet, training: true)
+        let scale = trainKept.map(abs).max()!
+        let trainDiff = zip(trainKept, trainFolded).map { abs($0 - $1) }.max()!
+        XCTAssertGreaterThan(trainDiff, 0.01 * scale, "training ignores the node's epsilon")
+        let back = try ONNXModelProto(serializedBytes: ONNXExport.serialize(kept))
+        let bn = back.graph.node.first { $0.opType == "BatchNormalization" }
+        XCTAssertEqual(bn?.attribute.first { $0.name == "epsilon" }?.f, 1e-3)
     }
 
     /// Graph size: every pass is linear in the node count, so long chains import (or are
