@@ -116,14 +116,7 @@ extension Translator {
     mutating func expand(_ n: ONNXNodeProto, _ i: Int) throws {
         let (t, flat) = try tensorInput(n, i)
         let s = shapes[t]
-        var dims: [ShapeDim]
-        switch try value(n, i, 1) {
-        case .shape(let d)?: dims = d
-        case .constant(let c)? where c.ints != nil && c.dims.count == 1:
-            dims = c.ints!.map { .known(Int(clamping: $0)) }
-        default:
-            throw nodeError(n, i, "the target shape is neither a constant nor x.size() arithmetic")
-        }
+        let dims = try targetShape(n, i)
         func fail() -> CSGDError {
             nodeError(
                 n, i,

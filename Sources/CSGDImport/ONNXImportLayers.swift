@@ -384,16 +384,21 @@ extension Translator {
         }
     }
 
-    mutating func reshape(_ n: ONNXNodeProto, _ i: Int) throws {
-        if try shuffleReshape(n, i) { return }
-        var dims: [ShapeDim]
+    /// The target shape at input 1 of a Reshape or Expand: a constant, or `x.size()`
+    /// arithmetic evaluated at import.
+    func targetShape(_ n: ONNXNodeProto, _ i: Int) throws -> [ShapeDim] {
         switch try value(n, i, 1) {
-        case .shape(let d)?: dims = d
+        case .shape(let d)?: return d
         case .constant(let c)? where c.ints != nil && c.dims.count == 1:
-            dims = c.ints!.map { .known(Int(clamping: $0)) }
+            return c.ints!.map { .known(Int(clamping: $0)) }
         default:
             throw nodeError(n, i, "the target shape is neither a constant nor x.size() arithmetic")
         }
+    }
+
+    mutating func reshape(_ n: ONNXNodeProto, _ i: Int) throws {
+        if try shuffleReshape(n, i) { return }
+        let dims = try targetShape(n, i)
         if try channelSequenceReshape(n, i, target: dims) { return }
         let (t, _) = try tensorInput(n, i)
         let features = shapes[t].count
