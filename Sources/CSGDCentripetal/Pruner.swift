@@ -172,6 +172,15 @@ public enum Pruner {
                 if let b = l.bias, let nb = nl.bias {
                     new.value(nb).update(from: old.value(b), count: 1)
                 }
+            case (.channelNorm(let l), .channelNorm(let nl)):
+                // Topology holds the space it normalises fixed: the weights carry over as is.
+                if nl.channels != l.channels || (nl.bias == nil) != (l.bias == nil) {
+                    throw fail(l.name)
+                }
+                new.value(nl.weight).update(from: old.value(l.weight), count: l.channels)
+                if let b = l.bias, let nb = nl.bias {
+                    new.value(nb).update(from: old.value(b), count: l.channels)
+                }
             default:
                 // Ops without parameters have nothing to gather: their widths follow their
                 // inputs in the rebuilt graph.

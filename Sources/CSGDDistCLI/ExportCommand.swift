@@ -34,12 +34,12 @@ struct ExportCommand: ParsableCommand {
 
     @Option(
         help:
-            "ONNX opset to declare (\(ONNXExport.supportedOpsets.lowerBound)-\(ONNXExport.supportedOpsets.upperBound))."
+            "ONNX opset to declare (\(ONNXExport.supportedOpsets.lowerBound)-\(ONNXExport.supportedOpsets.upperBound); default \(ONNXExport.defaultOpset), or the lowest that writes every op of the model, e.g. 17 for LayerNorm)."
     )
-    var opset = ONNXExport.defaultOpset
+    var opset: Int?
 
     func validate() throws {
-        if !ONNXExport.supportedOpsets.contains(opset) {
+        if let opset, !ONNXExport.supportedOpsets.contains(opset) {
             throw ValidationError(
                 "--opset \(opset) is not supported (use \(ONNXExport.supportedOpsets.lowerBound)"
                     + "-\(ONNXExport.supportedOpsets.upperBound))")
@@ -50,6 +50,7 @@ struct ExportCommand: ParsableCommand {
         do {
             try refuseOutputOverInputs(onnx, flag: "--onnx", inputs: [input])
             let net = try Checkpoint.load(path: input).network
+            let opset = self.opset ?? ONNXExport.defaultOpset(for: net)
             let bytes = try ONNXExport.serialize(
                 net, opset: opset,
                 docString: "\(net.architecture.model) exported by csgd-dist from "

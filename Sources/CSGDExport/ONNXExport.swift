@@ -30,6 +30,12 @@ public enum ONNXExport {
     /// The default opset: read by every current runtime.
     public static let defaultOpset = 13
 
+    /// The lowest opset that writes every op of `network` (an op's `minimumOpset`), at least
+    /// `defaultOpset`: what `export` declares unless told otherwise.
+    public static func defaultOpset(for network: Network) -> Int {
+        network.graph.layers.reduce(defaultOpset) { max($0, $1.op.traits.minimumOpset) }
+    }
+
     /// The lowest ONNX IR version that can carry `opset` (the pairing of ONNX releases), so
     /// older runtimes accept the file.
     public static func irVersion(opset: Int) -> Int {
@@ -61,6 +67,12 @@ public enum ONNXExport {
             throw CSGDError(
                 "--opset \(opset) is not supported (use \(supportedOpsets.lowerBound)"
                     + "–\(supportedOpsets.upperBound))")
+        }
+        for layer in network.graph.layers where layer.op.traits.minimumOpset > opset {
+            let t = layer.op.traits
+            throw CSGDError(
+                "--opset \(opset): the model's \(t.summary) needs opset \(t.minimumOpset) or "
+                    + "later (ONNX's \(t.onnx.joined(separator: " → ")))")
         }
         var m = ONNXModelProto()
         m.irVersion = Int64(irVersion(opset: opset))
@@ -265,6 +277,23 @@ private struct GraphWriter {
                         ints("pads", [l.pad, l.pad]), ints("dilations", [1]), int("group", 1),
                     ]))
             node("Reshape", l.name + ".unview", [conv, intVector([0, -1, 1, 1])], l.output, [])
+        case .channelNorm(let l):
+            // x.permute(0, 2, 3, 1) → LayerNorm over the last axis → permute back, as torch
+            // writes ConvNeXt's LayerNorm2d (opset ≥ 17, checked in `model`).
+            let x = valueOf[l.input.index]
+            let last = unique(l.name + ".channels_last")
+            let norm = unique(l.name)
+            nodes.append(
+                makeNode("Transpose", last, [x], last, [ints("perm", [0, 2, 3, 1])]))
+            var inputs = [last, store[l.weight].name]
+            if let b = l.bias { inputs.append(store[b].name) }
+            nodes.append(
+                makeNode(
+                    "LayerNormalization", norm, inputs, norm,
+                    [int("axis", -1), float("epsilon", l.eps)]))
+            node(
+                "Transpose", l.name + ".channels_first", [norm], l.output,
+                [ints("perm", [0, 3, 1, 2])])
         case .concat(let l):
             node("Concat", "concat", l.inputs.map { valueOf[$0.index] }, l.output, [int("axis", 1)])
         case .avgPool(let l):

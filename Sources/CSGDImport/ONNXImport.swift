@@ -138,6 +138,12 @@ enum Value {
     /// write it: 1 = x / √2, 2 = erf(·), 3 = 1 + ·, 4 = x · (·); the last Mul by 0.5 makes
     /// the node.
     case geluStep(Int, flat: Bool, step: Int)
+    /// A C×H×W spec tensor viewed as [N, H, W, C] (`x.permute(0, 2, 3, 1)`, ConvNeXt's
+    /// LayerNorm and Linear layers): see ONNXImportChannelsLast.swift.
+    case channelsLast(Int)
+    /// A spec tensor of a batch-1 file flattened to one vector (`Reshape(x, [-1])`), read only
+    /// by the Gather that views it back.
+    case batchOneVector(Int)
 }
 
 struct Translator {
@@ -158,6 +164,10 @@ struct Translator {
     var notes: [String] = []
     /// Linear nodes from a MatMul that an Add may still give a bias: tensor → node index.
     var biaslessMatMul: [Int: Int] = [:]
+    /// The initializer a transposed constant came from (`weight.T`), for module names.
+    var constantOrigin: [String: String] = [:]
+    /// The graph input's batch dimension when the file fixes it (the dynamo exporter's 1).
+    var fixedBatch: Int?
     let eps = BatchNormConfig().eps
     /// Initializers stored outside the .onnx file.
     var external: ExternalData
@@ -210,6 +220,11 @@ struct Translator {
         }
         let input = inputs[0]
         shapes = [try inputShape(input)]
+        if case .tensorType(let tt) = input.type.value, let d = tt.shape.dim.first,
+            case .dimValue(let b) = d.value
+        {
+            fixedBatch = Int(clamping: b)
+        }
         values[input.name] = .tensor(0, flat: false)
         producer[input.name] = "the input '\(input.name)'"
         if graph.output.count != 1 {
@@ -470,6 +485,17 @@ struct Translator {
                 n, i,
                 "input '\(n.input[k])' is a gate expanded over H×W; csgd-dist reads it only in a "
                     + "Mul with the gated tensor")
+        case .channelsLast:
+            throw nodeError(
+                n, i,
+                "input '\(n.input[k])' is a channels-last [N, H, W, C] view; csgd-dist reads it "
+                    + "only with LayerNorm, MatMul (+ bias), element-wise ops, a per-channel "
+                    + "scale and the permute back")
+        case .batchOneVector:
+            throw nodeError(
+                n, i,
+                "input '\(n.input[k])' is a feature map flattened with its batch; csgd-dist "
+                    + "reads it only with the Gather that views it back")
         default:
             throw nodeError(
                 n, i, "input '\(n.input[k])' is a constant, not computed from the image")
@@ -613,7 +639,13 @@ struct Translator {
             define(n, i, .tensor(t, flat: true))
         case "Reshape": try reshape(n, i)
         case "Expand": try expand(n, i)
-        case "Gemm", "MatMul": try linear(n, i)
+        case "Gemm", "MatMul":
+            if let t = try channelsLastInput(n, i) {
+                try channelsLastLinear(n, i, view: t)
+            } else {
+                try linear(n, i)
+            }
+        case "LayerNormalization": try layerNorm(n, i)
         case "Identity":
             guard let v = try value(n, i, 0) else { throw nodeError(n, i, "no input") }
             define(n, i, v)

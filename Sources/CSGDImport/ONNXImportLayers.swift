@@ -208,7 +208,14 @@ extension Translator {
             define(
                 n, i,
                 .tensor(append(NodeSpec(op: .add, inputs: [ta, tb]), shapes[ta]), flat: fa))
-        case (.tensor(let t, _), .constant), (.constant, .tensor(let t, _)):
+        case (.channelsLast(let ta), .channelsLast(let tb)):
+            throw nodeError(
+                n, i,
+                "adds two channels-last views (\(describe(shapes[ta], false)), "
+                    + "\(describe(shapes[tb], false))); csgd-dist imports the residual add after "
+                    + "the permute back to [N, C, H, W]")
+        case (.tensor(let t, _), .constant), (.constant, .tensor(let t, _)),
+            (.channelsLast(let t), .constant), (.constant, .channelsLast(let t)):
             // MatMul + Add: the bias of the linear node that MatMul made.
             let k = { if case .constant = a { return 0 } else { return 1 } }()
             let src = n.input[1 - k]
@@ -231,7 +238,13 @@ extension Translator {
             nodes[li].bias = true
             tensors[nodes[li].name + ".bias"] = f
             biaslessMatMul[t] = nil
-            define(n, i, .tensor(t, flat: true))
+            if case .constant = a, case .channelsLast = b {
+                define(n, i, .channelsLast(t))
+            } else if case .channelsLast = a {
+                define(n, i, .channelsLast(t))
+            } else {
+                define(n, i, .tensor(t, flat: true))
+            }
         default:
             throw nodeError(n, i, "adds two constants or shapes; csgd-dist imports image tensors")
         }
@@ -349,6 +362,9 @@ extension Translator {
             dims = start < end ? Array(dims[start..<end]) : []
             define(n, i, .shape(dims))
         case "Gather":
+            if case .batchOneVector(let t)? = try value(n, i, 0) {
+                return try batchOneVectorGather(n, i, vector: t)
+            }
             guard case .shape(let dims)? = try value(n, i, 0) else {
                 throw nodeError(
                     n, i, "csgd-dist evaluates Gather only on a tensor's shape (x.size(k))")
@@ -400,6 +416,7 @@ extension Translator {
         if try shuffleReshape(n, i) { return }
         let dims = try targetShape(n, i)
         if try channelSequenceReshape(n, i, target: dims) { return }
+        if try batchOneVectorReshape(n, i, target: dims) { return }
         let (t, _) = try tensorInput(n, i)
         let features = shapes[t].count
         let allowZero = intAttr(n, "allowzero", 0) != 0

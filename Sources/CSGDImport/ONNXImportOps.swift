@@ -54,10 +54,14 @@ extension Translator {
     /// float attributes (ONNX's defaults where absent) into the node's fields, required string
     /// attributes checked.
     mutating func activation(_ n: ONNXNodeProto, _ i: Int) throws {
-        // Element-wise ops keep an ECA gate's [N, 1, C] view (its Sigmoid).
+        // Element-wise ops keep an ECA gate's [N, 1, C] view (its Sigmoid) and a channels-last
+        // view (ConvNeXt's GELU).
         var sequence = false
         if case .channelSequence? = try value(n, i, 0) { sequence = true }
-        let (t, flat) = try sequence ? (channelSequenceTensor(n, i), false) : tensorInput(n, i)
+        let last = try channelsLastInput(n, i)
+        let (t, flat) =
+            try sequence
+            ? (channelSequenceTensor(n, i), false) : last.map { ($0, false) } ?? tensorInput(n, i)
         let op = NodeSpec.Op.elementwise(onnx: n.opType)!
         let form = op.activation(alpha: nil, beta: nil)!.onnx
         for required in form.requiredStrings {
@@ -85,7 +89,10 @@ extension Translator {
             }
         }
         let y = append(node, shapes[t])
-        define(n, i, sequence ? .channelSequence(y) : .tensor(y, flat: flat))
+        define(
+            n, i,
+            sequence ? .channelSequence(y) : last != nil ? .channelsLast(y) : .tensor(y, flat: flat)
+        )
     }
 
     /// The tensor under an ECA gate's [N, 1, C] view at input 0.
@@ -173,6 +180,7 @@ extension Translator {
             return v
         }
         let (a2, b2) = (unexpanded(a, against: b), unexpanded(b, against: a))
+        if try channelConstantScale(n, i) { return }
         guard case .tensor(let ta, let fa) = a2, case .tensor(let tb, let fb) = b2 else {
             throw nodeError(
                 n, i,
@@ -415,24 +423,6 @@ extension Translator {
         default: return nil
         }
         return [0] + rest
-    }
-
-    mutating func transpose(_ n: ONNXNodeProto, _ i: Int) throws {
-        if case .tensor? = try value(n, i, 0), intsAttr(n, "perm") == [0, 2, 3, 1] {
-            throw nodeError(
-                n, i,
-                "a channels-last permute (ConvNeXt's LayerNorm over channels, then Linear "
-                    + "layers on [N, H, W, C]); csgd-dist does not import LayerNorm blocks")
-        }
-        guard case .groupedView(let t, let g)? = try value(n, i, 0),
-            intsAttr(n, "perm") == [0, 2, 1, 3, 4]
-        else {
-            throw nodeError(
-                n, i,
-                "csgd-dist imports Transpose only inside a channel shuffle "
-                    + "(view [N, g, C/g, H, W], perm [0, 2, 1, 3, 4])")
-        }
-        define(n, i, .groupedTransposed(t, groups: g))
     }
 
     /// Ops evaluated when all their inputs are known (shape arithmetic of traced exports:

@@ -105,6 +105,17 @@ public struct ChannelConvLayer: Sendable {
     public let channels: Int, kernel: Int, pad: Int
 }
 
+/// LayerNorm over the channels of each pixel: `output[n, c, p]` is `input[n, c, p]`
+/// normalised by the mean and variance over c at (n, p), times `weight[c]`, plus `bias[c]`.
+public struct ChannelNormLayer: Sendable {
+    /// Module name (`name.weight`, `name.bias`: PyTorch's LayerNorm affine, `[C]`).
+    public let name: String
+    public let input: TensorID, output: TensorID
+    public let weight: ParameterID, bias: ParameterID?
+    public let channels: Int, hw: Int
+    public let eps: Float
+}
+
 /// Zero padding of the spatial sides (an asymmetric "same" padding before a conv).
 public struct PadLayer: Sendable {
     public let input: TensorID, output: TensorID
@@ -204,6 +215,7 @@ public enum Layer: Sendable {
     case channelSlice(ChannelSliceLayer)
     case channelShuffle(ChannelShuffleLayer)
     case channelConv(ChannelConvLayer)
+    case channelNorm(ChannelNormLayer)
     case pad(PadLayer)
     case upsample(UpsampleLayer)
     case linear(LinearLayer)
@@ -225,6 +237,7 @@ public enum Layer: Sendable {
         case .channelSlice(let l): return [l.input]
         case .channelShuffle(let l): return [l.input]
         case .channelConv(let l): return [l.input]
+        case .channelNorm(let l): return [l.input]
         case .pad(let l): return [l.input]
         case .upsample(let l): return [l.input]
         case .linear(let l): return [l.input]
@@ -248,6 +261,7 @@ public enum Layer: Sendable {
         case .channelSlice(let l): return l.output
         case .channelShuffle(let l): return l.output
         case .channelConv(let l): return l.output
+        case .channelNorm(let l): return l.output
         case .pad(let l): return l.output
         case .upsample(let l): return l.output
         case .linear(let l): return l.output
@@ -538,6 +552,25 @@ public struct GraphBuilder {
                 ChannelConvLayer(
                     name: name, input: x, output: y, weight: w, bias: b, channels: s.c,
                     kernel: kernel, pad: kernel / 2)))
+        return y
+    }
+
+    /// Appends LayerNorm over the channels of each pixel (affine weight, optional bias).
+    public mutating func channelNorm(_ name: String, _ x: TensorID, eps: Float, bias: Bool)
+        throws -> TensorID
+    {
+        if !(eps > 0 && eps <= 1) {
+            throw CSGDError("channel norm \(name): eps \(eps) is not in (0, 1]")
+        }
+        let s = shape(x)
+        let w = params.addParameter(name + ".weight", shape: [s.c], role: .bnScale)
+        let b = bias ? params.addParameter(name + ".bias", shape: [s.c], role: .bnShift) : nil
+        let y = newTensor(s)
+        layers.append(
+            .channelNorm(
+                ChannelNormLayer(
+                    name: name, input: x, output: y, weight: w, bias: b, channels: s.c,
+                    hw: s.h * s.w, eps: eps)))
         return y
     }
 

@@ -51,7 +51,8 @@ public struct NodeSpec: Codable, Equatable, Sendable {
     /// Zero padding [top, left, bottom, right] of a pad node.
     public var pads: [Int]?
     /// A batchNorm node's epsilon when it is not PyTorch's 1e-5 (TF-ported weights use 1e-3):
-    /// training and eval both add it to the variance, as the source framework does.
+    /// training and eval both add it to the variance, as the source framework does. A
+    /// channelNorm's epsilon (PyTorch's LayerNorm default 1e-5 when nil; ConvNeXt uses 1e-6).
     public var eps: Float?
 
     /// A node; attributes not relevant to `op` stay nil.
@@ -167,6 +168,10 @@ public struct GraphSpec: Codable, Equatable, Sendable {
                 try need(n.groups, "groups", 1...Architecture.Limits.width)
             case .channelConv:
                 try need(n.kernel, "kernel", 1...Limits.kernel)
+            case .channelNorm:
+                if let e = n.eps, !(e > 0 && e <= 1) {
+                    throw CSGDError("\(at): eps \(e) is not in (0, 1]")
+                }
             case .upsample:
                 try need(n.stride, "stride", 1...Limits.stride)
             case .pad:
@@ -262,6 +267,9 @@ public struct GraphSpec: Codable, Equatable, Sendable {
                 case .channelShuffle: y = try b.channelShuffle(x[0], groups: n.groups!)
                 case .channelConv:
                     y = try b.channelConv(n.name, x[0], kernel: n.kernel!, bias: n.bias ?? false)
+                case .channelNorm:
+                    y = try b.channelNorm(
+                        n.name, x[0], eps: n.eps ?? BatchNormConfig().eps, bias: n.bias ?? true)
                 case .pad:
                     let p = n.pads!
                     y = try b.pad(x[0], top: p[0], left: p[1], bottom: p[2], right: p[3])

@@ -245,6 +245,11 @@ public final class Network {
                     output: v[l.output.index].pointer, input: v[l.input.index].pointer,
                     weight: store.value(l.weight), bias: l.bias.map { store.value($0)[0] } ?? 0,
                     n: batch, channels: l.channels, kernel: l.kernel, pad: l.pad)
+            case .channelNorm(let l):
+                channelNormForward(
+                    output: v[l.output.index].pointer, input: v[l.input.index].pointer,
+                    weight: store.value(l.weight), bias: l.bias.map { store.value($0) }, n: batch,
+                    channels: l.channels, hw: l.hw, eps: l.eps)
             case .linear(let l):
                 linearForward(
                     output: v[l.output.index].pointer, input: v[l.input.index].pointer,
@@ -464,6 +469,13 @@ public final class Network {
                     dBias: l.bias.map { store.grad($0) }, dOutput: take(l.output),
                     input: v[l.input.index].pointer, weight: store.value(l.weight), n: batch,
                     channels: l.channels, kernel: l.kernel, pad: l.pad)
+                ready(l.weight, l.bias)
+            case .channelNorm(let l):
+                channelNormBackward(
+                    dInput: grad(l.input), dWeight: store.grad(l.weight),
+                    dBias: l.bias.map { store.grad($0) }, dOutput: take(l.output),
+                    input: v[l.input.index].pointer, weight: store.value(l.weight), n: batch,
+                    channels: l.channels, hw: l.hw, eps: l.eps)
                 ready(l.weight, l.bias)
             case .linear(let l):
                 linearBackward(

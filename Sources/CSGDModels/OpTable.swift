@@ -33,6 +33,10 @@ public enum ChannelFlow: String, Sendable, CaseIterable {
     /// Output channel j reads the input's channels near j (ECA's Conv1d along the channel
     /// axis): every space of the input is held fixed; output channel j lines up with input j.
     case mixNeighbours
+    /// Output channel j is input channel j normalised by statistics over ALL the input's
+    /// channels (LayerNorm over channels): every space of the input is held fixed (merging two
+    /// identical channels would change the mean and variance the others see).
+    case normaliseAcross
     /// A space nothing may prune (a classifier's outputs).
     case fixedSpace
 }
@@ -43,7 +47,7 @@ public enum OpFamily: String, Sendable, CaseIterable {
     /// Any `Activation`: one input, one output of its shape, value by value.
     case elementwise
     case add, concat, maxPool, avgPool, globalAvgPool, globalMaxPool, channelScale
-    case channelSlice, channelShuffle, channelConv, pad, upsample, linear
+    case channelSlice, channelShuffle, channelConv, channelNorm, pad, upsample, linear
 }
 
 extension NodeSpec {
@@ -94,6 +98,10 @@ extension NodeSpec {
         /// ECA's gate conv: a 1-in, 1-out Conv1d of side `kernel` (zero padding `pad`) sliding
         /// along the channels of a C×1×1 input (`x.view(N, 1, C)` in PyTorch).
         case channelConv
+        /// LayerNorm over the channels of each pixel, with a per-channel weight and bias
+        /// (ConvNeXt's `LayerNorm2d`, and `nn.LayerNorm` on the channels-last view); `eps` as
+        /// the source framework's (PyTorch's default 1e-5).
+        case channelNorm
         /// Zero padding by `pads` = [top, left, bottom, right].
         case pad
         /// Nearest upsampling by the integer factor `stride`.
@@ -117,6 +125,8 @@ public struct OpTraits: Sendable {
     public let onnx: [String]
     /// Words for the import report.
     public let summary: String
+    /// The lowest ONNX opset whose operators write it (the exporter refuses a lower one).
+    public let minimumOpset: Int
 }
 
 extension NodeSpec.Op {
@@ -124,11 +134,11 @@ extension NodeSpec.Op {
     public var traits: OpTraits {
         func row(
             _ family: OpFamily, inputs arity: ClosedRange<Int> = 1...1, parameters: Bool = false,
-            _ flow: ChannelFlow, _ onnx: [String], _ summary: String
+            _ flow: ChannelFlow, _ onnx: [String], _ summary: String, opset: Int = 1
         ) -> OpTraits {
             OpTraits(
                 family: family, arity: arity, hasParameters: parameters, channelFlow: flow,
-                onnx: onnx, summary: summary)
+                onnx: onnx, summary: summary, minimumOpset: opset)
         }
         // Every element-wise op: one input, channels pass through; its ONNX names come from
         // its form (`Activation.onnx`).
@@ -177,6 +187,13 @@ extension NodeSpec.Op {
             return row(
                 .channelConv, parameters: true, .mixNeighbours, ["Reshape", "Conv", "Reshape"],
                 "ECA channel conv")
+        case .channelNorm:
+            // ONNX has LayerNormalization from opset 17 on; it normalises the last axis, so
+            // the channels are moved there and back, as torch writes `LayerNorm2d`.
+            return row(
+                .channelNorm, parameters: true, .normaliseAcross,
+                ["Transpose", "LayerNormalization", "Transpose"], "LayerNorm over channels",
+                opset: 17)
         case .pad: return row(.pad, .passThrough, ["Pad"], "pad")
         case .upsample:
             return row(.upsample, .passThrough, ["Resize", "Upsample"], "nearest upsample")
@@ -203,7 +220,7 @@ extension NodeSpec.Op {
         case .tanh: return .tanh
         case .conv, .depthwiseConv, .batchNorm, .add, .concat, .maxPool, .avgPool,
             .globalAvgPool, .globalMaxPool, .channelScale, .channelSlice, .channelShuffle,
-            .channelConv, .pad, .upsample, .linear:
+            .channelConv, .channelNorm, .pad, .upsample, .linear:
             return nil
         }
     }
@@ -364,6 +381,7 @@ extension Layer {
         case .channelSlice: return .channelSlice
         case .channelShuffle: return .channelShuffle
         case .channelConv: return .channelConv
+        case .channelNorm: return .channelNorm
         case .pad: return .pad
         case .upsample: return .upsample
         case .linear: return .linear

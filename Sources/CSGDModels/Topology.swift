@@ -275,6 +275,12 @@ public struct Topology: Sendable {
                 let runs = segs[l.input.index]
                 fixAll(runs, "mixed with neighbouring channels by ECA conv \(l.name) (layer \(li))")
                 segs[out] = runs
+            case .channelNorm(let l):
+                // Every output channel is normalised by statistics over all input channels:
+                // dropping one copy of a duplicated channel changes them, so nothing merges.
+                let runs = segs[l.input.index]
+                fixAll(runs, "normalised across channels by LayerNorm \(l.name) (layer \(li))")
+                segs[out] = runs
             case .batchNorm, .activation, .maxPool, .avgPool, .globalAvgPool, .globalMaxPool,
                 .depthwiseConv, .pad, .upsample:
                 preconditionFailure("pass-through layers are handled before the switch")
@@ -389,6 +395,9 @@ public struct Topology: Sendable {
                             layer: li)
                     }
                 }
+            case .channelConv, .channelNorm:
+                // Their parameters act on spaces held fixed above: nothing is clustered there.
+                break
             default:
                 // Only convs, linear layers, BatchNorm and depthwise convs read or hold
                 // per-channel parameters; the op table records which ops have parameters.

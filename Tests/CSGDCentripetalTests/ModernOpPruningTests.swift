@@ -67,6 +67,19 @@ extension GraphPruningTests {
         XCTAssertEqual(thin.architecture.widths, [8, 3, 8, 5])
     }
 
+    /// LayerNorm over channels normalises by statistics over all of them, so the stream it
+    /// reads (stem + the block's output, one residual space) keeps its width; the block's 4×
+    /// hidden width between the two 1×1 convs prunes, exactly, through GELU.
+    func testLayerNormedStreamIsFixedAndTheHiddenWidthPrunesExactly() throws {
+        let (net, t) = try network(ModernOpGraphs.convNeXt().nodes)
+        let stream = group(t, "stem")
+        XCTAssertTrue(stream.fixedReason!.contains("LayerNorm"), "\(t.groups)")
+        XCTAssertEqual(stream.producers.map { t.convs[$0].name }, ["stem", "b.pw2"])
+        XCTAssertFalse(group(t, "b.pw1").isFixed)
+        let thin = try checkExact(net, t, target: .ratio(0.5))
+        XCTAssertEqual(thin.architecture.widths, [8, 8, 8])
+    }
+
     /// The upsampled branch joins the full-resolution stream: one residual group, pruned
     /// together through the upsampling and the pad.
     func testUpsampledBranchJoinsTheStreamItIsAddedTo() throws {

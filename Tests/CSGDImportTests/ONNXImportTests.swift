@@ -421,6 +421,63 @@ final class ONNXImportTests: XCTestCase {
             ["(Add)", "constant"])
     }
 
+    /// The base model with its ReLU replaced by a channels-last LayerNorm (permute → LayerNorm
+    /// → MatMul by a [4, 4] constant → permute back), then `edit`.
+    func channelsLastModel(_ edit: (inout ONNXModelProto) -> Void = { _ in }) -> ONNXModelProto {
+        var m = baseModel(opset: 17)
+        m.graph.initializer += [
+            tensor("ln.weight", [4], [1, 0.5, 2, 1.5]), tensor("ln.bias", [4], values(4, seed: 7)),
+            tensor("lin.weight", [4, 4], values(16, seed: 8)),
+        ]
+        m.graph.node.replaceSubrange(
+            2...2,
+            with: [
+                node("Transpose", "/t1", ["b"], ["bl"], ints: ["perm": [0, 2, 3, 1]]),
+                node(
+                    "LayerNormalization", "/ln", ["bl", "ln.weight", "ln.bias"], ["ln"],
+                    int: ["axis": -1], float: ["epsilon": 1e-6]),
+                node("MatMul", "/lin", ["ln", "lin.weight"], ["lm"]),
+                node("Transpose", "/t2", ["lm"], ["r"], ints: ["perm": [0, 3, 1, 2]]),
+            ])
+        edit(&m)
+        return m
+    }
+
+    func testChannelsLastLayerNormImportsAndItsMisusesAreRefusedByNode() throws {
+        let spec = try translate(channelsLastModel()).architecture.resolvedSpec()
+        XCTAssertEqual(
+            spec.nodes.map(\.op), [.conv, .batchNorm, .channelNorm, .conv, .maxPool, .linear])
+        XCTAssertEqual(spec.nodes[2].eps, 1e-6)
+        func refused(_ edit: (inout ONNXModelProto) -> Void, _ needles: [String]) {
+            assertCSGDError(needles) { _ = try translate(channelsLastModel(edit)) }
+        }
+        refused({ $0.graph.node[3].attribute[0].i = 1 }, ["node '/ln'", "axis 1", "axis -1"])
+        refused({ $0.graph.node[3].attribute[1].f = 0 }, ["node '/ln'", "epsilon 0"])
+        refused(
+            {
+                $0.graph.node[3].output.append("mean")
+                $0.graph.node[6].input.append("mean")
+            }, ["node '/ln'", "output 1 is used"])
+        refused(
+            { $0.graph.node[5].attribute[0].ints = [0, 1, 2, 3] },
+            ["node '/t2'", "channels-last", "[0, 3, 1, 2]"])
+        refused(
+            { $0.graph.initializer[$0.graph.initializer.count - 1].dims = [2, 8] },
+            ["node '/lin'", "[N, H, W, 4] by a constant [4, K]"])
+        refused(
+            {
+                $0.graph.node[5] = self.node(
+                    "MaxPool", "/mp", ["lm"], ["r"], ints: ["kernel_shape": [1, 1]])
+            },
+            ["node '/mp'", "channels-last [N, H, W, C] view"])
+        refused(
+            { $0.graph.node[4] = self.node("Add", "/add", ["ln", "ln"], ["lm"]) },
+            ["node '/add'", "adds two channels-last views"])
+        refused(
+            { $0.graph.node[4] = self.node("Mul", "/mul", ["ln", "lin.weight"], ["lm"]) },
+            ["node '/mul'", "per-channel scale [4]"])
+    }
+
     func testMalformedModelsAreOneLineErrors() throws {
         func refused(_ edit: (inout ONNXModelProto) -> Void, _ needles: [String]) {
             var m = baseModel()

@@ -68,7 +68,7 @@ final class RoundTripEveryOpTests: XCTestCase {
             file.add("images", shape: [4, 3, 8, 8], floats: x)
             file.add("logits", shape: [4, net.numClasses], floats: ours)
             try file.write(path: dump)
-            for opset in [13, 20] {
+            for opset in Self.opsets(spec) {
                 let onnx = dir.appendingPathComponent("\(name)-\(opset).onnx").path
                 try ONNXExport.serialize(net, opset: opset).write(to: URL(fileURLWithPath: onnx))
                 guard let r = Python.launch(["-c", Self.ortScript, onnx, dump]) else {
@@ -89,6 +89,28 @@ final class RoundTripEveryOpTests: XCTestCase {
             NodeSpec.Op.allCases.filter { !seen.contains($0) && !older.contains($0) }, [])
     }
 
+    /// Opsets 13 and 20, raised to the lowest that writes every op of `spec` (LayerNorm: 17).
+    static func opsets(_ spec: GraphSpec) -> [Int] {
+        let least = spec.nodes.map(\.op.traits.minimumOpset).max() ?? 1
+        return Array(Set([13, 20].map { max($0, least) })).sorted()
+    }
+
+    /// An op ONNX cannot write at the asked opset is refused by name; `export`'s default is
+    /// the lowest opset that writes the model.
+    func testAnOpsetTooLowForAnOpIsRefusedAndTheDefaultRaisesIt() throws {
+        let arch = try Architecture.from(
+            spec: ModernOpGraphs.convNeXt(), model: "cn", inputChannels: 3, imageSize: 8)
+        let net = try Network(architecture: arch)
+        XCTAssertEqual(ONNXExport.defaultOpset(for: net), 17)
+        assertCSGDError(["--opset 16: the model's LayerNorm over channels needs opset 17"]) {
+            _ = try ONNXExport.serialize(net, opset: 16)
+        }
+        let plain = try Network(
+            architecture: Architecture.from(
+                spec: ModernOpGraphs.shuffle(), model: "s", inputChannels: 3, imageSize: 8))
+        XCTAssertEqual(ONNXExport.defaultOpset(for: plain), ONNXExport.defaultOpset)
+    }
+
     /// Prints max |onnxruntime − ours| and max |ours| for an ONNX file and a dump.
     static let ortScript =
         Python.interopPrelude + """
@@ -107,7 +129,7 @@ final class RoundTripEveryOpTests: XCTestCase {
         var seen = Set<NodeSpec.Op>()
         for (name, spec) in ModernOpGraphs.all {
             // Opset 13 writes SiLU/GELU/HardSwish composed; 20 writes their own ops.
-            for opset in [13, 20] {
+            for opset in Self.opsets(spec) {
                 let (back, diff) = try roundTrip(spec, opset: opset)
                 XCTAssertLessThanOrEqual(diff, 1e-5, "\(name) opset \(opset)")
                 XCTAssertEqual(

@@ -150,6 +150,82 @@ extension NetworkGradientTests {
         XCTAssertEqual(Double(db[0] - 0.5), fdb, accuracy: 1e-3)
     }
 
+    func testConvNeXtGraphBackwardMatchesFiniteDifferences() throws {
+        let a = try Architecture.from(
+            spec: ModernOpGraphs.convNeXt(), model: "convnext", inputChannels: 3, imageSize: 8)
+        try checkNetwork(a, batch: 3, awayFromKinks: true)
+    }
+
+    /// The LayerNorm-over-channels kernel against its definition (in Double, PyTorch's biased
+    /// variance) and its backward against central differences, for every input, weight and
+    /// bias, with pixels whose channels have a large common offset (the two-pass variance).
+    func testChannelNormMatchesItsDefinitionAndFiniteDifferences() {
+        let (n, c, hw) = (2, 5, 3)
+        let eps: Float = 1e-6
+        var rng = Rng(seed: 21)
+        var x = (0..<(n * c * hw)).map { _ in rng.nextGaussian() }
+        for j in 0..<c { x[j * hw] += 40 }  // image 0, pixel 0: mean ≈ 40, spread ≈ 1
+        let w = (0..<c).map { _ in 1 + 0.5 * rng.nextGaussian() }
+        let b = (0..<c).map { _ in rng.nextGaussian() }
+        let dy = (0..<(n * c * hw)).map { _ in rng.nextGaussian() }
+        func forward(_ x: [Float], _ w: [Float], _ b: [Float]) -> [Float] {
+            var y = [Float](repeating: 0, count: x.count)
+            channelNormForward(
+                output: &y, input: x, weight: w, bias: b, n: n, channels: c, hw: hw, eps: eps)
+            return y
+        }
+        let y = forward(x, w, b)
+        for r in 0..<n {
+            for p in 0..<hw {
+                let v = (0..<c).map { Double(x[(r * c + $0) * hw + p]) }
+                let mean = v.reduce(0, +) / Double(c)
+                let variance = v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(c)
+                for j in 0..<c {
+                    let want =
+                        (v[j] - mean) / (variance + Double(eps)).squareRoot() * Double(w[j])
+                        + Double(b[j])
+                    XCTAssertEqual(
+                        Double(y[(r * c + j) * hw + p]), want, accuracy: 1e-4, "y[\(r), \(j), \(p)]"
+                    )
+                }
+            }
+        }
+        func loss(_ x: [Float], _ w: [Float], _ b: [Float]) -> Double {
+            zip(forward(x, w, b), dy).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        // Backward accumulates: start every gradient at 0.5.
+        var dx = [Float](repeating: 0.5, count: x.count)
+        var dw = [Float](repeating: 0.5, count: c)
+        var db = [Float](repeating: 0.5, count: c)
+        channelNormBackward(
+            dInput: &dx, dWeight: &dw, dBias: &db, dOutput: dy, input: x, weight: w, n: n,
+            channels: c, hw: hw, eps: eps)
+        let h: Float = 1e-2
+        func central(_ f: (Float) -> Double) -> Double { (f(h) - f(-h)) / Double(2 * h) }
+        for i in x.indices {
+            let fd = central { d in
+                var p = x
+                p[i] += d
+                return loss(p, w, b)
+            }
+            XCTAssertEqual(Double(dx[i] - 0.5), fd, accuracy: 2e-3 * max(1, abs(fd)), "dx[\(i)]")
+        }
+        for j in 0..<c {
+            let fdw = central { d in
+                var p = w
+                p[j] += d
+                return loss(x, p, b)
+            }
+            XCTAssertEqual(Double(dw[j] - 0.5), fdw, accuracy: 1e-3 * max(1, abs(fdw)), "dw[\(j)]")
+            let fdb = central { d in
+                var p = b
+                p[j] += d
+                return loss(x, w, p)
+            }
+            XCTAssertEqual(Double(db[j] - 0.5), fdb, accuracy: 1e-3 * max(1, abs(fdb)), "db[\(j)]")
+        }
+    }
+
     func testEveryOpIsChecked() throws {
         var used = Set(Self.everyOpSpec().nodes.map(\.op))
         for (_, spec) in ModernOpGraphs.all { used.formUnion(spec.nodes.map(\.op)) }

@@ -6,11 +6,12 @@ import CSGDModels
 /// Hand-built specs over a 3×8×8 image (tensor numbers in the comments).
 public enum ModernOpGraphs {
     static func conv(
-        _ name: String, _ x: Int, _ k: Int, kernel: Int = 3, bias: Bool? = nil
+        _ name: String, _ x: Int, _ k: Int, kernel: Int = 3, stride: Int = 1, pad: Int? = nil,
+        bias: Bool? = nil
     ) -> NodeSpec {
         NodeSpec(
-            op: .conv, name: name, inputs: [x], outChannels: k, kernel: kernel, stride: 1,
-            pad: kernel / 2, bias: bias)
+            op: .conv, name: name, inputs: [x], outChannels: k, kernel: kernel, stride: stride,
+            pad: pad ?? kernel / 2, bias: bias)
     }
     static func bn(_ name: String, _ x: Int, relu: Bool = false) -> NodeSpec {
         NodeSpec(op: .batchNorm, name: name, inputs: [x], relu: relu ? true : nil)
@@ -119,12 +120,40 @@ public enum ModernOpGraphs {
             ], output: 15)
     }
 
-    /// All four graphs.
+    /// A ConvNeXt stage (torchvision's CNBlock, LayerNorm2d): patchify stem + LayerNorm, a
+    /// block (depthwise 7×7, LayerNorm over channels, 1×1 up to 4C, GELU, 1×1 back, layer
+    /// scale, residual add), a head LayerNorm on the pooled [N, C] features.
+    public static func convNeXt() -> GraphSpec {
+        GraphSpec(
+            nodes: [
+                conv("stem", 0, 8, kernel: 2, stride: 2, pad: 0, bias: true),  // t1 [8, 4, 4]
+                NodeSpec(op: .channelNorm, name: "stem.norm", inputs: [1], bias: true, eps: 1e-6),
+                // t2
+                NodeSpec(
+                    op: .depthwiseConv, name: "b.dw", inputs: [2], kernel: 3, stride: 1, pad: 1,
+                    bias: true),  // t3
+                NodeSpec(op: .channelNorm, name: "b.norm", inputs: [3], bias: true, eps: 1e-6),
+                // t4
+                conv("b.pw1", 4, 16, kernel: 1, bias: true),  // t5 [16]
+                op(.gelu, 5),  // t6
+                conv("b.pw2", 6, 8, kernel: 1, bias: true),  // t7 [8]
+                NodeSpec(
+                    op: .depthwiseConv, name: "b.layer_scale", inputs: [7], kernel: 1, stride: 1,
+                    pad: 0),  // t8
+                op(.add, 2, 8),  // t9
+                op(.globalAvgPool, 9),  // t10 [8, 1, 1]
+                NodeSpec(op: .channelNorm, name: "head.norm", inputs: [10], bias: false),  // t11
+                NodeSpec(op: .linear, name: "fc", inputs: [11], outChannels: 5),  // t12
+            ], output: 12)
+    }
+
+    /// All the graphs.
     public static var all: [(name: String, spec: GraphSpec)] {
         [
             ("squeeze-excitation", squeezeExcitation()), ("shuffle", shuffle()),
             ("multi-resolution", multiResolution()),
             ("efficient-channel-attention", efficientChannelAttention()),
+            ("convnext", convNeXt()),
         ]
     }
 }
