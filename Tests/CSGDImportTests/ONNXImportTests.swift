@@ -573,9 +573,39 @@ final class ONNXImportTests: XCTestCase {
                 { $0.graph.node[2] = self.node("Mul", "M", ["b", "c"], ["r"]) }, "(Mul)"
             ),
         ]
-        for (name, edit, needle) in cases {
-            var m = baseModel()
-            edit(&m)
+        // Rows on the channels-last variant (ConvNeXt's LayerNorm), and a BatchNorm epsilon.
+        let built: [(String, ONNXModelProto, String)] = [
+            (
+                "layernorm-axis", channelsLastModel { $0.graph.node[3].attribute[0].i = 1 },
+                "node '/ln' (LayerNormalization)"
+            ),
+            (
+                "layernorm-eps", channelsLastModel { $0.graph.node[3].attribute[1].f = -1 },
+                "epsilon -1.0 is not in (0, 1]"
+            ),
+            (
+                "channels-last-pool",
+                channelsLastModel {
+                    $0.graph.node[5] = self.node(
+                        "MaxPool", "/mp", ["lm"], ["r"], ints: ["kernel_shape": [1, 1]])
+                }, "channels-last [N, H, W, C] view"
+            ),
+            (
+                "batchnorm-eps",
+                {
+                    var m = self.baseModel()
+                    m.graph.node[1].attribute[0].f = 2
+                    return m
+                }(), "(BatchNormalization)"
+            ),
+        ]
+        let models =
+            cases.map { c -> (String, ONNXModelProto, String) in
+                var m = baseModel()
+                c.1(&m)
+                return (c.0, m, c.2)
+            } + built
+        for (name, m, needle) in models {
             let path = dir + "/\(name).onnx"
             try Data(try m.serializedBytes() as [UInt8]).write(to: URL(fileURLWithPath: path))
             let out = dir + "/\(name).safetensors"
