@@ -17,4 +17,19 @@ static inline MPI_Status *csgd_mpi_status_ignore(void) { return MPI_STATUS_IGNOR
 static inline MPI_Errhandler csgd_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline MPI_Request csgd_mpi_request_null(void) { return MPI_REQUEST_NULL; }
 static inline MPI_Status *csgd_mpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
+/// Reads the integer control variable `name` through MPI_T (0 on success, < 0 if the variable
+/// is unknown or unreadable). Call after MPI_Init: components register their variables there.
+static inline int csgd_mpi_t_read_int(const char *name, int *value) {
+    int provided = 0, index = 0, count = 0, err;
+    MPI_T_cvar_handle handle;
+    if (MPI_T_init_thread(MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS) return -1;
+    err = MPI_T_cvar_get_index(name, &index);
+    if (err == MPI_SUCCESS) err = MPI_T_cvar_handle_alloc(index, NULL, &handle, &count);
+    if (err == MPI_SUCCESS) {
+        err = count == 1 ? MPI_T_cvar_read(handle, value) : MPI_ERR_OTHER;
+        MPI_T_cvar_handle_free(&handle);
+    }
+    MPI_T_finalize();
+    return err == MPI_SUCCESS ? 0 : -2;
+}
 #endif

@@ -53,6 +53,11 @@ struct CheckCommCommand: ParsableCommand {
             var x: Float = 0
             comm.broadcast(&x, count: 1, root: comm.size)  // no such rank: MPI reports an error
         }
+        if let mpi = comm as? MPICommunicator {
+            let names = [0: "libnbc's own choice", 1: "ring", 2: "binomial", 3: "rabenseifner"]
+            let line = mpi.iallreduceAlgorithm.map { "\($0) (\(names[$0] ?? "other"))" }
+            print0(comm, "check-comm: iallreduce algorithm \(line ?? "not reported by this MPI")")
+        }
         let report = CommCheck.run(comm: comm, count: count, seed: seed)
         print("[rank \(comm.rank)] \(report.line)")
         fflush(stdout)

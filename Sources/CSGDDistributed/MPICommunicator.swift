@@ -12,6 +12,16 @@
 // between tests so a long wait does not burn a core; Open MPI has no progress thread, so these
 // tests are also what moves the collective forward.
 //
+// The gradient allreduce is an IN-PLACE MPI_Iallreduce. For that, Open MPI 4.1's libnbc picks a
+// binomial reduce to rank 0 followed by a broadcast back: every byte crosses rank 0's link
+// twice, about twice a reduce-scatter + allgather, and more as ranks grow (measured on a
+// 100 Mbit/s two-namespace bed: ResNet-20's gradient 179 ms vs 92 ms; issue [2/5 cluster]).
+// So before MPI_Init we ask libnbc for Rabenseifner's algorithm (reduce-scatter by recursive
+// halving, then allgather: bandwidth-optimal, what docs/scaling.md's model assumes) unless the
+// user set `coll_libnbc_iallreduce_algorithm` themselves. The choice depends only on the rank
+// count, never on where ranks run, so N ranks on N hosts still equal N ranks on one host bit
+// for bit.
+//
 // No side effect sits inside `precondition`/`assert`: release builds use -Ounchecked, which
 // drops them.
 
@@ -71,6 +81,14 @@ func mpiAbort(code: Int32, message: String) -> Never {
     if mpiIsActive() { _ = MPI_Abort(csgd_mpi_comm_world(), code) }
     exit(code)
 }
+
+/// The environment form of Open MPI's `coll_libnbc_iallreduce_algorithm` (see the file
+/// comment).
+public let iallreduceAlgorithmVariable = "OMPI_MCA_coll_libnbc_iallreduce_algorithm"
+
+/// libnbc's number for Rabenseifner's allreduce (0 ignore, 1 ring, 2 binomial, 3 rabenseifner,
+/// 4 recursive doubling in Open MPI 4.1).
+public let preferredIallreduceAlgorithm = 3
 
 /// The communicator over MPI_COMM_WORLD; one instance per process (see `initialize()`).
 ///
@@ -145,6 +163,8 @@ public final class MPICommunicator: Communicator {
         mpiCheck(MPI_Initialized(&flag), "Initialized")
         var provided: Int32 = 0
         if flag == 0 {
+            // Read by Open MPI at MPI_Init; `0` keeps a value the user (or mpirun -mca) set.
+            setenv(iallreduceAlgorithmVariable, String(preferredIallreduceAlgorithm), 0)
             let required = Int32(MPI_THREAD_FUNNELED)
             mpiCheck(MPI_Init_thread(nil, nil, required, &provided), "Init_thread")
         } else {
@@ -172,6 +192,14 @@ public final class MPICommunicator: Communicator {
             threadLevel: Int(provided))
         shared = comm
         return comm
+    }
+
+    /// The non-blocking allreduce algorithm Open MPI's libnbc uses in this process, read back
+    /// through MPI_T (nil where the variable does not exist: another MPI, or libnbc not built).
+    public var iallreduceAlgorithm: Int? {
+        var value: Int32 = 0
+        return csgd_mpi_t_read_int("coll_libnbc_iallreduce_algorithm", &value) == 0
+            ? Int(value) : nil
     }
 
     /// Calls `MPI_Finalize` (collective: every rank must call it), after a barrier bounded by

@@ -35,6 +35,24 @@ final class CheckCommCLITests: XCTestCase {
         assertAllRanksOK(try CLIRunner.mpirun(ranks: 2, args: ["check-comm"]), ranks: 2)
     }
 
+    /// Every job asks libnbc for Rabenseifner's allreduce (its in-place default sends every
+    /// byte through rank 0 twice), read back from Open MPI through MPI_T; a value the user
+    /// gives mpirun is kept, and the collectives stay correct under each (3 ranks: not a power
+    /// of two, Rabenseifner's awkward case).
+    func testIallreduceAlgorithmIsBandwidthOptimalUnlessTheUserChoseOne() throws {
+        try CLIRunner.requireMPIRun()
+        let ours = try CLIRunner.mpirun(ranks: 3, args: ["check-comm", "--count", "100003"])
+        assertAllRanksOK(ours, ranks: 3)
+        XCTAssertTrue(
+            ours.lines.contains("check-comm: iallreduce algorithm 3 (rabenseifner)"), ours.output)
+        let theirs = try CLIRunner.mpirun(
+            ranks: 3, args: ["check-comm", "--count", "100003"],
+            mpirunOptions: ["--mca", "coll_libnbc_iallreduce_algorithm", "1"])
+        assertAllRanksOK(theirs, ranks: 3)
+        XCTAssertTrue(
+            theirs.lines.contains("check-comm: iallreduce algorithm 1 (ring)"), theirs.output)
+    }
+
     func testThreeRanksOversubscribed() throws {
         try CLIRunner.requireMPIRun()
         assertAllRanksOK(try CLIRunner.mpirun(ranks: 3, args: ["check-comm"]), ranks: 3)
