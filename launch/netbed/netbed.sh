@@ -9,8 +9,9 @@
 #   bash launch/netbed/netbed.sh run HOSTS -- ARGS # mpirun -n HOSTS (one rank per host) ARGS
 #   bash launch/netbed/netbed.sh down HOSTS
 #
-# `run` sets btl tcp,self and the test subnet for btl/oob, OPENBLAS_NUM_THREADS=1, and runs
-# mpirun itself inside the first namespace.
+# `run` sets btl tcp,self and the test subnet for btl/oob, the runtime's TCP keepalive of
+# cluster-configs/cluster.env (a host whose link goes down ends the job in seconds instead of
+# hanging mpirun), OPENBLAS_NUM_THREADS=1, and runs mpirun itself inside the first namespace.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cmd=${1:?usage: netbed.sh up|run|down HOSTS ...}
@@ -44,11 +45,13 @@ run)
     [ "${1:-}" = "--" ] && shift
     hostfile=$(mktemp /tmp/csgd-netbed-hosts.XXXXXX)
     for h in $(seq 1 "$hosts"); do echo "10.77.0.$h slots=1" >>"$hostfile"; done
+    rc=0
     OPENBLAS_NUM_THREADS=1 ip netns exec csgd-h1 mpirun --allow-run-as-root -n "$hosts" \
         --hostfile "$hostfile" --mca plm_rsh_agent "$here/ns-agent" \
         --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24 \
-        --mca oob_tcp_if_include 10.77.0.0/24 -x OPENBLAS_NUM_THREADS "$@"
-    rc=$?
+        --mca oob_tcp_if_include 10.77.0.0/24 --mca oob_tcp_keepalive_time 5 \
+        --mca oob_tcp_keepalive_intvl 2 --mca oob_tcp_keepalive_probes 3 \
+        -x OPENBLAS_NUM_THREADS "$@" || rc=$?
     rm -f "$hostfile"
     exit $rc
     ;;
