@@ -156,7 +156,7 @@ extension ConfigKey {
             "centripetal SGD",
             [
                 .double(
-                    "centripetal_strength", \.centripetalStrength, .nonNegative(atMost: 1e3),
+                    "centripetal_strength", \.centripetalStrength, .nonNegative(atMost: 1e6),
                     "ε on kernels"),
                 .double(
                     "csgd_weight_decay", \.csgdWeightDecay, .nonNegative(atMost: 10),

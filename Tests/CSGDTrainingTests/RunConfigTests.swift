@@ -31,6 +31,32 @@ final class RunConfigTests: XCTestCase {
     }
 
     /// The table must cover every stored property exactly once (snake_case ↔ camelCase).
+    /// Every lr:ε pair the zoo check retries with (launch/zoo-check.sh) is a valid config: a
+    /// bound on centripetal_strength once refused its last two, so a net that needed them
+    /// (Res2Net's folded random weights) would fail where it had passed.
+    func testTheZooChecksLearningRatePairsAreValidConfigs() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().path
+        let script = try String(contentsOfFile: root + "/launch/zoo-check.sh", encoding: .utf8)
+        guard
+            let line = script.split(separator: "\n").first(where: {
+                $0.hasPrefix("lr_eps_tries=${ZOO_LR_EPS:-")
+            })
+        else { return XCTFail("no lr_eps_tries line in launch/zoo-check.sh") }
+        let pairs = line.dropFirst("lr_eps_tries=${ZOO_LR_EPS:-".count).dropLast()
+            .split(separator: " ")
+        XCTAssertGreaterThanOrEqual(pairs.count, 2, String(line))
+        for pair in pairs {
+            let parts = pair.split(separator: ":").map(String.init)
+            XCTAssertEqual(parts.count, 2, String(pair))
+            guard parts.count == 2 else { continue }
+            var c = RunConfig()
+            try c.set("lr", to: parts[0])
+            try c.set("centripetal_strength", to: parts[1])
+            try c.validate()
+        }
+    }
+
     func testKeyTableCoversEveryProperty() {
         let properties = Mirror(reflecting: RunConfig()).children.compactMap(\.label)
         let camel = ConfigKey.all.map { key -> String in
