@@ -138,8 +138,8 @@ extension Translator {
     }
 
     /// A Mul by a per-channel constant (ConvNeXt's layer scale): `[C, 1, 1]` or `[1, C, 1, 1]`
-    /// on an image tensor, `[C]` on a channels-last view; a depthwise 1×1 conv. Nil when no
-    /// input is a constant.
+    /// on an image tensor, `[C]` on a channels-last view; a depthwise 1×1 conv. False when no
+    /// input is a constant (the Mul is something else).
     mutating func channelConstantScale(_ n: ONNXNodeProto, _ i: Int) throws -> Bool {
         for k in 0..<2 {
             guard case .constant(let c)? = try value(n, i, k) else { continue }

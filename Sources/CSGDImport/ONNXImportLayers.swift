@@ -219,7 +219,13 @@ extension Translator {
             // MatMul + Add: the bias of the linear node that MatMul made.
             let k = { if case .constant = a { return 0 } else { return 1 } }()
             let src = n.input[1 - k]
-            guard let li = biaslessMatMul[t], uses[src, default: 0] == 1 else {
+            let x = k == 0 ? b : a
+            // A [K] constant broadcasts over the LAST axis: channels only of [N, K] and of a
+            // channels-last view, never of [N, K, H, W] (it would add along W).
+            let onChannels = {
+                if case .tensor(_, false) = x { return false } else { return true }
+            }()
+            guard onChannels, let li = biaslessMatMul[t], uses[src, default: 0] == 1 else {
                 throw nodeError(
                     n, i,
                     "adds a constant to a computed tensor; csgd-dist imports a constant "
@@ -238,9 +244,7 @@ extension Translator {
             nodes[li].bias = true
             tensors[nodes[li].name + ".bias"] = f
             biaslessMatMul[t] = nil
-            if case .constant = a, case .channelsLast = b {
-                define(n, i, .channelsLast(t))
-            } else if case .channelsLast = a {
+            if case .channelsLast = x {
                 define(n, i, .channelsLast(t))
             } else {
                 define(n, i, .tensor(t, flat: true))

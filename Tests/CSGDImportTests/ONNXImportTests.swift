@@ -445,6 +445,16 @@ final class ONNXImportTests: XCTestCase {
 
     func testChannelsLastLayerNormImportsAndItsMisusesAreRefusedByNode() throws {
         let spec = try translate(channelsLastModel()).architecture.resolvedSpec()
+        // The same bias added on the channels-last view is the 1×1 conv's bias.
+        let biased = try translate(
+            channelsLastModel {
+                $0.graph.node[4].output = ["lm0"]
+                $0.graph.node.insert(
+                    self.node("Add", "/bias", ["lm0", "ln.bias"], ["lm"]), at: 5)
+            }
+        ).architecture.resolvedSpec()
+        XCTAssertEqual(biased.nodes.map(\.op), spec.nodes.map(\.op))
+        XCTAssertEqual(biased.nodes[3].bias, true)
         XCTAssertEqual(
             spec.nodes.map(\.op), [.conv, .batchNorm, .channelNorm, .conv, .maxPool, .linear])
         XCTAssertEqual(spec.nodes[2].eps, 1e-6)
@@ -476,6 +486,13 @@ final class ONNXImportTests: XCTestCase {
         refused(
             { $0.graph.node[4] = self.node("Mul", "/mul", ["ln", "lin.weight"], ["lm"]) },
             ["node '/mul'", "per-channel scale [4]"])
+        // The MatMul's bias added after the permute back would broadcast along W, not C.
+        refused(
+            {
+                $0.graph.node[5].output = ["t2"]
+                $0.graph.node.insert(
+                    self.node("Add", "/late_bias", ["t2", "ln.bias"], ["r"]), at: 6)
+            }, ["node '/late_bias'", "constant Add only as the bias of a MatMul"])
     }
 
     func testMalformedModelsAreOneLineErrors() throws {
