@@ -43,23 +43,11 @@ final class TimmECAImportTests: XCTestCase {
         """
 
     func testBothExportersOfTimmsECAGateImportAndComputePyTorchsLogits() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().path
-        try Requirements.pythonModules(
-            ["tv_cpu", "torch", "timm", "onnxscript"], path: root + "/launch/zoo")
-        let dir = NSTemporaryDirectory() + "eca-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        guard let r = Python.launch(["-c", Self.exportScript, dir, root + "/launch/zoo"]) else {
-            return XCTFail("cannot start \(Python.executable)")
-        }
-        XCTAssertEqual(r.status, 0, String(r.stderr.suffix(3000)))
-        func floats(_ name: String) throws -> [Float] {
-            let d = try Data(contentsOf: URL(fileURLWithPath: dir + "/" + name))
-            return d.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        }
-        let images = try floats("images.f32")
-        let torch = try floats("logits.f32")
+        let fx = try PyTorchExportFixture(
+            script: Self.exportScript, modules: ["tv_cpu", "torch", "timm", "onnxscript"],
+            tag: "eca")
+        defer { try? FileManager.default.removeItem(atPath: fx.dir) }
+        let (dir, images, torch) = (fx.dir, fx.images, fx.logits)
         XCTAssertEqual(images.count, 4 * 3 * 16 * 16)
         XCTAssertEqual(torch.count, 4 * 5)
         for exporter in ["dynamo", "legacy"] {
@@ -68,13 +56,7 @@ final class TimmECAImportTests: XCTestCase {
             let ops = try net.architecture.resolvedSpec().nodes.filter { $0.op == .channelConv }
             XCTAssertEqual(ops.map(\.kernel), [5, 3], exporter)
             XCTAssertEqual(ops.map { $0.bias ?? false }, [false, false], exporter)
-            let ours = Array(
-                UnsafeBufferPointer(
-                    start: net.forward(images: images, batch: 4, training: false), count: 20))
-            let scale = torch.map(abs).max() ?? 0
-            XCTAssertGreaterThan(scale, 0.01, "degenerate logits")
-            let diff = zip(ours, torch).map { abs($0 - $1) }.max() ?? .infinity
-            XCTAssertLessThanOrEqual(diff, 1e-5 * max(1, scale), "\(exporter): \(ours) vs \(torch)")
+            fx.assertComputesPyTorchsLogits(net, batch: 4, label: exporter)
         }
     }
 }
