@@ -8,11 +8,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 env_dir=.build/pyenv
 # torchvision, timm, onnxscript (torch's default ONNX exporter) and Pillow: the model zoo
-# check (launch/zoo-check.sh), pinned to the versions it was measured with.
+# check (launch/zoo-check.sh), pinned to the versions it was measured with. torch-pruning: the
+# peer the C-SGD comparison runs (launch/peer/torch_pruning_peer.py), pinned likewise.
 pkgs=(numpy onnxruntime onnx safetensors tensorboard torch==2.13.0 torchvision==0.28.0
-    timm==1.0.31 onnxscript==0.7.2 pillow)
+    timm==1.0.31 onnxscript==0.7.2 pillow torch-pruning==1.6.1)
 py=$env_dir/bin/python3
-if [ -x "$py" ] && "$py" -c "import numpy, onnxruntime, onnx, safetensors, tensorboard, torch, torchvision, timm, onnxscript, PIL" 2>/dev/null; then
+if [ -x "$py" ] && "$py" -c "import numpy, onnxruntime, onnx, safetensors, tensorboard, torch, torchvision, timm, onnxscript, PIL, torch_pruning" 2>/dev/null; then
     exit 0  # already set up
 fi
 if ! command -v python3 >/dev/null; then
