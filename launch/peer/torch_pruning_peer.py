@@ -107,8 +107,8 @@ def parse_args(argv):
     p.add_argument("--test-limit", type=int, default=0, help="first N test images (0 = all)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
-    p.add_argument("--csgd-exe",
-                   default=os.environ.get("CSGD_EXE") or os.path.join(ROOT, ".build/release/csgd-dist"),
+    default_exe = os.environ.get("CSGD_EXE") or os.path.join(ROOT, ".build/release/csgd-dist")
+    p.add_argument("--csgd-exe", default=default_exe,
                    help="our binary, which verifies the written file (default $CSGD_EXE, else "
                         ".build/release/csgd-dist of this checkout)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
