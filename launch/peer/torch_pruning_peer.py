@@ -475,6 +475,9 @@ def main(argv):
         if os.path.exists(a.output) and not a.overwrite:
             raise PeerError(f"--output {a.output} appeared while running (pass --overwrite)")
         os.replace(tmp, a.output)
+        if round(top1_ours * n_test / 100) != correct:
+            log(f"warning: csgd-dist eval scores {top1_ours:.2f}%, PyTorch "
+                f"{100 * correct / n_test:.2f}%")
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
