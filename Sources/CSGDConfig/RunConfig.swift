@@ -150,6 +150,13 @@ public struct RunConfig: Equatable {
     /// After a `mean` merge, recompute BN running statistics over this many training batches
     /// (0 = keep the averaged ones).
     public var recalibrateBatches = 0
+    /// At each C-SGD round's end, before collapsed clusters' statistics are merged, recompute
+    /// every BN's running statistics over this many training batches of `batch_size`
+    /// (un-augmented, the same images on every rank) with the round's final weights; 0 keeps
+    /// the running averages. A short round on small batches leaves averages of batch
+    /// statistics taken under moving weights, and the eval-mode net then sees statistics its
+    /// weights never produced.
+    public var roundEndBNBatches = 0
 
     // Distributed.
     /// Who applies the update: rank 0 (then broadcasts the weights) or every rank.

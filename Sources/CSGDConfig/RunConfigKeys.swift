@@ -202,6 +202,9 @@ extension ConfigKey {
                 .int(
                     "recalibrate_batches", \.recalibrateBatches, .within(0...Limit.steps),
                     "merge mean: BN statistics recomputed over N train batches"),
+                .int(
+                    "round_end_bn_batches", \.roundEndBNBatches, .within(0...Limit.steps),
+                    "C-SGD: BN statistics recomputed over N train batches at each round's end"),
             ]
         ),
         (

@@ -295,7 +295,21 @@ public final class Trainer {
         let last = state.epoch + 1 == phase.epochs
         if last, let c = phase.centripetal {
             // Before the round's last evaluation and checkpoint, so both see the net the prune
-            // reproduces exactly (RunningStatistics.swift).
+            // reproduces exactly (RunningStatistics.swift). Recomputed statistics come first:
+            // the merge then averages what the final weights produce.
+            if config.roundEndBNBatches > 0 {
+                // `batch_size` images per batch on every rank, so N ranks recompute what one does.
+                let samples = try sampleBatches(
+                    images: config.roundEndBNBatches * config.batchSize, batch: config.batchSize)
+                // Every rank sees the same images, so SyncBN's pooling would only recount them.
+                let reducer = net.batchNormGroupReducer
+                net.batchNormGroupReducer = nil
+                Sensitivity.recalibrateBatchNorm(net, samples)
+                net.batchNormGroupReducer = reducer
+                log.info(
+                    "round end: BN statistics recomputed over \(samples.batches.count) batches "
+                        + "(\(samples.imageCount) training images) with the final weights")
+            }
             log.info(Pipelines.statisticsLine(c.mergeRunningStatistics(net.store)))
         }
         var test: EvalResult?

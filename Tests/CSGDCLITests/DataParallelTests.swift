@@ -177,6 +177,32 @@ final class DataParallelTests: XCTestCase {
         }
     }
 
+    /// The round-end BN recalibration reads the same `batch_size` images on every rank, so
+    /// 2 ranks end a C-SGD round with the statistics (and weights) of 1 rank, bit for bit.
+    func testRoundEndRecalibrationOnTwoRanksEqualsOneRankBitwise() throws {
+        let args =
+            ["csgd"] + tiny + [
+                "--epochs", "1", "--centripetal-strength", "0.05", "--round-end-bn-batches",
+                "2", "--prune-tolerance", "1e30",
+            ]
+        let one = dir + "/recal-one"
+        let many = dir + "/recal-many"
+        let r1 = try CLIRunner.run(
+            args + ["--micro-batches", "2", "--out-dir", one],
+            env: ["OPENBLAS_NUM_THREADS": "1"])
+        expectSuccess(r1)
+        XCTAssertTrue(r1.output.contains("BN statistics recomputed over 2 batches"), r1.output)
+        expectSuccess(try CLIRunner.mpirun(ranks: 2, args: args + ["--out-dir", many]))
+        let a = try SafeTensorsFile.read(path: one + "/checkpoint.safetensors")
+        let b = try SafeTensorsFile.read(path: many + "/checkpoint.safetensors")
+        var statistics = 0
+        for n in a.names where !n.hasPrefix("optim.") {
+            XCTAssertEqual(try a.floats(n), try b.floats(n), "\(n): 2 ranks differ from 1")
+            if n.contains(".running_") { statistics += 1 }
+        }
+        XCTAssertGreaterThan(statistics, 20)
+    }
+
     func testTwoRanksOverTCPEqualOneRankBitwise() throws {
         try checkEquivalence(
             ranks: 2, command: "csgd", update: "rank0", steps: 10, tolerance: 0, btl: "self,tcp")

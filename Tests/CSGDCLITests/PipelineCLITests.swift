@@ -83,4 +83,62 @@ final class PipelineCLITests: XCTestCase {
         XCTAssertNotEqual(bad.exitCode, 0)
         XCTAssertTrue(bad.output.contains("no cluster plan"), bad.output)
     }
+    /// `--round-end-bn-batches`: at the round's end every BN's running statistics are
+    /// recomputed from the final weights, so they keep nothing of the statistics the round
+    /// started with. Two rounds from the same weights with different running statistics train
+    /// the same weights (training-mode BN uses batch statistics); recalibrated, they end with
+    /// bit-identical statistics, and without it 0.9^40 of the difference remains.
+    func testRoundEndRecalibrationForgetsTheStartingStatistics() throws {
+        let base = dir + "/base"
+        _ = try CLIRunner.succeed(["train"] + tiny + ["--epochs", "1", "--out-dir", base])
+        let model = base + "/model.safetensors"
+        let original = try SafeTensorsFile.read(path: model)
+        var shiftedFile = SafeTensorsFile(metadata: original.metadata)
+        var shiftedCount = 0
+        for n in original.names {
+            var v = try original.floats(n)
+            if n.hasSuffix(".running_var") || n.hasSuffix(".running_mean") {
+                v = v.map { $0 * 3 + 0.5 }
+                shiftedCount += 1
+            }
+            shiftedFile.add(n, shape: original.shape(n)!, floats: v)
+        }
+        XCTAssertGreaterThan(shiftedCount, 20, "ResNet-20 has 19 BNs, two buffers each")
+        let shifted = dir + "/shifted.safetensors"
+        try shiftedFile.write(path: shifted)
+        func round(_ from: String, _ tag: String, recalibrate: Bool) throws -> SafeTensorsFile {
+            let out = dir + "/" + tag
+            let r = try CLIRunner.succeed(
+                ["csgd"] + tiny + [
+                    "--from", from, "--epochs", "2", "--prune-tolerance", "1e30", "--out-dir", out,
+                ]
+                    + (recalibrate ? ["--round-end-bn-batches", "3"] : []))
+            XCTAssertEqual(
+                r.output.contains(
+                    "BN statistics recomputed over 3 batches (72 training images)"),
+                recalibrate, r.output)
+            return try SafeTensorsFile.read(path: out + "/checkpoint.safetensors")
+        }
+        func largestDifference(_ a: SafeTensorsFile, _ b: SafeTensorsFile, statistics: Bool)
+            throws -> Float
+        {
+            var m: Float = 0
+            for n in a.names where !n.hasPrefix("optim.") {
+                guard n.contains(".running_") == statistics else { continue }
+                for (x, y) in zip(try a.floats(n), try b.floats(n)) { m = max(m, abs(x - y)) }
+            }
+            return m
+        }
+        let a = try round(model, "a", recalibrate: true)
+        let b = try round(shifted, "b", recalibrate: true)
+        XCTAssertEqual(try largestDifference(a, b, statistics: false), 0)
+        XCTAssertEqual(try largestDifference(a, b, statistics: true), 0)
+        let c = try round(model, "c", recalibrate: false)
+        let d = try round(shifted, "d", recalibrate: false)
+        XCTAssertEqual(try largestDifference(c, d, statistics: false), 0)
+        XCTAssertGreaterThan(try largestDifference(c, d, statistics: true), 1e-3)
+        // The recalibration changed the net's statistics, not its weights.
+        XCTAssertEqual(try largestDifference(a, c, statistics: false), 0)
+        XCTAssertGreaterThan(try largestDifference(a, c, statistics: true), 1e-4)
+    }
 }
