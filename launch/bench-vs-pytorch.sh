@@ -77,7 +77,13 @@ for r in $(seq "$ROUNDS"); do
         if has 2threads; then
             ours r56_2threads env OPENBLAS_NUM_THREADS=2 \
                 "$exe" bench train --steps 10 --step-only --threads 2 --json
+            # The batch as 2 micro-batches of 32 on 2 single-threaded replicas (BN statistics
+            # per 32 images, as 2 ranks have), against the same PyTorch 2-thread run.
+            ours r56_2threads_mb2 env OPENBLAS_NUM_THREADS=1 \
+                "$exe" bench train --steps 10 --step-only --threads 2 --micro-batches 2 --json
             peer r56_2threads "$TORCH_PY" "$PEER/bench_single.py" 2 64 15
+            line=$(grep "^torch:r56_2threads " "$log" | tail -n 1)
+            echo "torch:r56_2threads_mb2 ${line#* }" >>"$log"
         fi
         if has 2ranks; then
             for v in $VARIANTS; do
@@ -104,6 +110,17 @@ for r in $(seq "$ROUNDS"); do
             done
             peer r50_224_1thread "$TORCH_PY" "$PEER/bench_resnet50.py" 1 16 "$R50_STEPS"
             twin r50_224_1thread
+        fi
+        if has 2threads; then
+            ours r50_224_2threads env OPENBLAS_NUM_THREADS=2 "$exe" bench train \
+                --model resnet50 --image-size 224 --batch 16 --steps "$R50_STEPS" --warmup 1 \
+                --step-only --threads 2 --json
+            ours r50_224_2threads_mb2 env OPENBLAS_NUM_THREADS=1 "$exe" bench train \
+                --model resnet50 --image-size 224 --batch 16 --steps "$R50_STEPS" --warmup 1 \
+                --step-only --threads 2 --micro-batches 2 --json
+            peer r50_224_2threads "$TORCH_PY" "$PEER/bench_resnet50.py" 2 16 "$R50_STEPS"
+            line=$(grep "^torch:r50_224_2threads " "$log" | tail -n 1)
+            echo "torch:r50_224_2threads_mb2 ${line#* }" >>"$log"
         fi
         if has 2ranks; then
             for v in $VARIANTS; do

@@ -97,7 +97,7 @@ public enum LoaderBenchmark {
         config.lr = 1e-3
         let sgd = SGD(store: net.store, config: SGDConfig(config))
         let comm = LocalCommunicator()
-        let runner = StepRunner(
+        let runner = try StepRunner(
             net: net, comm: comm, microBatch: o.stepBatch, microBatches: 1, update: .rank0)
         let total = o.steps + 1
         let sampler = try Sampler(

@@ -23,6 +23,11 @@ public enum TrainBenchmark {
         public var imageSize: Int?
         /// Images per rank per step.
         public var batch = 64
+        /// Forward/backward passes the rank's batch is split into (`batch` divisible by it);
+        /// with threads > 1 they run in parallel on network replicas (StepRunner).
+        public var microBatches = 1
+        /// Threads per rank (set for the kernels by the caller; the step runner needs it too).
+        public var threads = 1
         public var steps = 8
         public var warmup = 2
         public var update = UpdateMode.rank0
@@ -54,18 +59,20 @@ public enum TrainBenchmark {
         let net = try Network(architecture: arch)
         net.initialize(seed: 1)
         let sgd = SGD(store: net.store, config: SGDConfig(RunConfig()))
-        let runner = StepRunner(
-            net: net, comm: comm, microBatch: o.batch, microBatches: 1, update: o.update,
-            allreduce: o.allreduce, bucketMiB: o.bucketMb,
-            bnGroup: try comm.makeRankGroup(groupSize: o.bnGroupSize))
+        let micro = o.batch / o.microBatches
+        let runner = try StepRunner(
+            net: net, comm: comm, microBatch: micro, microBatches: o.microBatches,
+            update: o.update, allreduce: o.allreduce, bucketMiB: o.bucketMb,
+            bnGroup: try comm.makeRankGroup(groupSize: o.bnGroupSize), threads: o.threads)
         var rng = Rng(seed: UInt64(7 + comm.rank))
         let input = FloatBuffer(count: o.batch * net.imageCount)
         for i in 0..<input.count { input[i] = rng.nextGaussian() }
         let labels = (0..<o.batch).map { _ in Int32(rng.nextInt(below: classes)) }
         let fill: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int32>) -> Void = {
-            _, img, lab in
-            img.update(from: input.pointer, count: input.count)
-            for i in 0..<labels.count { lab[i] = labels[i] }
+            m, img, lab in
+            img.update(
+                from: input.pointer + m * micro * net.imageCount, count: micro * net.imageCount)
+            for i in 0..<micro { lab[i] = labels[m * micro + i] }
         }
         func timeSteps(_ centripetal: CentripetalUpdate?) -> (
             median: Double, split: (Double, Double, Double), cpu: Double
@@ -102,6 +109,8 @@ public enum TrainBenchmark {
         let modelTag = try rowModelName(model: o.model, imageSize: imageSize)
         let tag =
             "\(modelTag)_b\(o.batch)x\(comm.size)_\(o.update.rawValue)"
+            + (o.microBatches > 1 ? "_mb\(o.microBatches)" : "")
+            + (o.threads > 1 ? "_t\(o.threads)" : "")
             + (o.bnGroupSize > 1 ? "_bngroup\(o.bnGroupSize)" : "")
         let gflops = flopsPerStep / sgdStep.median / 1e9
         rows.append(
@@ -114,6 +123,8 @@ public enum TrainBenchmark {
                     "compute_ms": 1e3 * sgdStep.split.0, "comm_ms": 1e3 * sgdStep.split.1,
                     "update_ms": 1e3 * sgdStep.split.2,
                     "comm_fraction": sgdStep.split.1 / sgdStep.median, "ranks": Double(comm.size),
+                    "threads": Double(o.threads), "micro_batches": Double(o.microBatches),
+                    "parallel_micro_batches": Double(runner.parallelMicroBatches),
                     "buckets": Double(runner.allreduceBucketCount),
                     "bn_group_size": Double(o.bnGroupSize),
                     "params": Double(net.graph.parameterCount),

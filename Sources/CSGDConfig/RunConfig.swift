@@ -156,7 +156,7 @@ public struct RunConfig: Equatable {
     /// the running averages. A short round on small batches leaves averages of batch
     /// statistics taken under moving weights, and the eval-mode net then sees statistics its
     /// weights never produced.
-    public var roundEndBNBatches = 0
+    public var roundEndBnBatches = 0
 
     // Distributed.
     /// Who applies the update: rank 0 (then broadcasts the weights) or every rank.

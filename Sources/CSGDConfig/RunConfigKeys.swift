@@ -203,7 +203,7 @@ extension ConfigKey {
                     "recalibrate_batches", \.recalibrateBatches, .within(0...Limit.steps),
                     "merge mean: BN statistics recomputed over N train batches"),
                 .int(
-                    "round_end_bn_batches", \.roundEndBNBatches, .within(0...Limit.steps),
+                    "round_end_bn_batches", \.roundEndBnBatches, .within(0...Limit.steps),
                     "C-SGD: BN statistics recomputed over N train batches at each round's end"),
             ]
         ),

@@ -35,6 +35,12 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "Timed steps (median reported).") var steps = 8
     @Option(help: "Untimed steps before timing.") var warmup = 2
     @Option(help: "Threads per rank (OpenBLAS and our kernels).") var threads = 1
+    @Option(
+        help: """
+            Forward/backward passes per step (--batch divisible by it); with --threads > 1 they \
+            run in parallel, one single-threaded network replica each.
+            """)
+    var microBatches = 1
     @Option(help: "Who updates: rank0 (then broadcasts the weights) or replicated.")
     var update = UpdateMode.rank0
     @Option(help: "Gradient allreduce: overlap (buckets during backward) or blocking.")
@@ -58,6 +64,10 @@ struct BenchTrainCommand: ParsableCommand {
                 "--batch, --steps, --threads and --bn-group-size must be at least 1")
         }
         if warmup < 0 { throw ValidationError("--warmup must be at least 0 (got \(warmup))") }
+        if microBatches < 1 || microBatches > batch || batch % microBatches != 0 {
+            throw ValidationError(
+                "--micro-batches must divide --batch \(batch) (got \(microBatches))")
+        }
         try validateImageSize(imageSize)
         if !(bucketMb > 0 && bucketMb.isFinite) {
             throw ValidationError("--bucket-mb must be > 0 (got \(bucketMb))")
@@ -73,6 +83,8 @@ struct BenchTrainCommand: ParsableCommand {
             o.model = model
             o.imageSize = imageSize
             o.batch = batch
+            o.microBatches = microBatches
+            o.threads = threads
             o.steps = steps
             o.warmup = warmup
             o.update = update
@@ -86,6 +98,7 @@ struct BenchTrainCommand: ParsableCommand {
                 rows, json: output.json,
                 title:
                     "bench train: \(model)\(imageSize.map { " @\($0)" } ?? "") batch \(batch)/rank × \(comm.size) rank(s), "
+                    + (microBatches > 1 ? "\(microBatches) micro-batches, " : "")
                     + "\(threads) thread(s), update \(update.rawValue), allreduce \(allreduce.rawValue), "
                     + (bnGroupSize > 1 ? "BN groups of \(bnGroupSize) ranks, " : "")
                     + "3×3 convs \(ConvAlgorithm.conv3x3.rawValue), "

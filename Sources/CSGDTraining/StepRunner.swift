@@ -10,6 +10,14 @@
 // With BatchNorm groups (`bn_group_size` g > 1) every training-mode BN also sums its
 // per-channel statistics over the g ranks of its group, once in forward and once in backward;
 // that time counts as communication.
+// Micro-batches are virtual ranks: each starts from the step's BN running statistics, and the
+// step keeps their mean (what N ranks' buffer allreduce gives), so the micro-batches of a step
+// are independent. With `threads` T > 1 and M > 1 micro-batches they run T at a time on T
+// network replicas (replica 0 is the net; the others get its weights each step), each
+// single-threaded, and are summed in micro-batch order: the same arithmetic as one thread, so
+// weights and statistics are bitwise independent of T. (One process's kernels split over
+// threads scale poorly on 2–16 cores — docs/scaling.md — while independent images scale as
+// ranks do.)
 // Compute, communication and update times are accumulated for the benchmarks.
 
 import CSGDCentripetal
@@ -18,6 +26,7 @@ import CSGDCore
 import CSGDDistributed
 import CSGDKernels
 import CSGDModels
+import Dispatch
 
 /// Buffers and timing for the steps of one network on one rank.
 public final class StepRunner {
@@ -30,6 +39,13 @@ public final class StepRunner {
     let labels: UnsafeMutablePointer<Int32>
     let dLogits: FloatBuffer
     let accumulator: GradientAccumulator?
+    /// Networks running micro-batches concurrently (`replicas[0] === net`), with their own
+    /// input, label and logit-gradient buffers; one entry when micro-batches run in sequence.
+    let replicas: [Replica]
+    /// The step's starting BN running statistics and the sum of each micro-batch's result
+    /// (micro-batches > 1 only).
+    let bufferStart: FloatBuffer?
+    let bufferSum: FloatBuffer?
     /// The overlapped gradient allreduce, or nil for the blocking one.
     let buckets: GradientBuckets?
     /// Seconds spent in BatchNorm group sums (inside forward and backward).
@@ -49,20 +65,33 @@ public final class StepRunner {
     ///   - bnGroup: BatchNorm groups: with a group of more than one rank, `net`'s training-mode
     ///     BatchNorm pools its statistics over the group (sets `net.batchNormGroupReducer`;
     ///     otherwise clears it).
+    ///   - threads: with more than one thread and more than one micro-batch, micro-batches run
+    ///     `min(threads, microBatches)` at a time on network replicas (not with BN groups,
+    ///     whose collectives must be issued in one order per rank).
     public init(
         net: Network, comm: Communicator, microBatch: Int, microBatches: Int, update: UpdateMode,
         allreduce: AllreduceMode = RunConfig().allreduce, bucketMiB: Double = RunConfig().bucketMb,
-        bnGroup: RankGroup? = nil
-    ) {
+        bnGroup: RankGroup? = nil, threads: Int = 1
+    ) throws {
         self.net = net
         self.comm = comm
         self.microBatch = microBatch
         self.microBatches = microBatches
         self.update = update
-        images = FloatBuffer(count: microBatch * net.imageCount)
-        labels = .allocate(capacity: microBatch)
-        dLogits = FloatBuffer(count: microBatch * net.numClasses)
+        let parallel =
+            microBatches > 1 && (bnGroup?.size ?? 1) == 1 ? min(max(threads, 1), microBatches) : 1
+        var replicas = [Replica(net, microBatch: microBatch)]
+        for _ in 1..<max(parallel, 1) {
+            let copy = try Network(architecture: net.architecture)
+            replicas.append(Replica(copy, microBatch: microBatch))
+        }
+        self.replicas = replicas
+        images = replicas[0].images
+        labels = replicas[0].labels
+        dLogits = replicas[0].dLogits
         accumulator = microBatches > 1 ? GradientAccumulator(count: net.store.grads.count) : nil
+        bufferStart = microBatches > 1 ? FloatBuffer(count: net.store.buffers.count) : nil
+        bufferSum = microBatches > 1 ? FloatBuffer(count: net.store.buffers.count) : nil
         let store = net.store
         if allreduce == .overlap && comm.size > 1 && microBatches == 1 {
             let elements = Int(min(max(bucketMiB * 262_144, 1), 1e15).rounded())  // 4 B floats
@@ -88,7 +117,8 @@ public final class StepRunner {
     /// Buckets of the overlapped gradient allreduce; 0 when it blocks (see `init`).
     public var allreduceBucketCount: Int { buckets?.buckets.count ?? 0 }
 
-    deinit { labels.deallocate() }
+    /// Micro-batches run at once (1 = in sequence).
+    public var parallelMicroBatches: Int { replicas.count }
 
     /// Clears the timers.
     public func resetTimers() { seconds = (0, 0, 0) }
@@ -105,19 +135,56 @@ public final class StepRunner {
         let onReady = buckets.map { b in { (r: Range<Int>) in b.gradientsReady(r) } }
         var lossSum = 0.0
         var correct = 0
-        for m in 0..<microBatches {
-            net.store.zeroGrad()
-            fill(m, images.pointer, labels)
-            let logits = net.forward(images: images.pointer, batch: microBatch, training: true)
-            let r = softmaxCrossEntropy(
-                dLogits: dLogits.pointer, logits: logits, labels: labels, n: microBatch,
-                classes: net.numClasses)
-            net.backward(dLogits: dLogits.pointer, onGradientsReady: onReady)
-            accumulator?.accumulate(net.store.grads, index: m)
-            lossSum += r.loss * Double(microBatch)
-            correct += r.top1
+        if let bufferStart {
+            bufferStart.pointer.update(from: net.store.buffers.pointer, count: bufferStart.count)
+        }
+        for r in replicas.dropFirst() {
+            r.net.batchNorm = net.batchNorm
+            r.net.store.values.pointer.update(
+                from: net.store.values.pointer, count: net.store.values.count)
+        }
+        let mb = microBatch
+        for wave in stride(from: 0, to: microBatches, by: replicas.count) {
+            let count = min(replicas.count, microBatches - wave)
+            for t in 0..<count { fill(wave + t, replicas[t].images.pointer, replicas[t].labels) }
+            let run = { (t: Int) in
+                let r = self.replicas[t]
+                r.net.store.zeroGrad()
+                if let start = self.bufferStart {
+                    r.net.store.buffers.pointer.update(from: start.pointer, count: start.count)
+                }
+                let logits = r.net.forward(images: r.images.pointer, batch: mb, training: true)
+                let ce = softmaxCrossEntropy(
+                    dLogits: r.dLogits.pointer, logits: logits, labels: r.labels, n: mb,
+                    classes: r.net.numClasses)
+                r.result = (ce.loss, ce.top1)
+                r.net.backward(dLogits: r.dLogits.pointer, onGradientsReady: onReady)
+            }
+            if count == 1 {
+                run(0)
+            } else {
+                // Each replica's kernels single-threaded: the replicas are the parallelism.
+                let (blas, kernels) = (BLASThreads.current, KernelThreads.count)
+                BLASThreads.set(1)
+                KernelThreads.set(1)
+                DispatchQueue.concurrentPerform(iterations: count, execute: run)
+                BLASThreads.set(blas)
+                KernelThreads.set(kernels)
+            }
+            for t in 0..<count {
+                let r = replicas[t]
+                accumulator?.accumulate(r.net.store.grads, index: wave + t)
+                if let bufferSum { bufferSum.add(r.net.store.buffers, first: wave + t == 0) }
+                lossSum += r.result.loss * Double(mb)
+                correct += r.result.top1
+            }
         }
         accumulator?.finish(into: net.store.grads, count: microBatches)
+        if let bufferSum {
+            let inv = 1 / Float(microBatches)
+            let b = net.store.buffers.pointer
+            for i in 0..<bufferSum.count { b[i] = bufferSum[i] * inv }
+        }
         let t1 = monotonicSeconds()
         // Communicator calls made from inside backward are communication, not compute.
         let commInBackward =
@@ -186,6 +253,37 @@ final class GradientAccumulator {
         let s = sum.pointer
         let g = grads.pointer
         for i in 0..<grads.count { g[i] = s[i] * inv }
+    }
+}
+
+/// One network that runs micro-batches, with its own batch buffers.
+final class Replica {
+    let net: Network
+    let images: FloatBuffer
+    let labels: UnsafeMutablePointer<Int32>
+    let dLogits: FloatBuffer
+    /// The last micro-batch's loss and hits.
+    var result = (loss: 0.0, top1: 0)
+
+    init(_ net: Network, microBatch: Int) {
+        self.net = net
+        images = FloatBuffer(count: microBatch * net.imageCount)
+        labels = .allocate(capacity: microBatch)
+        dLogits = FloatBuffer(count: microBatch * net.numClasses)
+    }
+
+    deinit { labels.deallocate() }
+}
+
+extension FloatBuffer {
+    /// `self = other` when `first`, else `self += other`, element by element.
+    func add(_ other: FloatBuffer, first: Bool) {
+        if first {
+            pointer.update(from: other.pointer, count: count)
+        } else {
+            let o = other.pointer
+            for i in 0..<count { pointer[i] += o[i] }
+        }
     }
 }
 

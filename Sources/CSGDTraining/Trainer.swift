@@ -87,6 +87,17 @@ public final class Trainer {
                 "gradient allreduce overlapped with backward in "
                     + "\(phase.runner.allreduceBucketCount) bucket(s) of ~\(config.bucketMb) MiB")
         }
+        if phase.runner.parallelMicroBatches > 1 && state.epoch < epochs {
+            log.info(
+                "\(config.microBatches) micro-batches of \(phase.microBatch) images run "
+                    + "\(phase.runner.parallelMicroBatches) at a time on \(config.threads) threads "
+                    + "(one single-threaded network replica each)")
+        } else if config.threads > 1 && config.microBatches == 1 && state.epoch < epochs {
+            log.info(
+                "\(config.threads) threads split each kernel; --micro-batches \(config.threads) "
+                    + "runs images on them in parallel instead (faster, docs/scaling.md; BN "
+                    + "statistics then per micro-batch)")
+        }
         if bnGroup.size > 1 && state.epoch < epochs {
             log.info(
                 "BatchNorm statistics pooled over groups of \(bnGroup.size) ranks "
@@ -149,10 +160,10 @@ public final class Trainer {
             sgd = SGD(
                 store: net.store, config: SGDConfig(c), noDecay: centripetal?.parameters ?? [])
             microBatch = sampler.localBatch / c.microBatches
-            runner = StepRunner(
+            runner = try StepRunner(
                 net: net, comm: t.comm, microBatch: microBatch, microBatches: c.microBatches,
                 update: c.update, allreduce: c.allreduce, bucketMiB: c.bucketMb,
-                bnGroup: t.bnGroup)
+                bnGroup: t.bnGroup, threads: c.threads)
             self.epochs = epochs
             self.centripetal = centripetal
             let rounds = centripetal == nil ? 1 : c.effectiveRounds.count
@@ -297,10 +308,10 @@ public final class Trainer {
             // Before the round's last evaluation and checkpoint, so both see the net the prune
             // reproduces exactly (RunningStatistics.swift). Recomputed statistics come first:
             // the merge then averages what the final weights produce.
-            if config.roundEndBNBatches > 0 {
+            if config.roundEndBnBatches > 0 {
                 // `batch_size` images per batch on every rank, so N ranks recompute what one does.
                 let samples = try sampleBatches(
-                    images: config.roundEndBNBatches * config.batchSize, batch: config.batchSize)
+                    images: config.roundEndBnBatches * config.batchSize, batch: config.batchSize)
                 // Every rank sees the same images, so SyncBN's pooling would only recount them.
                 let reducer = net.batchNormGroupReducer
                 net.batchNormGroupReducer = nil

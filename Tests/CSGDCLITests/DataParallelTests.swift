@@ -24,10 +24,11 @@ final class DataParallelTests: XCTestCase {
         "--batch-size", "24", "--log-every", "1000", "--verify-every", "1",
     ]
 
-    func weights(_ path: String) throws -> [String: [Float]] {
+    /// The model's tensors, and its BN running statistics with `statistics`.
+    func weights(_ path: String, statistics: Bool = false) throws -> [String: [Float]] {
         let f = try SafeTensorsFile.read(path: path)
         var out: [String: [Float]] = [:]
-        for n in f.names where !n.hasPrefix("optim.") && !n.contains("running_") {
+        for n in f.names where !n.hasPrefix("optim.") && (statistics || !n.contains("running_")) {
             out[n] = try f.floats(n)
         }
         return out
@@ -79,8 +80,10 @@ final class DataParallelTests: XCTestCase {
             try CLIRunner.mpirun(
                 ranks: ranks, args: args(steps) + overlapArgs + ["--out-dir", many], btl: btl),
             file: file, line: line)
-        let a = try weights(one + "/checkpoint.safetensors")
-        let b = try weights(many + "/checkpoint.safetensors")
+        // Bitwise runs compare the BN running statistics too: micro-batches are virtual ranks
+        // (each starts from the step's statistics, the step keeps their mean).
+        let a = try weights(one + "/checkpoint.safetensors", statistics: tolerance == 0)
+        let b = try weights(many + "/checkpoint.safetensors", statistics: tolerance == 0)
         let d = maxDifference(a, b)
         XCTAssertLessThanOrEqual(
             d, tolerance, "\(ranks) ranks vs 1 rank, \(command) \(update): max |Δw| \(d)",
@@ -91,8 +94,9 @@ final class DataParallelTests: XCTestCase {
                 args(1) + ["--micro-batches", "\(ranks)", "--out-dir", first], env: env),
             file: file, line: line)
         XCTAssertGreaterThan(
-            maxDifference(a, try weights(first + "/checkpoint.safetensors")), 1e-4, file: file,
-            line: line)
+            maxDifference(
+                a, try weights(first + "/checkpoint.safetensors", statistics: tolerance == 0)),
+            1e-4, file: file, line: line)
     }
 
     /// Overlapped allreduce in buckets of 0.01 MiB: 8 buckets for the 17,462 parameters.
@@ -201,6 +205,36 @@ final class DataParallelTests: XCTestCase {
             if n.contains(".running_") { statistics += 1 }
         }
         XCTAssertGreaterThan(statistics, 20)
+    }
+
+    /// `--threads 2 --micro-batches 2` runs the two micro-batches in parallel on network
+    /// replicas: the run ends where the one-thread run does, every tensor bit for bit
+    /// (weights, momentum, BN statistics), for `train` and `csgd`.
+    func testMicroBatchesOnTwoThreadsEqualOneThreadBitwise() throws {
+        for cmd in ["train", "csgd"] {
+            let args =
+                [cmd] + tiny + [
+                    "--max-steps", "10", "--micro-batches", "2", "--centripetal-strength", "0.05",
+                ]
+            let one = dir + "/t1-" + cmd
+            let two = dir + "/t2-" + cmd
+            let env = ["OPENBLAS_NUM_THREADS": "1"]
+            let r1 = try CLIRunner.run(args + ["--threads", "1", "--out-dir", one], env: env)
+            expectSuccess(r1)
+            XCTAssertFalse(r1.output.contains("at a time"), r1.output)
+            let r2 = try CLIRunner.run(args + ["--threads", "2", "--out-dir", two], env: env)
+            expectSuccess(r2)
+            XCTAssertTrue(
+                r2.output.contains("2 micro-batches of 12 images run 2 at a time on 2 threads"),
+                r2.output)
+            let a = try SafeTensorsFile.read(path: one + "/checkpoint.safetensors")
+            let b = try SafeTensorsFile.read(path: two + "/checkpoint.safetensors")
+            XCTAssertEqual(a.names, b.names)
+            XCTAssertTrue(a.names.contains { $0.hasPrefix("optim.") })
+            for n in a.names where a.dtype(n) == .f32 {
+                XCTAssertEqual(try a.floats(n), try b.floats(n), "\(cmd): \(n) differs")
+            }
+        }
     }
 
     func testTwoRanksOverTCPEqualOneRankBitwise() throws {

@@ -396,6 +396,7 @@ final class RunConfigTests: XCTestCase {
         c.sensitivityContext = .uniform
         c.merge = .mean
         c.recalibrateBatches = 200
+        c.roundEndBnBatches = 3
         c.update = .replicated
         c.allreduce = .overlap
         c.bucketMb = 0.25
