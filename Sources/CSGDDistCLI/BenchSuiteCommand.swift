@@ -11,13 +11,15 @@ import Foundation
 struct BenchSuiteCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "all",
-        abstract: "The whole suite: kernels, train step 1×1 / 1×2 threads / 2 ranks×1, C-SGD, "
+        abstract: "The whole suite: kernels, train step 1×1 / 1×2 threads (kernels split, and "
+            + "2 micro-batches on 2 replicas) / 2 ranks×1, C-SGD, "
             + "inference, memory.",
         discussion: """
             The default of `csgd-dist bench`. Parts: kernels (sgemm and the ResNet-56 conv mix), \
             train (1 rank × 1 thread: step img/s and its ratio to sgemm, C-SGD ÷ SGD step, \
-            pruned ÷ unpruned inference, peak RSS), train at 2 BLAS threads (ratio to 1 \
-            thread), scaling (2 ranks × 1 thread vs 1 rank, communication fraction, batch-128 \
+            pruned ÷ unpruned inference, peak RSS), train at 2 threads splitting each kernel \
+            and at 2 threads running 2 micro-batches on replicas (each: ratio to 1 thread), \
+            scaling (2 ranks × 1 thread vs 1 rank, communication fraction, batch-128 \
             peak RSS; needs mpirun, skipped with a note otherwise). Rows keep their part's \
             name as a prefix.
             """)
@@ -55,11 +57,18 @@ struct BenchSuiteCommand: ParsableCommand {
         rows += one.map { prefixed($0, "1x1_") }
         let two = try part(
             "train 1 rank × 2 threads", ["train", "--threads", "2", "--step-only"] + common)
-        if let s1 = one.first(where: { $0.name.hasPrefix("train_step_") }),
-            var s2 = two.first(where: { $0.name.hasPrefix("train_step_") })
-        {
-            s2.extra["ratio_to_1thread"] = s2.value / s1.value
-            rows.append(prefixed(s2, "1x2_"))
+        // The same 2 threads running the batch as 2 micro-batches on 2 replicas.
+        let twoMicro = try part(
+            "train 1 rank × 2 threads × 2 micro-batches",
+            ["train", "--threads", "2", "--micro-batches", "2", "--step-only"] + common)
+        if let s1 = one.first(where: { $0.name.hasPrefix("train_step_") }) {
+            for (part, tag) in [(two, "1x2_"), (twoMicro, "1x2mb_")] {
+                guard var s2 = part.first(where: { $0.name.hasPrefix("train_step_") }) else {
+                    continue
+                }
+                s2.extra["ratio_to_1thread"] = s2.value / s1.value
+                rows.append(prefixed(s2, tag))
+            }
         }
         if noScaling {
             rows.append(BenchResult(name: "scaling_skipped", value: .nan, unit: "--no-scaling"))
@@ -67,7 +76,7 @@ struct BenchSuiteCommand: ParsableCommand {
             let scaling = try part("scaling (mpirun)", ["scaling", "--mpirun", mpirun] + common)
             rows += scaling.map { prefixed($0, "2x1_") }
         }
-        // The parts set their own OpenBLAS thread counts (row prefixes 1x1_, 1x2_, 2x1_).
+        // The parts set their own OpenBLAS thread counts (row prefixes 1x1_, 1x2_, 1x2mb_, 2x1_).
         var machine = MachineInfo.current()
         machine.blasThreads = nil
         BenchOutput.emit(

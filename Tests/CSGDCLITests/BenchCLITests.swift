@@ -43,6 +43,9 @@ final class BenchCLITests: XCTestCase {
         XCTAssertNotNil(try row("1x1_inference_resnet20_pruned58")["speedup"] as? Double)
         XCTAssertNotNil(try row("1x1_peak_rss")["value"] as? Double)
         XCTAssertNotNil(try row("1x2_train_step_resnet20_b8")["ratio_to_1thread"] as? Double)
+        let replicas = try row("1x2mb_train_step_resnet20_b8x1_rank0_mb2_t2")
+        XCTAssertNotNil(replicas["ratio_to_1thread"] as? Double)
+        XCTAssertEqual(replicas["parallel_micro_batches"] as? Double, 2)
         XCTAssertNotNil(try row("scaling_skipped"))
     }
 
