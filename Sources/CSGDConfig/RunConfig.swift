@@ -59,7 +59,9 @@ public struct RunConfig: Equatable {
     public var maxSteps = 0
     /// Global batch size, summed over ranks and micro-batches.
     public var batchSize = 64
-    /// Gradient accumulation: each rank's batch is split into this many micro-batches.
+    /// Each rank's batch is split into this many micro-batches (each its own BN batch, as a
+    /// rank's share is); with `threads` > 1 they run `threads` at a time on network replicas,
+    /// bitwise the same as in sequence (docs/scaling.md), else in sequence (accumulation).
     public var microBatches = 1
     /// Base learning rate.
     public var lr = 0.05
@@ -83,9 +85,10 @@ public struct RunConfig: Equatable {
     public var warmupEpochs = 0.0
     /// Seed of every random stream (init, shuffling, augmentation, k-means).
     public var seed: UInt64 = 1
-    /// Threads per rank, for OpenBLAS's GEMMs and for our own kernels (BatchNorm, ReLU, add,
-    /// im2col/col2im, pooling); 0 = leave the OpenBLAS default and run our kernels on one thread.
-    /// 1 by default: ranks scale better than threads (`mpirun -n cores`, docs/performance.md).
+    /// Threads per rank. With `micro_batches` > 1 they run micro-batches in parallel (one
+    /// single-threaded replica each: as fast as that many ranks); otherwise they split OpenBLAS's
+    /// GEMMs and our own kernels (BatchNorm, ReLU, add, im2col/col2im, pooling), which scales
+    /// poorly; 0 = leave the OpenBLAS default and run our kernels on one thread.
     public var threads = 1
 
     // Evaluation, checkpoints, logging.

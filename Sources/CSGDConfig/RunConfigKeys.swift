@@ -107,7 +107,7 @@ extension ConfigKey {
                     "batch_size", \.batchSize, .within(1...1 << 20), "GLOBAL batch, over all ranks"),
                 .int(
                     "micro_batches", \.microBatches, .within(1...1 << 20),
-                    "gradient accumulation steps"),
+                    "micro-batches per rank step (run `threads` at a time)"),
                 .double("lr", \.lr, .positive(atMost: 1e6), "base learning rate"),
                 .double("momentum", \.momentum, .fraction, "SGD momentum"),
                 .bool("nesterov", \.nesterov, "Nesterov momentum"),
@@ -128,7 +128,7 @@ extension ConfigKey {
                 .uint64("seed", \.seed, "seed of every random stream"),
                 .int(
                     "threads", \.threads, .within(0...256),
-                    "threads per rank (OpenBLAS and our kernels); 0 = OpenBLAS's default"),
+                    "run micro-batches in parallel, else split kernels (0: OpenBLAS default)"),
             ]
         ),
         (
