@@ -111,3 +111,20 @@ EOF
     [ "$(wc -l < "$work/refused.log")" -eq 1 ] && grep -q -- "--output" "$work/refused.log" \
         || fail "$method: the refusal is not one line naming --output: $(cat "$work/refused.log")"
 done
+# Even with --overwrite: the input under another name (hard link, symlink) and a device are
+# refused and left untouched.
+ln -sfn "$base" "$work/alias.safetensors"
+ln -f "$base" "$work/hard.safetensors"
+before=$(sha256sum < "$base")
+for out in "$work/hard.safetensors" "$work/alias.safetensors" /dev/null; do
+    if "$py" launch/peer/torch_pruning_peer.py --input "$base" --output "$out" --overwrite \
+        --method magnitude --target-flops 0.5 --epochs-finetune 0 --train-limit 48 --batch-size 16 \
+        --test-limit 20 --csgd-exe "$exe" > /dev/null 2> "$work/refused.log"
+    then
+        fail "--output $out --overwrite was accepted"
+    fi
+    [ "$(wc -l < "$work/refused.log")" -eq 1 ] && grep -q -- "--output $out" "$work/refused.log" \
+        || fail "--output $out: the refusal is not one line naming it: $(cat "$work/refused.log")"
+done
+[ "$(sha256sum < "$base")" = "$before" ] && [ -c /dev/null ] \
+    || fail "the input or /dev/null changed"

@@ -39,6 +39,7 @@ import re
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -139,8 +140,13 @@ def parse_args(argv):
     out_dir = os.path.dirname(os.path.abspath(a.output))
     if not os.path.isdir(out_dir):
         raise PeerError(f"--output {a.output}: folder {out_dir} does not exist")
-    if os.path.abspath(a.output) == os.path.abspath(a.input):
-        raise PeerError("--output must differ from --input")
+    # By identity (device + inode, through symlinks), not by spelling; and only a regular
+    # file is ever replaced (a rename over /dev/null as root would delete the device).
+    if os.path.exists(a.output) and os.path.samefile(a.output, a.input):
+        raise PeerError(f"--output {a.output} is the --input file")
+    if os.path.lexists(a.output) and not (
+            os.path.isfile(a.output) and not os.path.islink(a.output)):
+        raise PeerError(f"--output {a.output} exists and is not a regular file")
     if not (os.path.isfile(a.csgd_exe) and os.access(a.csgd_exe, os.X_OK)):
         raise PeerError(f"--csgd-exe {a.csgd_exe}: not an executable (build csgd-dist first)")
     for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -458,9 +464,11 @@ def main(argv):
     check = CifarResNet(out_arch)
     check.load_state_dict(model.state_dict())
     blob = model_file_bytes(model, out_arch)
-    tmp = f"{a.output}.tmp-{os.getpid()}"
+    # An unpredictable name created with O_EXCL, so a planted symlink is never written through.
+    fd, tmp = tempfile.mkstemp(
+        dir=os.path.dirname(os.path.abspath(a.output)), prefix=os.path.basename(a.output) + ".tmp-")
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(fd, "wb") as f:
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
