@@ -35,17 +35,14 @@ public final class StepRunner {
     let microBatch: Int
     let microBatches: Int
     let update: UpdateMode
-    let images: FloatBuffer
-    let labels: UnsafeMutablePointer<Int32>
-    let dLogits: FloatBuffer
     let accumulator: GradientAccumulator?
     /// Networks running micro-batches concurrently (`replicas[0] === net`), with their own
     /// input, label and logit-gradient buffers; one entry when micro-batches run in sequence.
     let replicas: [Replica]
-    /// The step's starting BN running statistics and the sum of each micro-batch's result
+    /// The step's starting BN running statistics, and the mean of each micro-batch's result
     /// (micro-batches > 1 only).
     let bufferStart: FloatBuffer?
-    let bufferSum: FloatBuffer?
+    let bufferMean: GradientAccumulator?
     /// The overlapped gradient allreduce, or nil for the blocking one.
     let buckets: GradientBuckets?
     /// Seconds spent in BatchNorm group sums (inside forward and backward).
@@ -86,12 +83,9 @@ public final class StepRunner {
             replicas.append(Replica(copy, microBatch: microBatch))
         }
         self.replicas = replicas
-        images = replicas[0].images
-        labels = replicas[0].labels
-        dLogits = replicas[0].dLogits
         accumulator = microBatches > 1 ? GradientAccumulator(count: net.store.grads.count) : nil
         bufferStart = microBatches > 1 ? FloatBuffer(count: net.store.buffers.count) : nil
-        bufferSum = microBatches > 1 ? FloatBuffer(count: net.store.buffers.count) : nil
+        bufferMean = microBatches > 1 ? GradientAccumulator(count: net.store.buffers.count) : nil
         let store = net.store
         if allreduce == .overlap && comm.size > 1 && microBatches == 1 {
             let elements = Int(min(max(bucketMiB * 262_144, 1), 1e15).rounded())  // 4 B floats
@@ -174,17 +168,13 @@ public final class StepRunner {
             for t in 0..<count {
                 let r = replicas[t]
                 accumulator?.accumulate(r.net.store.grads, index: wave + t)
-                if let bufferSum { bufferSum.add(r.net.store.buffers, first: wave + t == 0) }
+                bufferMean?.accumulate(r.net.store.buffers, index: wave + t)
                 lossSum += r.result.loss * Double(mb)
                 correct += r.result.top1
             }
         }
         accumulator?.finish(into: net.store.grads, count: microBatches)
-        if let bufferSum {
-            let inv = 1 / Float(microBatches)
-            let b = net.store.buffers.pointer
-            for i in 0..<bufferSum.count { b[i] = bufferSum[i] * inv }
-        }
+        bufferMean?.finish(into: net.store.buffers, count: microBatches)
         let t1 = monotonicSeconds()
         // Communicator calls made from inside backward are communication, not compute.
         let commInBackward =
@@ -230,7 +220,8 @@ public final class StepRunner {
 
 /// Sums micro-batch gradients in micro-batch order, then scales by 1/count — the same
 /// arithmetic as an allreduce-sum over ranks followed by 1/size, so for 2 ranks (where
-/// a + b = b + a) one rank with 2 micro-batches reproduces a 2-rank step bit for bit.
+/// a + b = b + a) one rank with 2 micro-batches reproduces a 2-rank step bit for bit. Also
+/// takes the micro-batches' BN running statistics to their mean (the buffer allreduce's twin).
 final class GradientAccumulator {
     let sum: FloatBuffer
 
@@ -273,18 +264,6 @@ final class Replica {
     }
 
     deinit { labels.deallocate() }
-}
-
-extension FloatBuffer {
-    /// `self = other` when `first`, else `self += other`, element by element.
-    func add(_ other: FloatBuffer, first: Bool) {
-        if first {
-            pointer.update(from: other.pointer, count: count)
-        } else {
-            let o = other.pointer
-            for i in 0..<count { pointer[i] += o[i] }
-        }
-    }
 }
 
 /// Seconds spent in BatchNorm group sums (a box the network's reducer closure can add to
