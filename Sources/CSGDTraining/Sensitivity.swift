@@ -224,11 +224,13 @@ public enum Sensitivity {
 
     /// Recomputes every BatchNorm's running mean and variance as the plain average of the
     /// batch statistics over `samples` (train-mode forwards with update weight 1/t on batch t:
-    /// PyTorch's `momentum=None`); the weights are not touched.
+    /// PyTorch's `momentum=None`); the weights are not touched. Any SyncBN group reducer is
+    /// off meanwhile: the samples are the same on every rank, so pooling would only recount them.
     public static func recalibrateBatchNorm(_ net: Network, _ samples: SampleBatches) {
-        let saved = net.batchNorm
+        let saved = (net.batchNorm, net.batchNormGroupReducer)
+        net.batchNormGroupReducer = nil
         defer {
-            net.batchNorm = saved
+            (net.batchNorm, net.batchNormGroupReducer) = saved
             net.releaseActivations()
         }
         for (t, b) in samples.batches.enumerated() {

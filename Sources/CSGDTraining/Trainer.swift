@@ -312,11 +312,7 @@ public final class Trainer {
                 // `batch_size` images per batch on every rank, so N ranks recompute what one does.
                 let samples = try sampleBatches(
                     images: config.roundEndBnBatches * config.batchSize, batch: config.batchSize)
-                // Every rank sees the same images, so SyncBN's pooling would only recount them.
-                let reducer = net.batchNormGroupReducer
-                net.batchNormGroupReducer = nil
                 Sensitivity.recalibrateBatchNorm(net, samples)
-                net.batchNormGroupReducer = reducer
                 log.info(
                     "round end: BN statistics recomputed over \(samples.batches.count) batches "
                         + "(\(samples.imageCount) training images) with the final weights")
